@@ -1,0 +1,181 @@
+"""The ``kdx`` command line: run studies, list what is registered, list the studies in a store.
+
+Bad input (a config, an override, a name) ends with one line on stderr and exit code 2, before
+anything is trained or logged. A study that fails mid-way exits 1 and says how to resume it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from kdcore.config import ConfigError, load_config
+from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS, UnknownNameError
+
+if TYPE_CHECKING:
+    from kdcore.study import StudySummary
+
+REGISTRIES = {"datasets": DATASETS, "models": MODELS, "methods": METHODS, "mechanisms": MECHANISMS}
+
+
+class UsageError(Exception):
+    """Input the user can fix; printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kdx", description="KD Explorer: run and compare knowledge-distillation studies."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="run a study: teacher, independent baseline and distilled student",
+        description="Train a study from a YAML config and log it to MLflow, then print its summary.",
+        epilog="example: kdx run examples/digits_kd.yaml distill.temperature=8 train.seed=2",
+    )
+    run.add_argument("config", nargs="?", help="YAML config file (see examples/); omit it with --resume")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                     help="override a config field, e.g. distill.temperature=8 train.seed=2")
+    run.add_argument("--resume", metavar="STUDY_ID",
+                     help="continue a failed or interrupted study where it stopped (no config needed)")
+    run.add_argument("--tracking-uri", metavar="URI",
+                     help="MLflow store or server; default: tracking.uri, $MLFLOW_TRACKING_URI, ./mlflow.db")
+    run.add_argument("--no-progress", action="store_true", help="hide the per-epoch progress bars")
+
+    listing = commands.add_parser(
+        "list", help="list the registered datasets, models, methods and mechanisms",
+        description="Print each registered component with a one-line description.",
+    )
+    listing.add_argument("kind", nargs="?", choices=sorted(REGISTRIES), help="only this registry")
+
+    studies = commands.add_parser(
+        "studies", help="list the studies in the tracking store with their key numbers",
+        description="A table of studies, newest first: status, dataset, models, method, accuracies, ratios.",
+    )
+    studies.add_argument("--tracking-uri", metavar="URI",
+                         help="MLflow store or server; default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
+    studies.add_argument("--experiment", metavar="NAME", help="only studies of this MLflow experiment")
+    studies.add_argument("--limit", type=int, default=20, metavar="N", help="show the newest N (default 20)")
+    return parser
+
+
+# --- commands -------------------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    for kind, registry in REGISTRIES.items():
+        if args.kind in (None, kind):
+            print(f"{kind}:")
+            for entry in registry:
+                print(f"  {entry.name:<12} {entry.description}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kdcore.engine import resolve_device
+    from kdcore.study import Study, StudyFailed
+    from kdcore.tracking import MlflowTracker
+
+    if args.resume:
+        if args.config or args.overrides:
+            raise UsageError("--resume continues a study with its own config; give no CONFIG or KEY=VALUE")
+        tracker = MlflowTracker(args.tracking_uri)
+        try:
+            study = Study.resume(args.resume, tracker, progress=not args.no_progress)
+        except Exception as err:  # an unknown id surfaces as MLflow's own exception type
+            raise UsageError(f"--resume: cannot resume {args.resume}: {_one_line(err)}") from None
+    else:
+        if not args.config:
+            raise UsageError("run: give a CONFIG file (e.g. examples/digits_kd.yaml) or --resume STUDY_ID")
+        cfg = load_config(args.config, args.overrides)
+        try:
+            resolve_device(cfg.train.device)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        tracker = MlflowTracker(args.tracking_uri or cfg.tracking.uri, cfg.tracking.experiment)
+        study = Study(cfg, tracker, progress=not args.no_progress)
+    try:
+        summary = study.run()
+    except StudyFailed as err:
+        print(f"kdx: {_one_line(err)}\n     continue it with: kdx run --resume {err.study_id}", file=sys.stderr)
+        return 1
+    print(format_summary(summary, tracker.uri))
+    return 0
+
+
+def cmd_studies(args: argparse.Namespace) -> int:
+    from kdcore.tracking import list_studies, resolve_uri
+
+    frame = list_studies(args.tracking_uri, args.experiment)
+    if frame.empty:
+        print(f"no studies in {resolve_uri(args.tracking_uri)}; run one with: kdx run examples/digits_kd.yaml")
+        return 0
+    frame = frame.head(args.limit)
+    header = (f"{'study_id':<32}  {'status':<8}  {'dataset':<8}  {'teacher':<14}  {'student':<14}  "
+              f"{'method':<6}  {'teacher':>7}  {'baseline':>8}  {'student':>7}  {'s/t':>5}  {'s/b':>5}")
+    print(header)
+    for row in frame.itertuples():
+        print(f"{row.study_id:<32}  {row.status:<8}  {_s(row.dataset):<8}  {_s(row.teacher):<14}  "
+              f"{_s(row.student):<14}  {_s(row.method):<6}  {_pct(row.teacher_acc):>7}  "
+              f"{_pct(row.baseline_acc):>8}  {_pct(row.student_acc):>7}  {_num(row.ratio_teacher):>5}  "
+              f"{_num(row.ratio_baseline):>5}")
+    return 0
+
+
+# --- formatting -----------------------------------------------------------------------------------
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _s(value: object) -> str:
+    return "-" if _missing(value) else str(value)
+
+
+def _pct(value: object) -> str:
+    return "-" if _missing(value) else f"{100 * float(value):.1f}%"  # type: ignore[arg-type]
+
+
+def _num(value: object) -> str:
+    return "-" if _missing(value) else f"{float(value):.2f}"  # type: ignore[arg-type]
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def format_summary(s: StudySummary, uri: str) -> str:
+    """The study's roles and ratios as a small table for the terminal."""
+    cfg = s.cfg
+    lines = [f"study {s.study_id}  {s.name}",
+             f"  {'role':<9} {'val acc':>8} {'test acc':>9} {'shift acc':>10} {'params':>9} {'ms/sample':>10}"]
+    for role, m in s.roles.items():
+        lines.append(f"  {role:<9} {_pct(m['val/acc']):>8} {_pct(m['test/acc']):>9} {_pct(m['shift/acc']):>10} "
+                     f"{int(m['model/params']):>9,} {m['model/latency_ms']:>10.4f}")
+    st = s.metrics
+    lines.append(
+        f"  student/teacher {_num(st.get('study/acc_ratio_teacher'))}   "
+        f"student/baseline {_num(st.get('study/acc_ratio_baseline'))}   "
+        f"params {_num(st.get('study/param_ratio'))}x fewer   speed-up {_num(st.get('study/speedup'))}x"
+    )
+    if s.teacher_reused_from:
+        lines.append(f"  teacher reused from run {s.teacher_reused_from} (identical config)")
+    lines.append(f"  method {cfg.distill.method}, T={cfg.distill.temperature}, alpha={cfg.distill.alpha}; "
+                 f"logged to {uri} in {st.get('study/wall_s', 0):.1f}s")
+    return "\n".join(lines)
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "studies": cmd_studies}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, UnknownNameError, UsageError) as err:
+        print(f"kdx: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""Typed, validated study configuration: the one parser for YAML files, CLI overrides and forms.
+
+Every wrong value becomes a :class:`ConfigError` whose one-line message names the field and
+what is allowed, before anything is trained or logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS, UnknownNameError
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported as one line that names the field."""
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are re-validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _registered(registry: Any, name: str) -> str:
+    try:
+        registry.entry(name)
+    except UnknownNameError as err:
+        raise ValueError(str(err)) from None
+    return name
+
+
+class DataConfig(Section):
+    name: str = Field("digits", description="Registered dataset (kdx list datasets).")
+    n_samples: int | None = Field(
+        None, ge=100, le=1_000_000,
+        description="Samples to generate, for generated datasets only; empty = the dataset's default.",
+    )
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of samples held out for model selection.")
+    test_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of samples held out for the final numbers.")
+    split_seed: int = Field(
+        0, ge=0, description="Seed of the split; fixed apart from train.seed so seeds compare on one test set."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _registered(DATASETS, value)
+
+    @model_validator(mode="after")
+    def _size_allowed(self) -> DataConfig:
+        if self.n_samples is not None and not DATASETS.entry(self.name).meta.get("generated", False):
+            raise ValueError(f"data.n_samples: dataset {self.name} has a fixed size; leave n_samples empty")
+        return self
+
+
+class ModelConfig(Section):
+    name: str = Field("mlp", description="Registered model (kdx list models).")
+    width: int = Field(64, ge=1, le=4096, description="Hidden units (mlp) or channels (cnn) per block.")
+    depth: int = Field(2, ge=1, le=16, description="Number of hidden layers (mlp) or conv blocks (cnn).")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _registered(MODELS, value)
+
+
+class DistillConfig(Section):
+    method: str = Field("kd", description="Registered method that trains the student (kdx list methods).")
+    mechanism: str = Field("offline", description="How teacher and student are scheduled (kdx list mechanisms).")
+    temperature: float = Field(
+        4.0, gt=0, le=100, description="Softens both distributions; higher shows more dark knowledge."
+    )
+    alpha: float = Field(
+        0.9, ge=0, le=1, description="Weight of the distillation term; 1 - alpha weighs the label loss."
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Method-specific parameters.")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        return _registered(METHODS, value)
+
+    @field_validator("mechanism")
+    @classmethod
+    def _known_mechanism(cls, value: str) -> str:
+        return _registered(MECHANISMS, value)
+
+    @model_validator(mode="after")
+    def _method_params(self) -> DistillConfig:
+        params_model = getattr(METHODS.get(self.method), "Params", None)
+        if params_model is None:
+            if self.params:
+                raise ValueError(f"distill.params: method {self.method} takes no extra parameters")
+            return self
+        try:
+            params_model.model_validate(self.params)
+        except ValidationError as err:
+            raise ValueError(_first_error(err, prefix="distill.params")) from None
+        return self
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1, le=10_000, description="Epochs for baseline and student (one shared budget).")
+    teacher_epochs: int | None = Field(None, ge=1, le=10_000, description="Epochs for the teacher; empty = epochs.")
+    batch_size: int = Field(128, ge=2, le=65_536, description="Samples per optimizer step.")
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="Optimizer for every role.")
+    lr: float = Field(1e-3, gt=0, le=10, description="Peak learning rate.")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="L2 penalty (decoupled for adamw).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum, used by sgd only.")
+    schedule: Literal["cosine", "constant"] = Field("cosine", description="Learning-rate schedule over epochs.")
+    seed: int = Field(0, ge=0, description="Seed of initialisation and batch order.")
+    device: str = Field("auto", description="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")
+    amp: bool = Field(True, description="Mixed precision on CUDA; ignored elsewhere.")
+    threads: int = Field(
+        1, ge=1, le=256,
+        description="torch CPU threads; results differ between thread counts, so it is part of the run.",
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        head, _, index = value.partition(":")
+        if head not in {"auto", "cpu", "cuda", "mps"} or (index and (head != "cuda" or not index.isdigit())):
+            raise ValueError("allowed: auto, cpu, cuda, cuda:N, mps")
+        return value
+
+    def epochs_for(self, role: str) -> int:
+        """The teacher may have its own budget; every student role shares ``epochs``."""
+        return (self.teacher_epochs or self.epochs) if role == "teacher" else self.epochs
+
+
+class TrackingConfig(Section):
+    experiment: str = Field("kd-explorer", min_length=1, description="MLflow experiment that holds the study.")
+    uri: str | None = Field(
+        None, description="Tracking URI; empty = $MLFLOW_TRACKING_URI, else ./mlflow.db (SQLite)."
+    )
+    study_name: str | None = Field(None, description="Name shown for the study; empty = generated.")
+
+
+class ExperimentConfig(Section):
+    """One study: the data, the two architectures, how to distill, how to train, where to log."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: ModelConfig = Field(default_factory=lambda: ModelConfig(name="mlp", width=256, depth=3))
+    student: ModelConfig = Field(default_factory=lambda: ModelConfig(name="mlp", width=32, depth=1))
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _models_fit_data(self) -> ExperimentConfig:
+        shape = DATASETS.entry(self.data.name).meta["input_shape"]
+        for role in ("teacher", "student"):
+            name = getattr(self, role).name
+            rank = MODELS.entry(name).meta.get("input_rank")
+            if rank is not None and rank != len(shape):
+                fitting = [e.name for e in MODELS if e.meta.get("input_rank") in (None, len(shape))]
+                raise ValueError(
+                    f"{role}.name: model {name} needs {rank}-d inputs but dataset {self.data.name} gives "
+                    f"shape {tuple(shape)}; allowed: {', '.join(fitting)}"
+                )
+        return self
+
+    # --- persistence -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml())
+
+    def flat(self) -> dict[str, str]:
+        """The config as ``section.key -> str`` pairs: the params of every MLflow run."""
+        return {key: "" if value is None else str(value) for key, value in _flatten(self.to_dict()).items()}
+
+    def teacher_fingerprint(self, version: str) -> str:
+        """Hash of everything that determines the trained teacher, so identical teachers are reused.
+
+        Device, AMP and thread count are left out: they change the last bits, not the teacher.
+        """
+        train = self.train.model_dump(mode="json", exclude={"device", "amp", "threads", "teacher_epochs"})
+        train["epochs"] = self.train.epochs_for("teacher")
+        payload = {"version": version, "data": self.data.model_dump(mode="json"),
+                   "teacher": self.teacher.model_dump(mode="json"), "train": train}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _first_error(err: ValidationError, prefix: str = "") -> str:
+    """One line for the first problem: ``field.path: what is wrong (got value)``."""
+    first = err.errors()[0]
+    loc = ".".join(str(part) for part in first["loc"])
+    loc = ".".join(p for p in (prefix, loc) if p)
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif "input" in first and first["type"] not in {"value_error", "missing"} and not isinstance(
+        first["input"], dict
+    ):
+        msg = f"{msg} (got {first['input']!r})"
+    if ":" in msg.split(" ")[0]:  # a cross-field message already names its field
+        return msg
+    return f"{loc}: {msg}" if loc else msg
+
+
+def _allowed_keys(model: type[BaseModel], path: list[str]) -> list[str]:
+    """Keys allowed at ``path`` inside ``model`` (for the unknown-key message)."""
+    for part in path:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def validate(raw: dict[str, Any]) -> ExperimentConfig:
+    """Validate a raw mapping into an :class:`ExperimentConfig`, or raise a one-line ConfigError."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        message = _first_error(err)
+        if first["type"] == "extra_forbidden":
+            allowed = _allowed_keys(ExperimentConfig, [str(p) for p in first["loc"][:-1]])
+            message += f"; allowed: {', '.join(allowed)}"
+        raise ConfigError(message) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) to a raw config mapping."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected section.key=value, e.g. distill.temperature=8")
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{key}: {part} is a value, not a section")
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            node[parts[-1]] = text
+    return raw
+
+
+def load_raw(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a mapping (an empty file is the default config)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {str(path)!r}: invalid YAML{where}") from None
+    return raw or {}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load a YAML file (or the defaults), apply CLI overrides and validate."""
+    raw = load_raw(path) if path is not None else {}
+    return validate(apply_overrides(raw, list(overrides or [])))
+
+
+def config_from_yaml(text: str) -> ExperimentConfig:
+    """Validate a config held as YAML text (e.g. the ``config.yaml`` artifact of a study)."""
+    return validate(yaml.safe_load(text) or {})

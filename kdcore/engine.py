@@ -1,0 +1,243 @@
+"""The one training loop, for every role and every method.
+
+It sums the method's weighted losses, steps the optimizer, evaluates on the validation split
+each epoch (model selection never looks at the test split), writes a checkpoint each epoch and
+stops on a non-finite loss. It never branches on a method's name.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from kdcore.data.splits import DatasetSplits, Split
+from kdcore.methods.base import Batch, Method
+
+EVAL_BATCH = 1024
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite; the message says which, when and what to try."""
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    role: str
+    epoch: int  # 0-based
+    epochs: int
+    metrics: dict[str, float]
+
+
+EpochCallback = Callable[[EpochReport], None]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    best_epoch: int
+    best_val_acc: float
+    epochs_run: int  # epochs trained in this call (fewer than planned after a resume)
+
+
+# --- device and determinism -------------------------------------------------------------------
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda > mps > cpu; an explicit device that is missing is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device: {name} requested but torch sees no CUDA device; allowed: auto, cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"train.device: {name} does not exist; torch sees {torch.cuda.device_count()} GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("train.device: mps requested but not available; allowed: auto, cpu")
+    return device
+
+
+def set_determinism(seed: int, threads: int) -> None:
+    """Same seed and thread count -> bit-identical results on the same machine and device."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+
+
+def autocast_for(device: torch.device, amp: bool) -> tuple[Callable[[], Any], torch.amp.GradScaler | None]:
+    """Mixed precision on CUDA only: bfloat16 where supported, else float16 with a grad scaler."""
+    if not (amp and device.type == "cuda"):
+        return nullcontext, None
+    if torch.cuda.is_bf16_supported():
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16), None
+    return lambda: torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool = False) -> torch.Tensor:
+    """Logits of ``model`` (in eval mode) on ``x``, batched, as float32 on ``device``."""
+    was_training = model.training
+    model.eval()
+    autocast, _ = autocast_for(device, amp)
+    chunks = []
+    for start in range(0, len(x), EVAL_BATCH):
+        with autocast():
+            chunks.append(model(x[start:start + EVAL_BATCH].to(device)).logits.float())
+    model.train(was_training)
+    return torch.cat(chunks)
+
+
+def predict_probs(model: nn.Module, split: Split, device: torch.device, amp: bool = False) -> torch.Tensor:
+    """Softmax probabilities on a split, on the CPU, for the metrics."""
+    return predict_logits(model, split.x, device, amp).softmax(-1).cpu()
+
+
+# --- training -------------------------------------------------------------------------------------
+def build_optimizer(params: Iterator[nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
+    params = list(params)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=True)
+    optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, cfg: Any, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _epoch: 1.0)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * e / epochs)))
+
+
+def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
+    """Shuffled index batches, a pure function of (seed, epoch) so a resumed run sees the same order.
+
+    A final batch of one sample is dropped: batch norm cannot train on it.
+    """
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    if n % batch_size == 1:
+        perm = perm[:-1]
+    return list(perm.split(batch_size))
+
+
+def fit(
+    method: Method,
+    splits: DatasetSplits,
+    cfg: Any,
+    *,
+    role: str,
+    epochs: int,
+    device: torch.device,
+    callbacks: Sequence[EpochCallback] = (),
+    checkpoint: Path | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``method`` for ``epochs`` on ``splits.train``; leave its student at the best val epoch.
+
+    With ``checkpoint`` set, state is saved there after each epoch and, if the file already
+    exists, training resumes from it.
+    """
+    method.to(device)
+    params = list(method.trainable_parameters())
+    optimizer = build_optimizer(iter(params), cfg)
+    schedule = build_schedule(optimizer, cfg, epochs)
+    autocast, scaler = autocast_for(device, cfg.amp)
+    x_train, y_train = splits.train.x.to(device), splits.train.y.to(device)
+    start_epoch, best_epoch, best_val_acc, best_state = 0, -1, -1.0, None
+
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, best_epoch, best_val_acc = state["epoch"], state["best_epoch"], state["best_val_acc"]
+        best_state = state["best_state"]
+
+    bar = tqdm(total=epochs, initial=start_epoch, desc=f"{role:>9}", unit="ep", disable=not progress,
+               dynamic_ncols=True, leave=True)
+    for epoch in range(start_epoch, epochs):
+        started = time.perf_counter()
+        method.train()
+        totals: dict[str, torch.Tensor] = {}
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        for index in batch_order(len(y_train), cfg.batch_size, cfg.seed, epoch):
+            index = index.to(device)
+            batch = Batch(x_train[index], y_train[index], index)
+            with autocast():
+                out = method.step(batch)
+            loss = sum(out.losses.values())
+            if not torch.isfinite(loss):
+                bad = [k for k, v in out.losses.items() if not torch.isfinite(v)]
+                raise NonFiniteLossError(
+                    f"{role}: loss {', '.join(bad) or 'total'} became {loss.item()} in epoch {epoch + 1}; "
+                    f"try a lower train.lr (now {cfg.lr}) or distill.temperature"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            for name, value in out.losses.items():
+                totals[name] = totals.get(name, 0) + value.detach().float() * len(index)
+            correct += (out.logits.argmax(-1) == batch.y).sum()
+            seen += len(index)
+        lr = optimizer.param_groups[0]["lr"]
+        schedule.step()
+
+        val_logits = predict_logits(method.student, splits.val.x, device, cfg.amp)
+        y_val = splits.val.y.to(device)
+        val_acc = (val_logits.argmax(-1) == y_val).float().mean().item()
+        metrics = {f"train/loss_{k}": (v / seen).item() for k, v in totals.items()}
+        metrics["train/loss"] = sum(metrics.values())
+        metrics.update({
+            "train/acc": correct.item() / seen,
+            "train/lr": lr,
+            "val/acc": val_acc,
+            "val/loss": F.cross_entropy(val_logits, y_val).item(),
+            "time/epoch_s": time.perf_counter() - started,
+        })
+        if val_acc > best_val_acc:
+            best_epoch, best_val_acc = epoch, val_acc
+            best_state = {k: v.detach().clone() for k, v in method.student.state_dict().items()}
+        if checkpoint is not None:
+            _save_atomic(checkpoint, {
+                "epoch": epoch + 1, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "scaler": scaler.state_dict() if scaler else {},
+                "best_epoch": best_epoch, "best_val_acc": best_val_acc, "best_state": best_state,
+            })
+        report = EpochReport(role, epoch, epochs, metrics)
+        for callback in callbacks:
+            callback(report)
+        bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", val_acc=f"{val_acc:.3f}")
+        bar.update(1)
+    bar.close()
+    if best_state is not None:
+        method.student.load_state_dict(best_state)
+    return FitResult(best_epoch, best_val_acc, epochs - start_epoch)
+
+
+def _save_atomic(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)

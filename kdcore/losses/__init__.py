@@ -1,0 +1,1 @@
+"""Loss terms: pure functions, one file per knowledge type."""

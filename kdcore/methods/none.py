@@ -1,0 +1,20 @@
+"""Plain supervised training: how teachers and independent baselines learn."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from kdcore.methods.base import Batch, Method, StepOutput
+from kdcore.registry import register_method
+
+
+@register_method("none")
+class NoDistillation(Method):
+    """Cross-entropy on the labels only; trains the teacher and the independent baseline."""
+
+    knowledge = "none"
+    needs_teacher = False
+
+    def step(self, batch: Batch) -> StepOutput:
+        logits = self.student(batch.x).logits
+        return StepOutput(logits, {"ce": F.cross_entropy(logits, batch.y)})

@@ -1,0 +1,45 @@
+"""2-d convolutional network for images shaped (C, H, W)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from kdcore.models.base import ModelOutput
+from kdcore.registry import register_model
+
+
+class CNN2d(nn.Module):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int, depth: int) -> None:
+        super().__init__()
+        channels, height, width_px = input_shape
+        blocks = []
+        size = min(height, width_px)
+        for i in range(depth):
+            layers: list[nn.Module] = [
+                nn.Conv2d(channels if i == 0 else width, width, 3, padding=1),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+            ]
+            if size >= 4:  # halve the resolution while there is some to spare
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            blocks.append(nn.Sequential(*layers))
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        h = x  # (B, C, H, W)
+        features: dict[str, torch.Tensor] = {}
+        for i, block in enumerate(self.blocks, start=1):
+            h = block(h)  # (B, width, H_i, W_i)
+            features[f"block{i}"] = h
+        z = h.mean(dim=(2, 3))  # (B, width) global average pool
+        features["penultimate"] = z
+        return ModelOutput(self.head(z), features)
+
+
+@register_model("cnn2d", input_rank=3)
+def cnn2d(input_shape: tuple[int, ...], num_classes: int, width: int = 32, depth: int = 2) -> CNN2d:
+    """2-d CNN: `depth` conv-BN-ReLU(-maxpool) blocks of `width` channels, for (C, H, W) images."""
+    return CNN2d(input_shape, num_classes, width, depth)

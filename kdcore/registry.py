@@ -1,0 +1,96 @@
+"""Decorator registries for datasets, models, methods and mechanisms (the timm shape).
+
+A new component is one file with one decorator; ``kdx list``, the config validator and the
+test-suite pick it up from here, so nothing else is edited when one is added.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """A name that is not registered; its message lists what is."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """One registered component: the object, a one-line description and free-form metadata."""
+
+    name: str
+    obj: T
+    description: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry(Generic[T]):
+    """Name -> component map filled by a decorator at import time."""
+
+    def __init__(self, kind: str, package: str) -> None:
+        self.kind = kind
+        self._package = package
+        self._entries: dict[str, Entry[T]] = {}
+        self._loaded = False
+
+    def register(self, name: str, **meta: Any) -> Callable[[T], T]:
+        """Decorator: register ``obj`` under ``name``; its docstring's first line describes it."""
+
+        def decorator(obj: T) -> T:
+            if name in self._entries and self._entries[name].obj is not obj:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            doc = (getattr(obj, "__doc__", None) or "").strip()
+            self._entries[name] = Entry(name, obj, doc.splitlines()[0] if doc else "", dict(meta))
+            return obj
+
+        return decorator
+
+    def _load(self) -> None:
+        """Import every module of the package once, so that all decorators have run."""
+        if self._loaded:
+            return
+        self._loaded = True
+        package = importlib.import_module(self._package)
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{self._package}.{info.name}")
+
+    def entry(self, name: str) -> Entry[T]:
+        self._load()
+        if name not in self._entries:
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}")
+        return self._entries[name]
+
+    def get(self, name: str) -> T:
+        return self.entry(name).obj
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        self._load()
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+
+DATASETS: Registry[Any] = Registry("dataset", "kdcore.data")
+MODELS: Registry[Any] = Registry("model", "kdcore.models")
+METHODS: Registry[Any] = Registry("method", "kdcore.methods")
+MECHANISMS: Registry[Any] = Registry("mechanism", "kdcore.mechanisms")
+
+register_dataset = DATASETS.register
+register_model = MODELS.register
+register_method = METHODS.register
+register_mechanism = MECHANISMS.register

@@ -1,0 +1,300 @@
+"""A study end to end: the parent run, each role trained through the engine, metrics and artifacts.
+
+Mechanisms decide which roles exist and who teaches whom; they call :meth:`Study.train_role`
+and :meth:`Study.teacher_role`, which own tracking, checkpoints, evaluation and resumption.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from kdcore import __version__
+from kdcore.config import ExperimentConfig, ModelConfig, config_from_yaml
+from kdcore.data.splits import DatasetSplits, cache_dir, load_dataset
+from kdcore.engine import fit, predict_logits, predict_probs, resolve_device, set_determinism
+from kdcore.methods.base import TeacherSource, build_method
+from kdcore.metrics import latency_ms, peak_memory_mb, per_class_accuracy, prediction_metrics
+from kdcore.models.base import build_model, count_parameters
+from kdcore.registry import MECHANISMS, METHODS
+from kdcore.tracker import RunRecord, Tracker
+
+STUDY_ROLE = "study"
+FAILURE_TAG = "kd.failure_reason"
+WEIGHTS = "model/state_dict.pt"
+
+
+class StudyFailed(RuntimeError):
+    """A study stopped; its runs are FAILED (or KILLED) in the tracker with the reason as a tag."""
+
+    def __init__(self, study_id: str, reason: str) -> None:
+        super().__init__(f"study {study_id} failed: {reason}")
+        self.study_id, self.reason = study_id, reason
+
+
+@dataclass
+class RoleResult:
+    """A trained (or reused) model of the study, with its final metrics and predictions."""
+
+    role: str
+    run_id: str
+    model: nn.Module
+    metrics: dict[str, float]
+    test_probs: torch.Tensor  # (N_test, K)
+
+
+@dataclass
+class StudySummary:
+    study_id: str
+    name: str
+    cfg: ExperimentConfig
+    roles: dict[str, dict[str, float]]
+    metrics: dict[str, float] = field(default_factory=dict)
+    teacher_reused_from: str | None = None
+
+
+def model_spec(cfg: ModelConfig) -> str:
+    """Short architecture label used in tags and tables, e.g. ``mlp-w256-d3``."""
+    return f"{cfg.name}-w{cfg.width}-d{cfg.depth}"
+
+
+class Study:
+    """Runs one study with a tracker; ``Study.resume`` continues a crashed one."""
+
+    def __init__(self, cfg: ExperimentConfig, tracker: Tracker, *, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.tracker = tracker
+        self.progress = progress
+        self.device = resolve_device(cfg.train.device)
+        self.study_id: str | None = None
+        self.splits: DatasetSplits | None = None
+        self.roles: dict[str, RoleResult] = {}
+        self.teacher_reused_from: str | None = None
+        self._previous: dict[str, RunRecord] = {}  # role runs of an interrupted attempt
+        self._open: list[str] = []
+
+    @classmethod
+    def resume(cls, study_id: str, tracker: Tracker, *, progress: bool = True) -> Study:
+        """Reload a study's config and role runs; finished roles are kept, the rest continue."""
+        record = tracker.get_run(study_id)
+        if record.tags.get("kd.role") != STUDY_ROLE:
+            raise ValueError(f"--resume: run {study_id} is not a study (its kd.role is "
+                             f"{record.tags.get('kd.role')!r})")
+        if record.status == "FINISHED":
+            raise ValueError(f"--resume: study {study_id} already finished")
+        study = cls(config_from_yaml(tracker.read_bytes(study_id, "config.yaml").decode()), tracker,
+                    progress=progress)
+        study.study_id = study_id
+        for run in reversed(tracker.find_runs({"kd.study_id": study_id})):  # oldest first, newest wins
+            if run.tags.get("kd.role") != STUDY_ROLE:
+                study._previous[run.tags["kd.role"]] = run
+        return study
+
+    # --- the study -----------------------------------------------------------------------------
+    def run(self) -> StudySummary:
+        cfg = self.cfg
+        started = time.perf_counter()
+        set_determinism(cfg.train.seed, cfg.train.threads)
+        self.splits = load_dataset(cfg.data)
+        if self.study_id is None:
+            self.study_id = self.tracker.start_run(
+                cfg.tracking.study_name or self._default_name(), self._tags(STUDY_ROLE, "none"), cfg.flat()
+            )
+            self.tracker.set_tags(self.study_id, {"kd.study_id": self.study_id})
+            self.tracker.log_bytes(self.study_id, "config.yaml", cfg.to_yaml().encode())
+        else:
+            self._reopen(self.study_id)
+        self._open.append(self.study_id)
+        try:
+            MECHANISMS.get(cfg.distill.mechanism)(self)
+            metrics = study_metrics(self.roles)
+            metrics["study/wall_s"] = time.perf_counter() - started
+            self.tracker.log_metrics(self.study_id, metrics, step=0)
+            self._end(self.study_id, "FINISHED")
+        except BaseException as err:
+            reason = f"{type(err).__name__}: {err}"[:4000]
+            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+            for run_id in reversed(self._open):
+                self.tracker.set_tags(run_id, {FAILURE_TAG: reason})
+                self._end(run_id, status)
+            raise StudyFailed(self.study_id, reason) from err
+        name = self.tracker.get_run(self.study_id).name
+        return StudySummary(self.study_id, name, cfg, {r: v.metrics for r, v in self.roles.items()}, metrics,
+                            self.teacher_reused_from)
+
+    def _default_name(self) -> str:
+        cfg = self.cfg
+        return (f"{cfg.data.name} {model_spec(cfg.teacher)}->{model_spec(cfg.student)} "
+                f"{cfg.distill.method} seed{cfg.train.seed}")
+
+    def _tags(self, role: str, method: str, **extra: str) -> dict[str, str]:
+        cfg = self.cfg
+        tags = {
+            "kd.role": role, "kd.method": cfg.distill.method if role == STUDY_ROLE else method,
+            "kd.mechanism": cfg.distill.mechanism,
+            "kd.knowledge": METHODS.get(cfg.distill.method if role == STUDY_ROLE else method).knowledge,
+            "kd.dataset": cfg.data.name, "kd.teacher": model_spec(cfg.teacher),
+            "kd.student": model_spec(cfg.student), "kd.version": __version__, **extra,
+        }
+        if role == STUDY_ROLE:
+            tags["kd.findings"] = ""
+        if self.study_id:
+            tags["kd.study_id"] = self.study_id
+        return tags
+
+    def _reopen(self, run_id: str) -> None:
+        self.tracker.reopen_run(run_id)
+        self.tracker.delete_tag(run_id, FAILURE_TAG)
+
+    def _end(self, run_id: str, status: str) -> None:
+        self.tracker.end_run(run_id, status)
+        if run_id in self._open:
+            self._open.remove(run_id)
+
+    def checkpoint_path(self, role: str) -> Path:
+        return cache_dir() / "checkpoints" / str(self.study_id) / f"{role}.pt"
+
+    # --- roles -----------------------------------------------------------------------------------
+    def teacher_role(self) -> RoleResult:
+        """The teacher: kept from this study's earlier attempt, reused from an identical one, or trained."""
+        fingerprint = self.cfg.teacher_fingerprint(__version__)
+        if "teacher" not in self._previous:
+            same = self.tracker.find_runs({"kd.role": "teacher", "kd.teacher_fingerprint": fingerprint},
+                                          status="FINISHED")
+            if same:
+                origin = same[0].tags.get("kd.reused_from", same[0].run_id)
+                model = self._load_weights(self.cfg.teacher, origin)
+                run_id = self.tracker.start_run(
+                    "teacher", self._tags("teacher", "none", **{"kd.teacher_fingerprint": fingerprint,
+                                                                 "kd.reused_from": origin}),
+                    self.cfg.flat(), parent_id=self.study_id)
+                self._open.append(run_id)
+                self.teacher_reused_from = origin
+                return self._finish_role("teacher", run_id, model, teacher=None, log_weights=False)
+        return self.train_role("teacher", self.cfg.teacher, "none", teacher=None,
+                               extra_tags={"kd.teacher_fingerprint": fingerprint})
+
+    def train_role(self, role: str, model_cfg: ModelConfig, method: str, teacher: RoleResult | None,
+                   extra_tags: dict[str, str] | None = None) -> RoleResult:
+        """Train one model of the study with ``method`` (taught by ``teacher``) and log it as a role."""
+        cfg, splits = self.cfg, self.splits
+        assert splits is not None and self.study_id is not None
+        previous = self._previous.get(role)
+        if previous is not None and previous.status == "FINISHED":
+            origin = previous.tags.get("kd.reused_from", previous.run_id)
+            model = self._load_weights(model_cfg, origin)
+            result = RoleResult(role, previous.run_id, model, previous.metrics,
+                                predict_probs(model, splits.test, self.device))
+            self.roles[role] = result
+            return result
+
+        set_determinism(cfg.train.seed, cfg.train.threads)  # same init for baseline and student
+        model = build_model(model_cfg, splits.input_shape, splits.num_classes)
+        source = None
+        if METHODS.get(method).needs_teacher:
+            assert teacher is not None, f"method {method} needs a teacher"
+            cache = (predict_logits(teacher.model, splits.train.x, self.device, cfg.train.amp)
+                     if splits.deterministic else None)
+            source = TeacherSource(teacher.model, cache)
+        distiller = build_method(method, model, source, cfg.distill)
+
+        if previous is not None:
+            run_id = previous.run_id
+            self._reopen(run_id)
+        else:
+            run_id = self.tracker.start_run(role, self._tags(role, method, **(extra_tags or {})), cfg.flat(),
+                                            parent_id=self.study_id)
+        self._open.append(run_id)
+        checkpoint = self.checkpoint_path(role)
+        fit(distiller, splits, cfg.train, role=role, epochs=cfg.train.epochs_for(role), device=self.device,
+            callbacks=[lambda report: self.tracker.log_metrics(run_id, report.metrics, report.epoch)],
+            checkpoint=checkpoint, progress=self.progress)
+        result = self._finish_role(role, run_id, model, teacher)
+        checkpoint.unlink(missing_ok=True)
+        return result
+
+    def _load_weights(self, model_cfg: ModelConfig, run_id: str) -> nn.Module:
+        assert self.splits is not None
+        model = build_model(model_cfg, self.splits.input_shape, self.splits.num_classes)
+        state = torch.load(io.BytesIO(self.tracker.read_bytes(run_id, WEIGHTS)), map_location="cpu",
+                           weights_only=True)
+        model.load_state_dict(state)
+        return model.to(self.device).eval()
+
+    def _finish_role(self, role: str, run_id: str, model: nn.Module, teacher: RoleResult | None,
+                     log_weights: bool = True) -> RoleResult:
+        """Evaluate the selected model on every split, log metrics and artifacts, close the run."""
+        splits, device = self.splits, self.device
+        assert splits is not None
+        model.to(device).eval()
+        teacher_test = teacher.test_probs if teacher else None
+        teacher_model = teacher.model if teacher else None
+        probs = {name: predict_probs(model, getattr(splits, name), device, self.cfg.train.amp)
+                 for name in ("val", "test", "test_shifted")}
+        metrics = prediction_metrics(probs["val"], splits.val.y, _maybe_probs(teacher_model, splits.val, device),
+                                     "val")
+        metrics |= prediction_metrics(probs["test"], splits.test.y, teacher_test, "test")
+        metrics |= prediction_metrics(probs["test_shifted"], splits.test_shifted.y,
+                                      _maybe_probs(teacher_model, splits.test_shifted, device), "shift")
+        for k, acc in enumerate(per_class_accuracy(probs["test"], splits.test.y, splits.num_classes)):
+            metrics[f"test/acc_class_{k}"] = acc
+        example = splits.test.x[:1].to(device)
+        metrics |= {
+            "model/params": float(count_parameters(model)),
+            "model/latency_ms": latency_ms(model, example, batch_size=1),
+            "model/latency_ms_b256": latency_ms(model, example, batch_size=256, repeats=5),
+            "model/memory_mb": peak_memory_mb(model, example),
+        }
+        self.tracker.log_metrics(run_id, metrics, step=self.cfg.train.epochs_for(role))
+        self.tracker.log_bytes(run_id, "predictions.npz", _predictions_npz(probs, splits))
+        if log_weights:
+            buffer = io.BytesIO()
+            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
+            self.tracker.log_bytes(run_id, WEIGHTS, buffer.getvalue())
+        self._end(run_id, "FINISHED")
+        result = RoleResult(role, run_id, model, metrics, probs["test"])
+        self.roles[role] = result
+        return result
+
+
+def _maybe_probs(model: nn.Module | None, split: object, device: torch.device) -> torch.Tensor | None:
+    return None if model is None else predict_probs(model, split, device)  # type: ignore[arg-type]
+
+
+def _predictions_npz(probs: dict[str, torch.Tensor], splits: DatasetSplits) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        test_probs=probs["test"].numpy().astype(np.float32), test_labels=splits.test.y.numpy(),
+        shift_probs=probs["test_shifted"].numpy().astype(np.float32), shift_labels=splits.test_shifted.y.numpy(),
+    )
+    return buffer.getvalue()
+
+
+def study_metrics(roles: dict[str, RoleResult]) -> dict[str, float]:
+    """The study's own numbers: role accuracies and the student's ratios to teacher and baseline."""
+    out: dict[str, float] = {}
+    for role in ("teacher", "baseline", "student"):
+        if role in roles:
+            out[f"study/{role}_acc"] = roles[role].metrics["test/acc"]
+    if {"teacher", "student"} <= roles.keys():
+        t, s = roles["teacher"].metrics, roles["student"].metrics
+        out |= {
+            "study/acc_ratio_teacher": s["test/acc"] / max(t["test/acc"], 1e-12),
+            "study/val_acc_ratio_teacher": s["val/acc"] / max(t["val/acc"], 1e-12),
+            "study/param_ratio": t["model/params"] / s["model/params"],
+            "study/speedup": t["model/latency_ms"] / s["model/latency_ms"],
+            "study/speedup_b256": t["model/latency_ms_b256"] / s["model/latency_ms_b256"],
+            "study/memory_ratio": t["model/memory_mb"] / s["model/memory_mb"],
+        }
+    if {"baseline", "student"} <= roles.keys():
+        b, s = roles["baseline"].metrics, roles["student"].metrics
+        out["study/acc_ratio_baseline"] = s["test/acc"] / max(b["test/acc"], 1e-12)
+        out["study/val_acc_ratio_baseline"] = s["val/acc"] / max(b["val/acc"], 1e-12)
+    return out

@@ -1,0 +1,127 @@
+"""What a study needs from a run tracker, and an in-memory tracker for tests and dry runs.
+
+:mod:`kdcore.tracking` implements the same interface on MLflow; nothing else imports mlflow.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+TERMINAL = ("FINISHED", "FAILED", "KILLED")
+
+
+@dataclass
+class RunRecord:
+    """A tracked run as the core sees it."""
+
+    run_id: str
+    name: str
+    status: str  # RUNNING | FINISHED | FAILED | KILLED
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # latest value of each
+    start_time: int = 0  # ms since the epoch
+
+
+class Tracker(ABC):
+    """Runs with tags, params, per-step metrics and byte artifacts."""
+
+    uri: str
+
+    @abstractmethod
+    def start_run(self, name: str, tags: dict[str, str], params: dict[str, str],
+                  parent_id: str | None = None) -> str:
+        """Create a RUNNING run (nested under ``parent_id``) and return its id."""
+
+    @abstractmethod
+    def reopen_run(self, run_id: str) -> None:
+        """Set a run back to RUNNING, to continue it after a crash."""
+
+    @abstractmethod
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        """Log several metrics at one step in one call."""
+
+    @abstractmethod
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
+
+    @abstractmethod
+    def delete_tag(self, run_id: str, key: str) -> None: ...
+
+    @abstractmethod
+    def log_bytes(self, run_id: str, path: str, data: bytes) -> None:
+        """Store ``data`` as the artifact ``path`` of the run."""
+
+    @abstractmethod
+    def read_bytes(self, run_id: str, path: str) -> bytes: ...
+
+    @abstractmethod
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None: ...
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord: ...
+
+    @abstractmethod
+    def find_runs(self, tags: dict[str, str], status: str | None = None) -> list[RunRecord]:
+        """Runs whose tags match all of ``tags`` (and ``status``), newest first."""
+
+    @abstractmethod
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """(step, value) pairs of one metric, by step."""
+
+
+class MemoryTracker(Tracker):
+    """Keeps everything in dictionaries; the reference behaviour for tests."""
+
+    def __init__(self) -> None:
+        self.uri = "memory://"
+        self.runs: dict[str, RunRecord] = {}
+        self.history: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        self.artifacts: dict[tuple[str, str], bytes] = {}
+        self._ids = itertools.count(1)
+
+    def start_run(self, name: str, tags: dict[str, str], params: dict[str, str],
+                  parent_id: str | None = None) -> str:
+        run_id = f"run{next(self._ids)}"
+        tags = dict(tags)
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        now = int(time.time() * 1000)
+        self.runs[run_id] = RunRecord(run_id, name, "RUNNING", tags, dict(params), {}, now)
+        return run_id
+
+    def reopen_run(self, run_id: str) -> None:
+        self.runs[run_id].status = "RUNNING"
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        for key, value in metrics.items():
+            self.runs[run_id].metrics[key] = float(value)
+            self.history.setdefault((run_id, key), []).append((step, float(value)))
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.runs[run_id].tags.update(tags)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.runs[run_id].tags.pop(key, None)
+
+    def log_bytes(self, run_id: str, path: str, data: bytes) -> None:
+        self.artifacts[(run_id, path)] = data
+
+    def read_bytes(self, run_id: str, path: str) -> bytes:
+        return self.artifacts[(run_id, path)]
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.runs[run_id].status = status
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return self.runs[run_id]
+
+    def find_runs(self, tags: dict[str, str], status: str | None = None) -> list[RunRecord]:
+        found = [r for r in self.runs.values()
+                 if all(r.tags.get(k) == v for k, v in tags.items()) and status in (None, r.status)]
+        return sorted(found, key=lambda r: (r.start_time, int(r.run_id[3:])), reverse=True)
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return sorted(self.history.get((run_id, key), []))

@@ -1,0 +1,226 @@
+"""MLflow behind the :class:`~kdcore.tracker.Tracker` interface, and the readers the dashboard uses.
+
+The only module that imports mlflow. The default store is a SQLite file, ``mlflow.db`` in the
+working directory, with artifacts in ``mlartifacts/`` beside it: the same places the stock
+``mlflow ui`` uses, so running it in that directory shows every study. ``MLFLOW_TRACKING_URI``
+(or ``tracking.uri`` in a config) points everything at another store or a shared server.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.utils.async_logging.run_operations import RunOperations
+
+from kdcore.tracker import RunRecord, Tracker
+
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+STUDY_ROLE = "study"
+
+# MLflow announces every run it creates and draws a bar per artifact download; the CLI prints
+# its own summary instead.
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def default_tracking_uri() -> str:
+    """$MLFLOW_TRACKING_URI, else ./mlflow.db (SQLite) in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+def resolve_uri(uri: str | None) -> str:
+    return uri or default_tracking_uri()
+
+
+def _artifact_root(uri: str) -> str | None:
+    """``mlartifacts/`` beside a local SQLite file; a server decides for itself."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / DEFAULT_ARTIFACTS).as_uri()
+    return None
+
+
+class MlflowTracker(Tracker):
+    """A tracker writing to one MLflow experiment; metrics are sent batched and asynchronously."""
+
+    def __init__(self, uri: str | None = None, experiment: str = "kd-explorer") -> None:
+        self.uri = resolve_uri(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            self.experiment_id = self.client.create_experiment(experiment, _artifact_root(self.uri))
+        else:
+            if found.lifecycle_stage == "deleted":
+                self.client.restore_experiment(found.experiment_id)
+            self.experiment_id = found.experiment_id
+        self._pending: dict[str, list[RunOperations]] = {}
+
+    def start_run(self, name: str, tags: dict[str, str], params: dict[str, str],
+                  parent_id: str | None = None) -> str:
+        tags = dict(tags)
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        run_id = run.info.run_id
+        items = [Param(k, v) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(run_id, params=items[start:start + 100], synchronous=True)
+        return run_id
+
+    def reopen_run(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for start in range(0, len(items), 1000):
+            ops = self.client.log_batch(run_id, metrics=items[start:start + 1000], synchronous=False)
+            if ops is not None:
+                self._pending.setdefault(run_id, []).append(ops)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        if key in self.client.get_run(run_id).data.tags:
+            self.client.delete_tag(run_id, key)
+
+    def log_bytes(self, run_id: str, path: str, data: bytes) -> None:
+        folder, _, name = path.rpartition("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / name
+            local.write_bytes(data)
+            self.client.log_artifact(run_id, str(local), folder or None)
+
+    def read_bytes(self, run_id: str, path: str) -> bytes:
+        return _read_bytes(self.client, run_id, path)
+
+    def _wait(self, run_id: str) -> None:
+        for ops in self._pending.pop(run_id, []):
+            ops.wait()
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self._wait(run_id)
+        self.client.set_terminated(run_id, status=status)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return _record(self.client.get_run(run_id))
+
+    def find_runs(self, tags: dict[str, str], status: str | None = None) -> list[RunRecord]:
+        clauses = [f"tags.`{k}` = '{_quote(v)}'" for k, v in tags.items()]
+        if status:
+            clauses.append(f"attributes.status = '{status}'")
+        runs = _search_all(self.client, [self.experiment_id], " AND ".join(clauses))
+        return [_record(run) for run in runs]
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
+
+
+def _read_bytes(client: MlflowClient, run_id: str, path: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
+
+
+def _quote(value: str) -> str:
+    return str(value).replace("'", "\\'")
+
+
+def _record(run: object) -> RunRecord:
+    info, data = run.info, run.data  # type: ignore[attr-defined]
+    return RunRecord(info.run_id, info.run_name or "", info.status, dict(data.tags), dict(data.params),
+                     dict(data.metrics), info.start_time or 0)
+
+
+def _search_all(client: MlflowClient, experiment_ids: list[str], filter_string: str) -> list[object]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string, ViewType.ACTIVE_ONLY, max_results=1000,
+                                  order_by=["attributes.start_time DESC"], page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+# --- readers for the CLI and the dashboard ------------------------------------------------------
+STUDY_COLUMNS = {
+    "tags.kd.dataset": "dataset", "tags.kd.teacher": "teacher", "tags.kd.student": "student",
+    "tags.kd.method": "method", "tags.kd.mechanism": "mechanism", "tags.kd.knowledge": "knowledge",
+    "metrics.study/teacher_acc": "teacher_acc", "metrics.study/baseline_acc": "baseline_acc",
+    "metrics.study/student_acc": "student_acc", "metrics.study/acc_ratio_teacher": "ratio_teacher",
+    "metrics.study/acc_ratio_baseline": "ratio_baseline", "metrics.study/param_ratio": "param_ratio",
+    "metrics.study/speedup": "speedup", "tags.kd.findings": "findings",
+    "tags.kd.failure_reason": "failure_reason",
+}
+
+
+def _experiment_ids(client: MlflowClient, experiment: str | None) -> list[str]:
+    if experiment is None:
+        return [e.experiment_id for e in client.search_experiments(ViewType.ACTIVE_ONLY)]
+    found = client.get_experiment_by_name(experiment)
+    return [found.experiment_id] if found else []
+
+
+def _runs_frame(client: MlflowClient, experiment_ids: list[str], filter_string: str) -> pd.DataFrame:
+    rows = []
+    for run in _search_all(client, experiment_ids, filter_string) if experiment_ids else []:
+        row = {"run_id": run.info.run_id, "name": run.info.run_name, "status": run.info.status,
+               "experiment_id": run.info.experiment_id,
+               "start_time": pd.to_datetime(run.info.start_time, unit="ms"),
+               "end_time": pd.to_datetime(run.info.end_time, unit="ms") if run.info.end_time else pd.NaT}
+        row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+        row.update({f"params.{k}": v for k, v in run.data.params.items()})
+        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def list_studies(uri: str | None = None, experiment: str | None = None) -> pd.DataFrame:
+    """One row per study, newest first: what, how, the three accuracies, the ratios and the status."""
+    client = MlflowClient(tracking_uri=resolve_uri(uri))
+    frame = _runs_frame(client, _experiment_ids(client, experiment), f"tags.`kd.role` = '{STUDY_ROLE}'")
+    columns = ["study_id", "name", "status", "start_time", "end_time", *STUDY_COLUMNS.values()]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    frame = frame.rename(columns={"run_id": "study_id", **STUDY_COLUMNS})
+    for column in columns:
+        if column not in frame:
+            frame[column] = np.nan
+    return frame[columns].reset_index(drop=True)
+
+
+def list_runs(study_ids: list[str], uri: str | None = None) -> pd.DataFrame:
+    """Every role run of the given studies, with ``tags.*``, ``params.*`` and ``metrics.*`` columns."""
+    if not study_ids:
+        return pd.DataFrame()
+    client = MlflowClient(tracking_uri=resolve_uri(uri))
+    quoted = ", ".join(f"'{_quote(s)}'" for s in study_ids)
+    frame = _runs_frame(client, _experiment_ids(client, None),
+                        f"tags.`kd.study_id` IN ({quoted}) AND tags.`kd.role` != '{STUDY_ROLE}'")
+    return frame.reset_index(drop=True)
+
+
+def metric_history(run_ids: list[str], keys: list[str], uri: str | None = None) -> pd.DataFrame:
+    """Long table (run_id, key, step, value, timestamp) of the given metrics, for curves."""
+    client = MlflowClient(tracking_uri=resolve_uri(uri))
+    rows = [(run_id, m.key, m.step, m.value, m.timestamp)
+            for run_id in run_ids for key in keys for m in client.get_metric_history(run_id, key)]
+    frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
+    return frame.sort_values(["run_id", "key", "step"]).reset_index(drop=True)
+
+
+def load_predictions(run_id: str, uri: str | None = None) -> dict[str, np.ndarray]:
+    """Per-sample test and shifted-test probabilities and labels of one role run."""
+    client = MlflowClient(tracking_uri=resolve_uri(uri))
+    with np.load(io.BytesIO(_read_bytes(client, run_id, "predictions.npz"))) as data:
+        return {key: data[key] for key in data.files}
