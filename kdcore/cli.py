@@ -150,7 +150,7 @@ def format_summary(s: StudySummary, uri: str) -> str:
     lines = [f"study {s.study_id}  {s.name}",
              f"  {'role':<9} {'val acc':>8} {'test acc':>9} {'shift acc':>10} {'params':>9} {'ms/sample':>10}"]
     for role, m in s.roles.items():
-        lines.append(f"  {role:<9} {_pct(m['val/acc']):>8} {_pct(m['test/acc']):>9} {_pct(m['shift/acc']):>10} "
+        lines.append(f"  {role:<9} {_pct(m['val/best_acc']):>8} {_pct(m['test/acc']):>9} {_pct(m['shift/acc']):>10} "
                      f"{int(m['model/params']):>9,} {m['model/latency_ms']:>10.4f}")
     st = s.metrics
     lines.append(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,7 +128,7 @@ class TrainConfig(Section):
     def _device(cls, value: str) -> str:
         head, _, index = value.partition(":")
         if head not in {"auto", "cpu", "cuda", "mps"} or (index and (head != "cuda" or not index.isdigit())):
-            raise ValueError("allowed: auto, cpu, cuda, cuda:N, mps")
+            raise ValueError(f"{value!r} is not a device; allowed: auto, cpu, cuda, cuda:N, mps")
         return value
 
     def epochs_for(self, role: str) -> int:
@@ -215,7 +216,7 @@ def _first_error(err: ValidationError, prefix: str = "") -> str:
         first["input"], dict
     ):
         msg = f"{msg} (got {first['input']!r})"
-    if ":" in msg.split(" ")[0]:  # a cross-field message already names its field
+    if re.match(r"^[a-z_]+\.[a-z_.]+: ", msg):  # a cross-field message already names its field
         return msg
     return f"{loc}: {msg}" if loc else msg
 

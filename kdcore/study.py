@@ -239,6 +239,8 @@ class Study:
                  for name in ("val", "test", "test_shifted")}
         metrics = prediction_metrics(probs["val"], splits.val.y, _maybe_probs(teacher_model, splits.val, device),
                                      "val")
+        # val/acc is the per-epoch curve; the selected model's value gets its own key.
+        metrics["val/best_acc"] = metrics.pop("val/acc")
         metrics |= prediction_metrics(probs["test"], splits.test.y, teacher_test, "test")
         metrics |= prediction_metrics(probs["test_shifted"], splits.test_shifted.y,
                                       _maybe_probs(teacher_model, splits.test_shifted, device), "shift")
@@ -287,7 +289,7 @@ def study_metrics(roles: dict[str, RoleResult]) -> dict[str, float]:
         t, s = roles["teacher"].metrics, roles["student"].metrics
         out |= {
             "study/acc_ratio_teacher": s["test/acc"] / max(t["test/acc"], 1e-12),
-            "study/val_acc_ratio_teacher": s["val/acc"] / max(t["val/acc"], 1e-12),
+            "study/val_acc_ratio_teacher": s["val/best_acc"] / max(t["val/best_acc"], 1e-12),
             "study/param_ratio": t["model/params"] / s["model/params"],
             "study/speedup": t["model/latency_ms"] / s["model/latency_ms"],
             "study/speedup_b256": t["model/latency_ms_b256"] / s["model/latency_ms_b256"],
@@ -296,5 +298,5 @@ def study_metrics(roles: dict[str, RoleResult]) -> dict[str, float]:
     if {"baseline", "student"} <= roles.keys():
         b, s = roles["baseline"].metrics, roles["student"].metrics
         out["study/acc_ratio_baseline"] = s["test/acc"] / max(b["test/acc"], 1e-12)
-        out["study/val_acc_ratio_baseline"] = s["val/acc"] / max(b["val/acc"], 1e-12)
+        out["study/val_acc_ratio_baseline"] = s["val/best_acc"] / max(b["val/best_acc"], 1e-12)
     return out

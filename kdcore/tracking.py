@@ -204,10 +204,12 @@ def list_runs(study_ids: list[str], uri: str | None = None) -> pd.DataFrame:
     if not study_ids:
         return pd.DataFrame()
     client = MlflowClient(tracking_uri=resolve_uri(uri))
-    quoted = ", ".join(f"'{_quote(s)}'" for s in study_ids)
-    frame = _runs_frame(client, _experiment_ids(client, None),
-                        f"tags.`kd.study_id` IN ({quoted}) AND tags.`kd.role` != '{STUDY_ROLE}'")
-    return frame.reset_index(drop=True)
+    experiments = _experiment_ids(client, None)
+    # MLflow's search has no IN for tags: one query per study.
+    frames = [_runs_frame(client, experiments,
+                          f"tags.`kd.study_id` = '{_quote(s)}' AND tags.`kd.role` != '{STUDY_ROLE}'")
+              for s in study_ids]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def metric_history(run_ids: list[str], keys: list[str], uri: str | None = None) -> pd.DataFrame:

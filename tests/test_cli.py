@@ -1,0 +1,89 @@
+"""The kdx command line: a study end to end, the listings, and bad input that logs nothing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kdcore.cli import main
+from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS
+from tests.helpers import TINY
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    lines = {}
+    for item in TINY:
+        key, value = item.split("=")
+        section, field = key.split(".")
+        lines.setdefault(section, []).append(f"  {field}: {value}")
+    path = tmp_path / "tiny.yaml"
+    path.write_text("\n".join(f"{s}:\n" + "\n".join(v) for s, v in lines.items()) + "\n")
+    return path
+
+
+def test_run_prints_summary_and_studies_lists_it(config_file: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", str(config_file), "distill.temperature=8", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    for word in ("teacher", "baseline", "student", "student/teacher", "student/baseline", "T=8.0"):
+        assert word in out
+    assert (config_file.parent / "mlflow.db").is_file()
+    study_id = out.split()[1]
+    assert main(["studies"]) == 0
+    listing = capsys.readouterr().out
+    assert study_id in listing and "FINISHED" in listing and "digits" in listing
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "missing.yaml"], "config file 'missing.yaml' does not exist"),
+    (["run", "{cfg}", "distill.method=nope"], "distill.method: unknown method 'nope'"),
+    (["run", "{cfg}", "distill.temperature=-2"], "distill.temperature: Input should be greater than 0"),
+    (["run", "{cfg}", "teacher.name=cnn1d"], "teacher.name: model cnn1d needs 2-d inputs"),
+    (["run", "{cfg}", "train.device=cuda:7"], "train.device:"),
+    (["run"], "run: give a CONFIG file"),
+    (["run", "{cfg}", "--resume", "abc"], "--resume continues a study with its own config"),
+])
+def test_bad_input_is_one_line_exit_2_and_logs_nothing(
+    config_file: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
+) -> None:
+    code = main([a.replace("{cfg}", str(config_file)) for a in args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"kdx: error: {message}") and err.count("\n") == 1, err
+    assert not (config_file.parent / "mlflow.db").exists()
+
+
+def test_resume_of_unknown_study_is_a_usage_error(config_file: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "--resume", "0123456789abcdef"]) == 2
+    assert capsys.readouterr().err.startswith("kdx: error: --resume: cannot resume 0123456789abcdef")
+
+
+def test_list_shows_every_registered_component(capsys: pytest.CaptureFixture) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for registry in (DATASETS, MODELS, METHODS, MECHANISMS):
+        for entry in registry:
+            assert f"  {entry.name:<12} {entry.description}" in out
+
+
+def test_console_script_help_explains_every_option() -> None:
+    kdx = shutil.which("kdx", path=str(Path(sys.executable).parent))
+    assert kdx, "the kd-explorer distribution is not installed"
+    for command, options in {"run": ["--resume", "--tracking-uri", "--no-progress", "KEY=VALUE"],
+                             "studies": ["--experiment", "--limit", "--tracking-uri"], "list": ["kind"]}.items():
+        out = subprocess.run([kdx, command, "--help"], capture_output=True, text=True, check=True).stdout
+        assert all(option in out for option in options), (command, out)
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_examples_are_valid(example: str) -> None:
+    from kdcore.config import load_config
+
+    load_config(EXAMPLES / example)

@@ -1,0 +1,65 @@
+"""Config validation: every wrong value is one line naming the field and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from kdcore.config import ConfigError, config_from_yaml, load_config
+from kdcore.registry import METHODS, MODELS
+from tests.helpers import tiny_config
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("distill.method=nope", "distill.method: unknown method 'nope'; allowed: kd, none"),
+    ("distill.temperature=-1", "distill.temperature: Input should be greater than 0 (got -1)"),
+    ("distill.alpha=1.5", "distill.alpha: Input should be less than or equal to 1 (got 1.5)"),
+    ("train.optimizer=rmsprop", "train.optimizer: Input should be 'adam', 'adamw' or 'sgd' (got 'rmsprop')"),
+    ("train.epochs=0", "train.epochs: Input should be greater than or equal to 1 (got 0)"),
+    ("train.device=tpu", "train.device: 'tpu' is not a device; allowed: auto, cpu, cuda, cuda:N, mps"),
+    ("distill.temprature=8", "distill.temprature: unknown key; allowed: method, mechanism, temperature"),
+    ("data.n_samples=5000", "data.n_samples: dataset digits has a fixed size"),
+    ("teacher.name=cnn1d", "teacher.name: model cnn1d needs 2-d inputs but dataset digits gives shape (1, 8, 8)"),
+    ("student.name=cnn2d data.name=mnist1d", "student.name: model cnn2d needs 3-d inputs"),
+    ("distill.params={beta:2}", "distill.params: method kd takes no extra parameters"),
+    ("train", "override 'train': expected section.key=value"),
+])
+def test_bad_values_give_one_line_naming_the_field(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        tiny_config(*override.split(" "))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(expected), message
+
+
+def test_missing_file_and_bad_yaml(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML at line"):
+        load_config(bad)
+
+
+def test_overrides_are_typed_and_yaml_round_trips(tmp_path) -> None:
+    cfg = tiny_config("distill.temperature=8", "train.seed=2", "data.name=mnist1d", "data.n_samples=500")
+    assert cfg.distill.temperature == 8.0 and cfg.train.seed == 2 and cfg.data.n_samples == 500
+    path = tmp_path / "cfg.yaml"
+    cfg.save(path)
+    assert load_config(path) == cfg
+    assert config_from_yaml(cfg.to_yaml()) == cfg
+    assert cfg.flat()["distill.temperature"] == "8.0"
+
+
+def test_teacher_fingerprint_ignores_what_cannot_change_the_teacher() -> None:
+    base = tiny_config().teacher_fingerprint("v")
+    assert tiny_config("distill.temperature=9", "train.threads=2", "student.width=4").teacher_fingerprint("v") == base
+    assert tiny_config("teacher.width=33").teacher_fingerprint("v") != base
+    assert tiny_config("train.seed=1").teacher_fingerprint("v") != base
+    assert tiny_config("train.teacher_epochs=1").teacher_fingerprint("v") == base  # same budget as epochs=1
+
+
+def test_every_registered_name_is_accepted() -> None:
+    for method in METHODS.names():
+        assert tiny_config(f"distill.method={method}").distill.method == method
+    for model in MODELS.names():
+        assert MODELS.entry(model).description

@@ -1,0 +1,88 @@
+"""A study logged into a temporary SQLite MLflow store and read back through the reader API."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from kdcore.config import config_from_yaml
+from kdcore.models.base import build_model
+from kdcore.study import WEIGHTS, Study
+from kdcore.tracking import MlflowTracker, list_runs, list_studies, load_predictions, metric_history
+from tests.helpers import tiny_config
+
+
+@pytest.fixture
+def logged_study(sqlite_uri: str):
+    cfg = tiny_config("train.epochs=2", "tracking.experiment=roundtrip")
+    tracker = MlflowTracker(sqlite_uri, cfg.tracking.experiment)
+    summary = Study(cfg, tracker, progress=False).run()
+    return cfg, tracker, summary
+
+
+def test_study_schema_round_trip(logged_study, sqlite_uri: str) -> None:
+    cfg, tracker, summary = logged_study
+    parent = tracker.get_run(summary.study_id)
+    assert parent.status == "FINISHED"
+    assert parent.tags["kd.role"] == "study" and parent.tags["kd.study_id"] == summary.study_id
+    assert {parent.tags[k] for k in ("kd.method", "kd.mechanism", "kd.knowledge", "kd.dataset")} == {
+        "kd", "offline", "response", "digits"}
+    assert parent.params["distill.temperature"] == "4.0"
+    assert config_from_yaml(tracker.read_bytes(summary.study_id, "config.yaml").decode()) == cfg
+
+    children = {r.tags["kd.role"]: r for r in tracker.find_runs({"kd.study_id": summary.study_id})
+                if r.run_id != summary.study_id}
+    assert set(children) == {"teacher", "baseline", "student"}
+    for role, run in children.items():
+        assert run.tags["mlflow.parentRunId"] == summary.study_id and run.status == "FINISHED"
+        for key in ("train/loss", "val/acc", "test/acc", "test/entropy", "test/ece", "model/params",
+                    "model/latency_ms", "model/memory_mb", "shift/acc", "test/acc_class_0"):
+            assert key in run.metrics, (role, key)
+        assert [step for step, _ in tracker.metric_history(run.run_id, "val/acc")] == [0, 1]
+    assert "test/agreement" in children["student"].metrics
+
+    weights = torch.load(io.BytesIO(tracker.read_bytes(children["student"].run_id, WEIGHTS)), weights_only=True)
+    model = build_model(cfg.student, (1, 8, 8), 10)
+    model.load_state_dict(weights)
+
+    studies = list_studies(sqlite_uri)
+    row = studies.set_index("study_id").loc[summary.study_id]
+    assert row["status"] == "FINISHED" and row["method"] == "kd"
+    assert row["student_acc"] == pytest.approx(summary.roles["student"]["test/acc"])
+    assert row["ratio_baseline"] == pytest.approx(summary.metrics["study/acc_ratio_baseline"])
+
+    runs = list_runs([summary.study_id], sqlite_uri)
+    assert sorted(runs["tags.kd.role"]) == ["baseline", "student", "teacher"]
+    assert "metrics.test/acc" in runs and "params.distill.method" in runs
+
+    history = metric_history(list(runs["run_id"]), ["train/loss", "val/acc"], sqlite_uri)
+    assert len(history) == 3 * 2 * 2 and set(history["key"]) == {"train/loss", "val/acc"}
+
+    predictions = load_predictions(children["student"].run_id, sqlite_uri)
+    assert predictions["test_probs"].shape == (len(predictions["test_labels"]), 10)
+    np.testing.assert_allclose(predictions["test_probs"].sum(1), 1.0, rtol=1e-5)
+    accuracy = (predictions["test_probs"].argmax(1) == predictions["test_labels"]).mean()
+    assert accuracy == pytest.approx(summary.roles["student"]["test/acc"], abs=1e-6)
+
+
+def test_identical_teacher_is_trained_once(logged_study, sqlite_uri: str) -> None:
+    cfg, tracker, first = logged_study
+    second = Study(tiny_config("train.epochs=2", "tracking.experiment=roundtrip", "distill.temperature=8"),
+                   tracker, progress=False).run()
+    teacher_runs = tracker.find_runs({"kd.role": "teacher"})
+    trained = [r for r in teacher_runs if "kd.reused_from" not in r.tags]
+    assert len(teacher_runs) == 2 and len(trained) == 1
+    assert second.teacher_reused_from == trained[0].run_id
+    assert second.roles["teacher"]["test/acc"] == first.roles["teacher"]["test/acc"]
+    assert tracker.metric_history(teacher_runs[0].run_id, "train/loss") == []  # no training happened
+
+    third = Study(tiny_config("train.epochs=2", "tracking.experiment=roundtrip", "teacher.width=16"),
+                  tracker, progress=False).run()
+    assert third.teacher_reused_from is None
+
+
+def test_empty_store_lists_nothing(sqlite_uri: str) -> None:
+    assert list_studies(sqlite_uri).empty and list_runs([], sqlite_uri).empty
