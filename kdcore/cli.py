@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         "list", help="list the registered datasets, models, methods and mechanisms",
         description="Print each registered component with a one-line description.",
     )
-    listing.add_argument("kind", nargs="?", choices=sorted(REGISTRIES), help="only this registry")
+    listing.add_argument("kind", nargs="?", choices=sorted(REGISTRIES), metavar="KIND",
+                         help=f"only this registry: {', '.join(sorted(REGISTRIES))} (default: all)")
 
     studies = commands.add_parser(
         "studies", help="list the studies in the tracking store with their key numbers",

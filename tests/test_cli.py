@@ -76,8 +76,9 @@ def test_list_shows_every_registered_component(capsys: pytest.CaptureFixture) ->
 def test_console_script_help_explains_every_option() -> None:
     kdx = shutil.which("kdx", path=str(Path(sys.executable).parent))
     assert kdx, "the kd-explorer distribution is not installed"
-    for command, options in {"run": ["--resume", "--tracking-uri", "--no-progress", "KEY=VALUE"],
-                             "studies": ["--experiment", "--limit", "--tracking-uri"], "list": ["kind"]}.items():
+    expected = {"run": ["--resume", "--tracking-uri", "--no-progress", "KEY=VALUE"],
+                "studies": ["--experiment", "--limit", "--tracking-uri"], "list": ["KIND", "datasets"]}
+    for command, options in expected.items():
         out = subprocess.run([kdx, command, "--help"], capture_output=True, text=True, check=True).stdout
         assert all(option in out for option in options), (command, out)
 

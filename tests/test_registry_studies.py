@@ -65,4 +65,4 @@ def test_one_epoch_study(dataset: str, model: str, method: str) -> None:
     assert student_run.tags["kd.method"] == method and student_run.status == "FINISHED"
     losses = {k for k in student_run.metrics if k.startswith("train/loss_")}
     assert losses == ({"train/loss_ce", "train/loss_kd"} if method == "kd" else {"train/loss_ce"})
-    assert 0 < summary.metrics["study/acc_ratio_teacher"] and summary.metrics["study/param_ratio"] > 0
+    assert summary.metrics["study/acc_ratio_teacher"] > 0 and summary.metrics["study/param_ratio"] > 0

@@ -69,7 +69,7 @@ def test_study_schema_round_trip(logged_study, sqlite_uri: str) -> None:
 
 
 def test_identical_teacher_is_trained_once(logged_study, sqlite_uri: str) -> None:
-    cfg, tracker, first = logged_study
+    _cfg, tracker, first = logged_study
     second = Study(tiny_config("train.epochs=2", "tracking.experiment=roundtrip", "distill.temperature=8"),
                    tracker, progress=False).run()
     teacher_runs = tracker.find_runs({"kd.role": "teacher"})
