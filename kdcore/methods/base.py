@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from kdcore.models.base import ModelOutput
 from kdcore.registry import METHODS
 
 
@@ -45,14 +44,9 @@ class TeacherSource:
     def logits(self, batch: Batch) -> torch.Tensor:
         if self.cache is not None:
             return self.cache[batch.index]
-        return self.output(batch).logits
-
-    def output(self, batch: Batch) -> ModelOutput:
         with torch.inference_mode():
-            out = self.model(batch.x)
-        # Inference tensors cannot be saved for backward; a clone outside the mode can.
-        return ModelOutput(out.logits.clone(), {k: v.clone() for k, v in out.features.items()},
-                           None if out.attentions is None else [a.clone() for a in out.attentions])
+            logits = self.model(batch.x).logits
+        return logits.clone()  # inference tensors cannot be saved for backward; a clone can
 
 
 class Method(nn.Module, ABC):
