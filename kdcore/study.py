@@ -23,11 +23,11 @@ from kdcore.methods.base import TeacherSource, build_method
 from kdcore.metrics import latency_ms, peak_memory_mb, per_class_accuracy, prediction_metrics
 from kdcore.models.base import build_model, count_parameters
 from kdcore.registry import MECHANISMS, METHODS
-from kdcore.tracker import RunRecord, Tracker
+from kdcore.tracker import STUDY_ROLE, RunRecord, Tracker
 
-STUDY_ROLE = "study"
 FAILURE_TAG = "kd.failure_reason"
 WEIGHTS = "model/state_dict.pt"
+METRIC_PREFIX = {"val": "val", "test": "test", "test_shifted": "shift"}  # split -> metric key prefix
 
 
 class StudyFailed(RuntimeError):
@@ -46,7 +46,7 @@ class RoleResult:
     run_id: str
     model: nn.Module
     metrics: dict[str, float]
-    test_probs: torch.Tensor  # (N_test, K)
+    probs: dict[str, torch.Tensor]  # split name (val, test, test_shifted) -> (N, K) probabilities
 
 
 @dataclass
@@ -189,8 +189,7 @@ class Study:
         if previous is not None and previous.status == "FINISHED":
             origin = previous.tags.get("kd.reused_from", previous.run_id)
             model = self._load_weights(model_cfg, origin)
-            result = RoleResult(role, previous.run_id, model, previous.metrics,
-                                predict_probs(model, splits.test, self.device))
+            result = RoleResult(role, previous.run_id, model, previous.metrics, self._predict(model))
             self.roles[role] = result
             return result
 
@@ -227,23 +226,24 @@ class Study:
         model.load_state_dict(state)
         return model.to(self.device).eval()
 
+    def _predict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        assert self.splits is not None
+        model.to(self.device).eval()
+        return {name: predict_probs(model, getattr(self.splits, name), self.device, self.cfg.train.amp)
+                for name in METRIC_PREFIX}
+
     def _finish_role(self, role: str, run_id: str, model: nn.Module, teacher: RoleResult | None,
                      log_weights: bool = True) -> RoleResult:
         """Evaluate the selected model on every split, log metrics and artifacts, close the run."""
         splits, device = self.splits, self.device
         assert splits is not None
-        model.to(device).eval()
-        teacher_test = teacher.test_probs if teacher else None
-        teacher_model = teacher.model if teacher else None
-        probs = {name: predict_probs(model, getattr(splits, name), device, self.cfg.train.amp)
-                 for name in ("val", "test", "test_shifted")}
-        metrics = prediction_metrics(probs["val"], splits.val.y, _maybe_probs(teacher_model, splits.val, device),
-                                     "val")
+        probs = self._predict(model)
+        reference = teacher.probs if teacher else {}
+        metrics: dict[str, float] = {}
+        for split, prefix in METRIC_PREFIX.items():
+            metrics |= prediction_metrics(probs[split], getattr(splits, split).y, reference.get(split), prefix)
         # val/acc is the per-epoch curve; the selected model's value gets its own key.
         metrics["val/best_acc"] = metrics.pop("val/acc")
-        metrics |= prediction_metrics(probs["test"], splits.test.y, teacher_test, "test")
-        metrics |= prediction_metrics(probs["test_shifted"], splits.test_shifted.y,
-                                      _maybe_probs(teacher_model, splits.test_shifted, device), "shift")
         for k, acc in enumerate(per_class_accuracy(probs["test"], splits.test.y, splits.num_classes)):
             metrics[f"test/acc_class_{k}"] = acc
         example = splits.test.x[:1].to(device)
@@ -260,13 +260,9 @@ class Study:
             torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
             self.tracker.log_bytes(run_id, WEIGHTS, buffer.getvalue())
         self._end(run_id, "FINISHED")
-        result = RoleResult(role, run_id, model, metrics, probs["test"])
+        result = RoleResult(role, run_id, model, metrics, probs)
         self.roles[role] = result
         return result
-
-
-def _maybe_probs(model: nn.Module | None, split: object, device: torch.device) -> torch.Tensor | None:
-    return None if model is None else predict_probs(model, split, device)  # type: ignore[arg-type]
 
 
 def _predictions_npz(probs: dict[str, torch.Tensor], splits: DatasetSplits) -> bytes:

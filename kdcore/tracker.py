@@ -10,7 +10,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-TERMINAL = ("FINISHED", "FAILED", "KILLED")
+STUDY_ROLE = "study"  # kd.role of a study's parent run
 
 
 @dataclass

@@ -20,11 +20,10 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
 
-from kdcore.tracker import RunRecord, Tracker
+from kdcore.tracker import STUDY_ROLE, RunRecord, Tracker
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
-STUDY_ROLE = "study"
 
 # MLflow announces every run it creates and draws a bar per artifact download; the CLI prints
 # its own summary instead.
