@@ -121,7 +121,7 @@ def logging_share(overrides_by_round: list[list[str]], config: Path | None = Non
     shares = []
     with tempfile.TemporaryDirectory() as tmp:
         tracker = MlflowTracker(f"sqlite:///{tmp}/mlflow.db", "bench")
-        for name in ("start_run", "reopen_run", "log_metrics", "set_tags", "delete_tag", "log_bytes",
+        for name in ("start_run", "set_status", "log_metrics", "set_tags", "delete_tag", "log_bytes",
                      "read_bytes", "end_run", "get_run", "find_runs"):
             setattr(tracker, name, timed(getattr(tracker, name)))
         for overrides in overrides_by_round:

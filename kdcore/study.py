@@ -97,21 +97,34 @@ class Study:
         return study
 
     # --- the study -----------------------------------------------------------------------------
-    def run(self) -> StudySummary:
-        cfg = self.cfg
-        started = time.perf_counter()
-        set_determinism(cfg.train.seed, cfg.train.threads)
-        self.splits = load_dataset(cfg.data)
+    def start(self, scheduled: bool = False) -> str:
+        """Create the study's parent run and return its id (the study id).
+
+        ``scheduled`` leaves it SCHEDULED, for a study that waits in a queue before it trains.
+        """
         if self.study_id is None:
+            cfg = self.cfg
             self.study_id = self.tracker.start_run(
                 cfg.tracking.study_name or self._default_name(), self._tags(STUDY_ROLE, "none"), cfg.flat()
             )
             self.tracker.set_tags(self.study_id, {"kd.study_id": self.study_id})
             self.tracker.log_bytes(self.study_id, "config.yaml", cfg.to_yaml().encode())
+            if scheduled:
+                self.tracker.set_status(self.study_id, "SCHEDULED")
+        return self.study_id
+
+    def run(self) -> StudySummary:
+        """Train every role of the study (continuing a started or interrupted one) and close it."""
+        cfg = self.cfg
+        started = time.perf_counter()
+        set_determinism(cfg.train.seed, cfg.train.threads)
+        if self.study_id is None:
+            self.start()
         else:
             self._reopen(self.study_id)
         self._open.append(self.study_id)
         try:
+            self.splits = load_dataset(cfg.data)
             MECHANISMS.get(cfg.distill.mechanism)(self)
             metrics = study_metrics(self.roles)
             metrics["study/wall_s"] = time.perf_counter() - started
@@ -149,7 +162,7 @@ class Study:
         return tags
 
     def _reopen(self, run_id: str) -> None:
-        self.tracker.reopen_run(run_id)
+        self.tracker.set_status(run_id, "RUNNING")
         self.tracker.delete_tag(run_id, FAILURE_TAG)
 
     def _end(self, run_id: str, status: str) -> None:

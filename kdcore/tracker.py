@@ -19,7 +19,7 @@ class RunRecord:
 
     run_id: str
     name: str
-    status: str  # RUNNING | FINISHED | FAILED | KILLED
+    status: str  # SCHEDULED | RUNNING | FINISHED | FAILED | KILLED
     tags: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)  # latest value of each
@@ -37,8 +37,8 @@ class Tracker(ABC):
         """Create a RUNNING run (nested under ``parent_id``) and return its id."""
 
     @abstractmethod
-    def reopen_run(self, run_id: str) -> None:
-        """Set a run back to RUNNING, to continue it after a crash."""
+    def set_status(self, run_id: str, status: str) -> None:
+        """Set a run's status without ending it: SCHEDULED while queued, RUNNING to continue it."""
 
     @abstractmethod
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
@@ -92,8 +92,8 @@ class MemoryTracker(Tracker):
         self.runs[run_id] = RunRecord(run_id, name, "RUNNING", tags, dict(params), {}, now)
         return run_id
 
-    def reopen_run(self, run_id: str) -> None:
-        self.runs[run_id].status = "RUNNING"
+    def set_status(self, run_id: str, status: str) -> None:
+        self.runs[run_id].status = status
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         for key, value in metrics.items():

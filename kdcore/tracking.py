@@ -81,8 +81,8 @@ class MlflowTracker(Tracker):
             self.client.log_batch(run_id, params=items[start:start + 100], synchronous=True)
         return run_id
 
-    def reopen_run(self, run_id: str) -> None:
-        self.client.update_run(run_id, status="RUNNING")
+    def set_status(self, run_id: str, status: str) -> None:
+        self.client.update_run(run_id, status=status)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)

@@ -81,3 +81,13 @@ def test_same_config_seed_and_threads_give_bit_identical_results() -> None:
     for role in a.roles:
         for key in ("val/best_acc", "test/acc", "test/entropy", "test/ece"):
             assert a.roles[role][key] == b.roles[role][key]
+
+
+def test_a_scheduled_study_exists_before_it_trains() -> None:
+    tracker = MemoryTracker()
+    study = Study(tiny_config(), tracker, progress=False)
+    study_id = study.start(scheduled=True)
+    assert tracker.get_run(study_id).status == "SCHEDULED"
+    assert tracker.find_runs({"kd.study_id": study_id}) == [tracker.get_run(study_id)]
+    assert study.run().study_id == study_id
+    assert tracker.get_run(study_id).status == "FINISHED"
