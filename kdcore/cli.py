@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tracking-uri", metavar="URI",
                      help="MLflow store or server; default: tracking.uri, $MLFLOW_TRACKING_URI, ./mlflow.db")
     run.add_argument("--no-progress", action="store_true", help="hide the per-epoch progress bars")
+    run.add_argument("--job", metavar="DIR",
+                     help="run as a queued job of the dashboard's launcher, with its state in DIR")
 
     listing = commands.add_parser(
         "list", help="list the registered datasets, models, methods and mechanisms",
@@ -97,7 +99,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         tracker = MlflowTracker(args.tracking_uri or cfg.tracking.uri, cfg.tracking.experiment)
         study = Study(cfg, tracker, progress=not args.no_progress)
     try:
-        summary = study.run()
+        if args.job:
+            from pathlib import Path
+
+            from kdcore.launcher import run_job
+
+            summary = run_job(Path(args.job), study)
+        else:
+            summary = study.run()
     except StudyFailed as err:
         print(f"kdx: {_one_line(err)}\n     continue it with: kdx run --resume {err.study_id}", file=sys.stderr)
         return 1
