@@ -10,6 +10,7 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kdcore.config import ConfigError, load_config
@@ -18,6 +19,9 @@ from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS, UnknownNameEr
 if TYPE_CHECKING:
     from kdcore.study import StudySummary
 
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_runs"
+DASHBOARD_APP = ROOT / "dashboard" / "app.py"
 REGISTRIES = {"datasets": DATASETS, "models": MODELS, "methods": METHODS, "mechanisms": MECHANISMS}
 
 
@@ -62,6 +66,39 @@ def build_parser() -> argparse.ArgumentParser:
                          help="MLflow store or server; default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
     studies.add_argument("--experiment", metavar="NAME", help="only studies of this MLflow experiment")
     studies.add_argument("--limit", type=int, default=20, metavar="N", help="show the newest N (default 20)")
+
+    dashboard = commands.add_parser(
+        "dashboard", help="start the dashboard in the browser",
+        description="Serve the Streamlit dashboard over the tracking store. An empty store is first "
+                    "filled with the example studies of sample_runs/.",
+    )
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="address to bind (default 127.0.0.1: this machine only)")
+    dashboard.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    dashboard.add_argument("--allowed-host", action="append", metavar="NAME", default=[],
+                           help="extra hostname browsers may use, besides the localhost names (repeatable)")
+    dashboard.add_argument("--tracking-uri", metavar="URI",
+                           help="MLflow store or server; default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
+    dashboard.add_argument("--max-concurrent", type=int, metavar="N",
+                           help="studies that may train at once on the CPU (default 1; one per GPU on GPUs)")
+    dashboard.add_argument("--no-samples", action="store_true",
+                           help="do not load the example studies into an empty store")
+
+    samples = commands.add_parser(
+        "samples", help="load or regenerate the example studies of sample_runs/",
+        description="Example studies are real studies made by kdx, stored as one JSON file each.",
+    )
+    samples_commands = samples.add_subparsers(dest="samples_command", required=True, metavar="ACTION")
+    load = samples_commands.add_parser("load", help="replay the example studies into a tracking store "
+                                                    "(idempotent; keeps steps and timestamps)")
+    load.add_argument("--folder", type=Path, default=SAMPLES, help=f"folder of study files (default {SAMPLES})")
+    load.add_argument("--tracking-uri", metavar="URI",
+                      help="MLflow store or server; default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
+    make = samples_commands.add_parser("make", help="re-run the example studies from their configs and "
+                                                    "rewrite the files")
+    make.add_argument("--folder", type=Path, default=SAMPLES, help=f"folder of study files (default {SAMPLES})")
+    make.add_argument("--manifest", type=Path, default=None,
+                      help="YAML list of {config, overrides} (default FOLDER/manifest.yaml)")
     return parser
 
 
@@ -100,8 +137,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         study = Study(cfg, tracker, progress=not args.no_progress)
     try:
         if args.job:
-            from pathlib import Path
-
             from kdcore.launcher import run_job
 
             summary = run_job(Path(args.job), study)
@@ -175,7 +210,57 @@ def format_summary(s: StudySummary, uri: str) -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "studies": cmd_studies}
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    from kdcore.samples import is_empty_store, load_samples
+    from kdcore.tracking import resolve_uri
+
+    uri = resolve_uri(args.tracking_uri)
+    if not args.no_samples and SAMPLES.is_dir() and is_empty_store(uri):
+        print(f"kdx: loaded {load_samples(SAMPLES, uri)} example studies into {uri}")
+    hosts = ["localhost", "127.0.0.1", "::1", *args.allowed_host]
+    command = [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP),
+               "--server.address", args.host, "--server.port", str(args.port), "--server.headless", "true",
+               "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
+               "--browser.gatherUsageStats", "false", "--server.runOnSave", "false"]
+    for host in hosts:
+        command += ["--server.allowedHosts", host]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    if args.max_concurrent:
+        env["KDX_MAX_CONCURRENT"] = str(args.max_concurrent)
+    print(f"kdx: dashboard on http://{args.host}:{args.port} over {uri}", flush=True)
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    import time
+
+    from kdcore.samples import load_samples, make_samples
+    from kdcore.tracking import resolve_uri
+
+    if not args.folder.is_dir():
+        raise UsageError(f"--folder: {args.folder} is not a folder")
+    if args.samples_command == "load":
+        started = time.perf_counter()
+        count = load_samples(args.folder, resolve_uri(args.tracking_uri))
+        print(f"loaded {count} studies from {args.folder} into {resolve_uri(args.tracking_uri)} "
+              f"in {time.perf_counter() - started:.1f}s")
+        return 0
+    manifest = args.manifest or args.folder / "manifest.yaml"
+    if not manifest.is_file():
+        raise UsageError(f"--manifest: {manifest} does not exist")
+    written = make_samples(args.folder, manifest)
+    print(f"wrote {len(written)} study files to {args.folder}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "studies": cmd_studies, "dashboard": cmd_dashboard,
+            "samples": cmd_samples}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,7 +37,8 @@ def _registered(registry: Any, name: str) -> str:
 
 
 class DataConfig(Section):
-    name: str = Field("digits", description="Registered dataset (kdx list datasets).")
+    name: str = Field("digits", description="Registered dataset (kdx list datasets).",
+                      json_schema_extra={"registry": "datasets"})
     n_samples: int | None = Field(
         None, ge=100, le=1_000_000,
         description="Samples to generate, for generated datasets only; empty = the dataset's default.",
@@ -61,7 +62,8 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    name: str = Field("mlp", description="Registered model (kdx list models).")
+    name: str = Field("mlp", description="Registered model (kdx list models).",
+                      json_schema_extra={"registry": "models"})
     width: int = Field(64, ge=1, le=4096, description="Hidden units (mlp) or channels (cnn) per block.")
     depth: int = Field(2, ge=1, le=16, description="Number of hidden layers (mlp) or conv blocks (cnn).")
 
@@ -72,8 +74,10 @@ class ModelConfig(Section):
 
 
 class DistillConfig(Section):
-    method: str = Field("kd", description="Registered method that trains the student (kdx list methods).")
-    mechanism: str = Field("offline", description="How teacher and student are scheduled (kdx list mechanisms).")
+    method: str = Field("kd", description="Registered method that trains the student (kdx list methods).",
+                        json_schema_extra={"registry": "methods"})
+    mechanism: str = Field("offline", description="How teacher and student are scheduled (kdx list mechanisms).",
+                           json_schema_extra={"registry": "mechanisms"})
     temperature: float = Field(
         4.0, gt=0, le=100, description="Softens both distributions; higher shows more dark knowledge."
     )
@@ -206,7 +210,10 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _first_error(err: ValidationError, prefix: str = "") -> str:
     """One line for the first problem: ``field.path: what is wrong (got value)``."""
-    first = err.errors()[0]
+    return _format_error(err.errors()[0], prefix)
+
+
+def _format_error(first: Any, prefix: str = "") -> str:
     loc = ".".join(str(part) for part in first["loc"])
     loc = ".".join(p for p in (prefix, loc) if p)
     msg = first["msg"].removeprefix("Value error, ")
@@ -230,6 +237,20 @@ def _allowed_keys(model: type[BaseModel], path: list[str]) -> list[str]:
             return []
         model = annotation
     return list(model.model_fields)
+
+
+def field_errors(raw: dict[str, Any]) -> dict[str, str]:
+    """Every problem of a raw config, keyed by dotted field name (for inline form errors)."""
+    try:
+        ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        errors: dict[str, str] = {}
+        for item in err.errors():
+            line = _format_error(item)
+            field, _, message = line.partition(": ")
+            errors.setdefault(field if message else "", message or line)
+        return errors
+    return {}
 
 
 def validate(raw: dict[str, Any]) -> ExperimentConfig:
