@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -222,8 +223,14 @@ def list_runs(study_ids: list[str], uri: str | None = None) -> pd.DataFrame:
 def metric_history(run_ids: list[str], keys: list[str], uri: str | None = None) -> pd.DataFrame:
     """Long table (run_id, key, step, value, timestamp) of the given metrics, for curves."""
     client = MlflowClient(tracking_uri=resolve_uri(uri))
-    rows = [(run_id, m.key, m.step, m.value, m.timestamp)
-            for run_id in run_ids for key in keys for m in client.get_metric_history(run_id, key)]
+    # A SQL store answers one query per metric for all runs; elsewhere it is one call per run and metric.
+    bulk = getattr(client._tracking_client.store, "get_metric_history_bulk", None)
+    if bulk is not None and run_ids:
+        rows = [(m.run_id, m.key, m.step, m.value, m.timestamp)
+                for key in keys for m in bulk(list(run_ids), key, max_results=None)]
+    else:
+        rows = [(run_id, m.key, m.step, m.value, m.timestamp)
+                for run_id in run_ids for key in keys for m in client.get_metric_history(run_id, key)]
     frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
     return frame.sort_values(["run_id", "key", "step"]).reset_index(drop=True)
 
@@ -233,3 +240,72 @@ def load_predictions(run_id: str, uri: str | None = None) -> dict[str, np.ndarra
     client = MlflowClient(tracking_uri=resolve_uri(uri))
     with np.load(io.BytesIO(_read_bytes(client, run_id, "predictions.npz"))) as data:
         return {key: data[key] for key in data.files}
+
+
+# --- stored runs, exported and replayed as plain files (kdcore.samples) -----------------------------
+@dataclass
+class StoredRun:
+    """One run as the store holds it, artifacts aside: enough to write it out and replay it."""
+
+    run_id: str
+    name: str
+    status: str
+    start_time: int  # ms since the epoch
+    end_time: int | None
+    tags: dict[str, str]
+    params: dict[str, str]
+    history: dict[str, list[tuple[int, float, int]]]  # metric key -> (step, value, timestamp ms) rows
+    artifacts: list[str]  # top-level artifact paths
+
+
+def study_runs(study_id: str, uri: str | None = None) -> list[StoredRun]:
+    """A study's parent run, then its nested runs oldest first, each with every metric's full history."""
+    client = MlflowClient(tracking_uri=resolve_uri(uri))
+    parent = client.get_run(study_id)
+    children = _search_all(client, [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{_quote(study_id)}'")
+    return [_stored(client, run) for run in [parent, *reversed(children)]]
+
+
+def _stored(client: MlflowClient, run: object) -> StoredRun:
+    info, data = run.info, run.data  # type: ignore[attr-defined]
+    history = {key: sorted((m.step, m.value, m.timestamp) for m in client.get_metric_history(info.run_id, key))
+               for key in sorted(data.metrics)}
+    return StoredRun(info.run_id, info.run_name or "", info.status, info.start_time or 0, info.end_time,
+                     dict(data.tags), dict(data.params), history,
+                     [f.path for f in client.list_artifacts(info.run_id)])
+
+
+def read_artifact(run_id: str, path: str, uri: str | None = None) -> bytes:
+    """The bytes of one artifact of a run."""
+    return _read_bytes(MlflowClient(tracking_uri=resolve_uri(uri)), run_id, path)
+
+
+def start_run_at(tracker: MlflowTracker, name: str, tags: dict[str, str], params: dict[str, str],
+                 start_time: int) -> str:
+    """Like :meth:`MlflowTracker.start_run`, but started at ``start_time`` (ms): to replay a stored run."""
+    run_id = tracker.client.create_run(tracker.experiment_id, start_time=start_time, tags=tags,
+                                       run_name=name).info.run_id
+    items = [Param(k, v) for k, v in params.items()]
+    for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+        tracker.client.log_batch(run_id, params=items[start:start + 100], synchronous=True)
+    return run_id
+
+
+def log_metric_history(tracker: MlflowTracker, run_id: str,
+                       history: dict[str, list[tuple[int, float, int]]]) -> None:
+    """Log (step, value, timestamp) rows per metric key with their original timestamps."""
+    items = [Metric(key, float(value), int(timestamp), int(step))
+             for key, rows in history.items() for step, value, timestamp in rows]
+    for start in range(0, len(items), 1000):  # MLflow takes at most 1000 metrics per batch
+        tracker.client.log_batch(run_id, metrics=items[start:start + 1000], synchronous=True)
+
+
+def end_run_at(tracker: MlflowTracker, run_id: str, status: str, end_time: int | None) -> None:
+    """Close a run with ``status`` at ``end_time`` (ms; None = now)."""
+    tracker.client.set_terminated(run_id, status=status, end_time=end_time)
+
+
+def delete_runs(tracker: MlflowTracker, run_ids: list[str]) -> None:
+    """Move runs to the store's trash (searches no longer see them), e.g. after a failed replay."""
+    for run_id in run_ids:
+        tracker.client.delete_run(run_id)

@@ -1,0 +1,160 @@
+"""Sample studies: exported to a JSON file, replayed into an empty store as they were, and made from a manifest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from kdcore.config import config_from_yaml
+from kdcore.samples import (
+    HASH_TAG,
+    SAMPLE_EXPERIMENT,
+    SAMPLE_TAG,
+    SAMPLES_DIR,
+    SOURCE_TAG,
+    export_study,
+    is_empty_store,
+    load_samples,
+    make_samples,
+    read_manifest,
+)
+from kdcore.study import Study
+from kdcore.tracking import MlflowTracker, list_studies, load_predictions, read_artifact, study_runs
+from tests.helpers import tiny_config
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, Path]:
+    """A tiny finished study in its own store and its sample file: (source uri, study id, file)."""
+    root = tmp_path_factory.mktemp("source")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    summary = Study(tiny_config("train.epochs=2"), MlflowTracker(uri), progress=False).run()
+    return uri, summary.study_id, export_study(summary.study_id, root / "samples", uri)
+
+
+def _all_runs(uri: str) -> list:
+    return MlflowTracker(uri, SAMPLE_EXPERIMENT).find_runs({})
+
+
+def test_export_writes_one_readable_file(exported) -> None:
+    _, study_id, path = exported
+    assert path.name == "digits-mlp-w32-d1-mlp-w8-d1-kd-seed0.json"
+    doc = json.loads(path.read_text())
+    assert doc["study"]["tags"]["kd.study_id"] == study_id
+    assert sorted(r["tags"]["kd.role"] for r in doc["roles"]) == ["baseline", "student", "teacher"]
+    assert not any(k.startswith("mlflow.") for r in [doc["study"], *doc["roles"]] for k in r["tags"])
+    assert '"val/acc": [\n' in path.read_text()  # one metric row per line: readable diffs
+    assert "state_dict" not in path.read_text()
+
+
+def test_load_replays_the_study_as_it_was(exported, sqlite_uri: str) -> None:
+    source_uri, study_id, path = exported
+    assert is_empty_store(sqlite_uri)
+    assert load_samples(path.parent, sqlite_uri) == 1
+    assert not is_empty_store(sqlite_uri)
+    (new_id,) = list_studies(sqlite_uri, SAMPLE_EXPERIMENT)["study_id"]
+    before, after = study_runs(study_id, source_uri), study_runs(new_id, sqlite_uri)
+
+    assert len(after) == len(before) == 4
+    assert "kd.teacher_fingerprint" in before[1].tags  # the source teacher had one ...
+    for old, new in zip(before, after, strict=True):
+        assert (new.name, new.status, new.start_time, new.end_time) == (old.name, old.status, old.start_time,
+                                                                          old.end_time)
+        assert new.params == old.params
+        assert new.history == old.history  # steps, values and timestamps
+        assert new.tags["kd.study_id"] == new_id
+        assert new.tags[SAMPLE_TAG] == "true" and new.tags[SOURCE_TAG] == path.name and HASH_TAG in new.tags
+        assert "kd.teacher_fingerprint" not in new.tags  # ... a replayed one has no weights to reuse
+        kept = {k: v for k, v in old.tags.items() if k.startswith("kd.") and k not in {
+            "kd.study_id", "kd.teacher_fingerprint"}}
+        assert kept.items() <= new.tags.items()
+    for new in after[1:]:
+        assert new.tags["mlflow.parentRunId"] == new_id
+        assert new.artifacts == ["predictions.npz"]
+        old = next(r for r in before if r.tags["kd.role"] == new.tags["kd.role"])
+        replayed, original = load_predictions(new.run_id, sqlite_uri), load_predictions(old.run_id, source_uri)
+        assert sorted(replayed) == sorted(original)
+        for key in ("test", "shift"):
+            np.testing.assert_array_equal(replayed[f"{key}_labels"], original[f"{key}_labels"])
+            np.testing.assert_allclose(replayed[f"{key}_probs"], original[f"{key}_probs"], atol=5.1e-5)
+    assert read_artifact(new_id, "config.yaml", sqlite_uri) == read_artifact(study_id, "config.yaml", source_uri)
+
+
+def test_second_load_adds_nothing(exported, sqlite_uri: str) -> None:
+    folder = exported[2].parent
+    assert load_samples(folder, sqlite_uri) == 1
+    count = len(_all_runs(sqlite_uri))
+    assert load_samples(folder, sqlite_uri) == 0
+    assert len(_all_runs(sqlite_uri)) == count == 4
+
+
+def _corrupt(doc: dict, how: str) -> str:
+    if how == "status":
+        doc["roles"][1]["status"] = "DONE"
+    elif how == "metric":
+        doc["roles"][0]["metrics"]["val/acc"][0] = [0, 0.5]
+    elif how == "predictions":
+        doc["roles"][2]["predictions"]["test_labels"].pop()
+    elif how == "config":
+        doc["config_yaml"] = ["just text\n"]
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize(("how", "where"), [
+    ("json", "Invalid JSON"), ("status", "roles.1.status"), ("metric", "roles.0.metrics.val/acc.0"),
+    ("predictions", "roles.2.predictions"), ("config", "config_yaml: not a YAML mapping"),
+])
+def test_malformed_file_is_named_and_loads_nothing(exported, sqlite_uri: str, tmp_path: Path, how: str,
+                                                   where: str) -> None:
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    shutil.copy(exported[2], folder / "a-good.json")  # checked files come first: none is loaded
+    text = exported[2].read_text()
+    (folder / "b-bad.json").write_text(text[:-200] if how == "json" else _corrupt(json.loads(text), how))
+    with pytest.raises(ValueError, match=r"^sample b-bad\.json: ") as err:
+        load_samples(folder, sqlite_uri)
+    assert where in str(err.value) and "\n" not in str(err.value)
+    assert _all_runs(sqlite_uri) == []
+
+
+def test_export_refuses_a_role_run(exported) -> None:
+    uri, study_id, _ = exported
+    teacher = study_runs(study_id, uri)[1]
+    with pytest.raises(ValueError, match="is not a study"):
+        export_study(teacher.run_id, Path("unused"), uri)
+
+
+def test_make_samples_writes_the_manifest_studies_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    tiny_config("train.epochs=1").save(tmp_path / "tiny.yaml")
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    (folder / "stale.json").write_text("{}")
+    manifest = folder / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump([{"config": "tiny.yaml", "overrides": ["tracking.study_name=Tiny one"]}]))
+    assert [p.name for p in make_samples(folder, manifest)] == ["tiny-one.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.yaml", "tiny-one.json"]
+
+
+def test_manifest_errors_are_one_line(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text("- config: a.yaml\n  overides: [x=1]\n")
+    with pytest.raises(ValueError, match=r"^manifest manifest.yaml: entry 0.overides: Extra inputs"):
+        read_manifest(manifest)
+
+
+def test_the_shipped_samples_load_as_finished_studies(sqlite_uri: str) -> None:
+    files = sorted(SAMPLES_DIR.glob("*.json"))
+    assert len(files) == len(read_manifest(SAMPLES_DIR / "manifest.yaml"))
+    assert load_samples(SAMPLES_DIR, sqlite_uri) == len(files)
+    studies = list_studies(sqlite_uri)
+    assert len(studies) == len(files)
+    assert (studies["status"] == "FINISHED").all()
+    assert studies["student_acc"].notna().all()
+    for path in files:  # the stored configs are still valid configs of this version
+        config_from_yaml("".join(json.loads(path.read_text())["config_yaml"]))
