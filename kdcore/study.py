@@ -131,7 +131,8 @@ class Study:
             self.tracker.log_metrics(self.study_id, metrics, step=0)
             self._end(self.study_id, "FINISHED")
         except BaseException as err:
-            reason = f"{type(err).__name__}: {err}"[:4000]
+            detail = str(err) or ("cancelled" if isinstance(err, KeyboardInterrupt) else "")
+            reason = f"{type(err).__name__}: {detail}"[:4000]
             status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
             for run_id in reversed(self._open):
                 self.tracker.set_tags(run_id, {FAILURE_TAG: reason})
