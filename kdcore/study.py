@@ -144,8 +144,10 @@ class Study:
 
     def _default_name(self) -> str:
         cfg = self.cfg
-        return (f"{cfg.data.name} {model_spec(cfg.teacher)}->{model_spec(cfg.student)} "
-                f"{cfg.distill.method} seed{cfg.train.seed}")
+        method = cfg.distill.method
+        if METHODS.get(method).needs_teacher:
+            method += f" T{cfg.distill.temperature:g}"
+        return f"{cfg.data.name} {model_spec(cfg.teacher)}->{model_spec(cfg.student)} {method} seed{cfg.train.seed}"
 
     def _tags(self, role: str, method: str, **extra: str) -> dict[str, str]:
         cfg = self.cfg

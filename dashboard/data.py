@@ -1,0 +1,98 @@
+"""Cached reads over :mod:`kdcore.tracking` for the pages; the only place the dashboard reads MLflow.
+
+Reads are cached for a short time and cleared whenever the dashboard sees a study finish, so a
+page never shows a stale table for long and never pays for the same query twice in a rerun.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from kdcore import tracking
+from kdcore.tracking import resolve_uri
+
+CACHE_SECONDS = 30
+CURVE_METRICS = ["train/loss", "val/acc", "val/loss", "train/acc", "train/loss_ce", "train/loss_kd"]
+
+
+def store_uri() -> str:
+    return resolve_uri(None)
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def studies(uri: str) -> pd.DataFrame:
+    """Every study, with a findings count and display label."""
+    frame = tracking.list_studies(uri)
+    frame["findings_count"] = frame["findings"].map(
+        lambda v: 0 if not isinstance(v, str) or not v else len([f for f in v.split(",") if f.strip()])
+    )
+    frame["label"] = frame["name"].fillna(frame["study_id"])
+    return frame
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def runs(uri: str, study_ids: tuple[str, ...]) -> pd.DataFrame:
+    """Role runs of the given studies, labelled ``<study name> · <role>``."""
+    frame = tracking.list_runs(list(study_ids), uri)
+    if frame.empty:
+        return frame
+    names = studies(uri).set_index("study_id")["label"]
+    frame["study_label"] = frame["tags.kd.study_id"].map(names).fillna(frame["tags.kd.study_id"])
+    frame["label"] = frame["study_label"] + " · " + frame["tags.kd.role"]
+    return frame
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def histories(uri: str, run_ids: tuple[str, ...], keys: tuple[str, ...]) -> pd.DataFrame:
+    return tracking.metric_history(list(run_ids), list(keys), uri)
+
+
+@st.cache_data(ttl=CACHE_SECONDS * 10, show_spinner=False)
+def predictions(uri: str, run_id: str) -> dict[str, np.ndarray]:
+    try:
+        return tracking.load_predictions(run_id, uri)
+    except Exception:  # a role that failed before it was evaluated has no predictions
+        return {}
+
+
+@st.cache_data(ttl=CACHE_SECONDS * 10, show_spinner=False)
+def config_yaml(uri: str, study_id: str) -> str:
+    return tracking.read_artifact(study_id, "config.yaml", uri).decode()
+
+
+def clear() -> None:
+    """Forget every cached read (a study finished, or samples were loaded)."""
+    st.cache_data.clear()
+
+
+def progress(uri: str, study_id: str) -> pd.DataFrame:
+    """Live progress of a study's roles: epoch, loss, val accuracy and an ETA (not cached)."""
+    frame = tracking.list_runs([study_id], uri)
+    columns = ["role", "status", "epoch", "epochs", "loss", "val_acc", "eta_s"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    history = tracking.metric_history(list(frame["run_id"]), ["val/acc", "train/loss"], uri)
+    rows = []
+    for _, record in frame.iterrows():
+        role = record["tags.kd.role"]
+        planned = record.get("params.train.epochs")
+        if role == "teacher" and record.get("params.train.teacher_epochs"):
+            planned = record.get("params.train.teacher_epochs")
+        epochs = int(planned) if isinstance(planned, str) and planned.isdigit() else None
+        mine = history[history["run_id"] == record["run_id"]]
+        val = mine[mine["key"] == "val/acc"].sort_values("step")
+        loss = mine[mine["key"] == "train/loss"].sort_values("step")
+        done = len(val)
+        eta = math.nan
+        if record["status"] == "RUNNING" and epochs and done >= 1:
+            elapsed = (val["timestamp"].iloc[-1] - record["start_time"].value / 1e6) / 1000
+            eta = max(elapsed / done * (epochs - done), 0.0)
+        rows.append({"role": role, "status": record["status"], "epoch": done, "epochs": epochs,
+                     "loss": loss["value"].iloc[-1] if len(loss) else math.nan,
+                     "val_acc": val["value"].iloc[-1] if len(val) else math.nan, "eta_s": eta})
+    order = {"teacher": 0, "baseline": 1, "student": 2}
+    return pd.DataFrame(rows, columns=columns).sort_values("role", key=lambda s: s.map(order).fillna(9))

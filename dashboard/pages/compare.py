@@ -1,0 +1,69 @@
+"""Compare: curves, ratios, entropy, calibration, compression and hyperparameters of selected studies."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, nav
+
+MAX_PREDICTION_SERIES = 6
+
+
+def prediction_series(uri: str, runs: pd.DataFrame) -> dict[str, tuple]:
+    """(probs, labels) per role run, teachers once per teacher, at most a handful for legibility."""
+    series: dict[str, tuple] = {}
+    for _, run in runs.sort_values("tags.kd.role").iterrows():
+        if len(series) >= MAX_PREDICTION_SERIES:
+            break
+        found = data.predictions(uri, run["run_id"])
+        if found:
+            series[run["label"]] = (found["test_probs"], found["test_labels"])
+    return series
+
+
+def render() -> None:
+    st.title("Compare")
+    uri = data.store_uri()
+    selection = tuple(st.session_state.get("selection", []))
+    if not selection:
+        st.info("Select two or more studies on the Studies page to compare them.")
+        nav.link("studies", "Choose studies")
+        return
+    studies = data.studies(uri)
+    chosen = studies[studies["study_id"].isin(selection)]
+    runs = data.runs(uri, selection)
+    if runs.empty:
+        st.warning("The selected studies have no role runs yet.")
+        return
+    st.caption(f"{len(chosen)} studies, {len(runs)} runs")
+
+    metric_col, toggle_col = st.columns([3, 1])
+    metric = metric_col.selectbox("Curve", data.CURVE_METRICS, index=1)
+    aggregate = toggle_col.toggle("Aggregate seeds", value=True,
+                                  help="Mean ± std over runs whose config differs only in train.seed")
+    history = data.histories(uri, tuple(runs["run_id"]), tuple(data.CURVE_METRICS))
+    st.plotly_chart(charts.curves(history, runs, metric, aggregate_seeds=aggregate), key="curves")
+
+    left, right = st.columns(2)
+    left.plotly_chart(charts.ratio_bars(chosen), key="ratios")
+    right.plotly_chart(charts.compression_frontier(runs), key="frontier")
+
+    series = prediction_series(uri, runs)
+    left, right = st.columns(2)
+    left.plotly_chart(charts.entropy_histograms({k: v[0] for k, v in series.items()}), key="entropy")
+    right.plotly_chart(charts.reliability_diagram(series), key="reliability")
+
+    students = runs[runs["tags.kd.role"] == "student"].merge(
+        chosen[["study_id", "ratio_teacher", "ratio_baseline"]], left_on="tags.kd.study_id", right_on="study_id")
+    st.plotly_chart(charts.parallel_coordinates(students), key="parallel")
+
+    st.subheader("What differs")
+    diff = charts.param_diff(students.set_index("label") if not students.empty else students)
+    if diff.empty:
+        st.caption("The selected studies share every parameter.")
+    else:
+        st.dataframe(diff, width="stretch")
+
+
+render()

@@ -1,0 +1,137 @@
+"""Launch: a form generated from the config, a device selector, and the queue of studies, live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+import yaml
+
+from dashboard import data
+from dashboard.form import FieldSpec, config_fields, nest
+from kdcore import launcher
+from kdcore.config import ExperimentConfig, field_errors, load_config, validate
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits_kd.yaml"
+SECTIONS = {"data": "Data", "teacher": "Teacher", "student": "Student", "distill": "Distillation",
+            "train": "Training", "tracking": "Tracking"}
+ACTIVE = ("queued", "running")
+
+
+def starting_config() -> dict[str, Any]:
+    """The study the form opens on: one handed over by Study detail, else the quick digits example."""
+    if "launch_config" in st.session_state:
+        return st.session_state["launch_config"]
+    return (load_config(EXAMPLE) if EXAMPLE.is_file() else ExperimentConfig()).to_dict()
+
+
+def widget(spec: FieldSpec, value: Any, key: str) -> Any:
+    """The input for one field; bounds are not enforced here so that mistakes are shown, not hidden."""
+    label, help_text = spec.label, f"{spec.description} Allowed: {spec.allowed()}."
+    if spec.kind == "choice":
+        options = list(spec.options)
+        index = options.index(value) if value in options else 0
+        return st.selectbox(label, options, index=index, key=key, help=help_text)
+    if spec.kind == "bool":
+        return st.checkbox(label, value=bool(value), key=key, help=help_text)
+    if spec.kind in {"int", "float"}:
+        number = st.number_input(label, value=value, key=key, help=help_text,
+                                 step=1 if spec.kind == "int" else None,
+                                 format="%d" if spec.kind == "int" else "%g")
+        return int(number) if spec.kind == "int" and number is not None else number
+    if spec.kind == "mapping":
+        text = st.text_area(label, value=yaml.safe_dump(value or {}, default_flow_style=True).strip(), key=key,
+                            help=help_text, height=68)
+        try:
+            return yaml.safe_load(text) or {}
+        except yaml.YAMLError:
+            return text  # a string: the validator reports it as not a mapping
+    text = st.text_input(label, value="" if value is None else str(value), key=key, help=help_text)
+    return None if spec.optional and not text.strip() else text
+
+
+def form(initial: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Render every field; return the raw config and the problems found, shown under their fields."""
+    version = st.session_state.get("form_version", 0)
+    values, slots = {}, {}
+    specs = config_fields()
+    columns = st.columns(3)
+    for i, (section, title) in enumerate(SECTIONS.items()):
+        with columns[i % 3].container(border=True):
+            st.markdown(f"**{title}**")
+            for spec in (s for s in specs if s.section == section):
+                current = initial.get(section, {}).get(spec.path.split(".")[1], spec.default)
+                values[spec.path] = widget(spec, current, key=f"form{version}.{spec.path}")
+                slots[spec.path] = st.empty()
+    raw = nest(values)
+    errors = field_errors(raw)
+    for path, message in errors.items():
+        (slots.get(path) or st).error(message, icon=":material/error:")
+    return raw, errors
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def devices() -> list[dict[str, str]]:
+    """What torch sees (opening a CUDA context per GPU costs time, so it is asked once a minute)."""
+    return launcher.available_devices()
+
+
+def device_choice() -> str:
+    devices_now = devices()
+    labels = {d["value"]: d["label"] for d in devices_now}
+    return st.selectbox("Device", list(labels), format_func=labels.get, key="device",
+                        help="What torch sees on this machine. Queued studies are pinned to a free GPU.")
+
+
+@st.fragment(run_every=2)
+def queue(uri: str) -> None:
+    """Studies started from here (or by anyone on this machine), refreshed without rerunning the page."""
+    jobs = launcher.list_jobs()
+    finished = {j.job_id for j in jobs if j.status not in ACTIVE}
+    if finished - st.session_state.get("seen_finished", set()):
+        data.clear()  # a study ended: tables elsewhere must show it
+    st.session_state["seen_finished"] = finished
+    if not jobs:
+        st.caption("No studies launched from this machine yet.")
+        return
+    for job in jobs[:10]:
+        with st.container(border=True):
+            head, status, action = st.columns([4, 1, 1])
+            head.markdown(f"**{job.name or job.job_id}**  \n`{job.study_id or 'waiting for its study id'}`")
+            status.markdown(f"`{job.status.upper()}`" + (f" on `{job.slot}`" if job.slot else ""))
+            if job.status in ACTIVE and action.button("Cancel", key=f"cancel-{job.job_id}"):
+                launcher.cancel(job.job_id)
+                st.rerun(scope="fragment")
+            if job.status == "failed" and job.message:
+                st.error(job.message)
+            if job.study_id and job.status in ACTIVE:
+                table = data.progress(uri, job.study_id)
+                if not table.empty:
+                    table["progress"] = table["epoch"] / table["epochs"].replace(0, pd.NA)
+                    st.dataframe(table[["role", "status", "progress", "epoch", "loss", "val_acc", "eta_s"]],
+                                 hide_index=True, width="stretch", column_config={
+                                     "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
+                                     "val_acc": st.column_config.NumberColumn("val acc", format="percent"),
+                                     "loss": st.column_config.NumberColumn("loss", format="%.3f"),
+                                     "eta_s": st.column_config.NumberColumn("ETA (s)", format="%.0f")})
+
+
+def render() -> None:
+    st.title("Launch a study")
+    uri = data.store_uri()
+    raw, errors = form(starting_config())
+    device = device_choice()
+    left, right = st.columns([1, 4])
+    if left.button("Launch", type="primary", disabled=bool(errors)):
+        raw.setdefault("train", {})["device"] = device
+        job = launcher.launch(validate(raw), tracking_uri=uri)
+        st.toast(f"Queued {job.job_id}")
+    right.caption("Fix the fields marked in red to launch." if errors else
+                  f"Runs `kdx run` in its own process and logs to `{uri}`.")
+    st.subheader("Queue")
+    queue(uri)
+
+
+render()

@@ -1,0 +1,78 @@
+"""Studies: every study in the store, filterable, with selection for Compare and Study detail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import data, nav
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_runs"
+COLUMNS = {
+    "label": st.column_config.TextColumn("study", width="medium"),
+    "status": "status", "dataset": "dataset", "teacher": "teacher", "student": "student", "method": "method",
+    "mechanism": "mechanism",
+    "teacher_acc": st.column_config.NumberColumn("teacher acc", format="percent"),
+    "baseline_acc": st.column_config.NumberColumn("baseline acc", format="percent"),
+    "student_acc": st.column_config.NumberColumn("student acc", format="percent"),
+    "ratio_teacher": st.column_config.NumberColumn("student/teacher", format="%.3f"),
+    "ratio_baseline": st.column_config.NumberColumn("student/baseline", format="%.3f"),
+    "findings_count": st.column_config.NumberColumn("findings"),
+    "start_time": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
+}
+
+
+def welcome(uri: str) -> None:
+    st.info("No studies in this store yet. Load the example studies to explore a full dashboard, "
+            "or start your own on the Launch page.")
+    if st.button("Load the example studies", type="primary"):
+        from kdcore.samples import load_samples
+
+        with st.spinner("Loading example studies..."):
+            count = load_samples(SAMPLES, uri)
+        data.clear()
+        st.toast(f"Loaded {count} example studies")
+        st.rerun()
+    nav.link("launch", "Launch a study")
+
+
+def render() -> None:
+    st.title("Studies")
+    uri = data.store_uri()
+    frame = data.studies(uri)
+    st.caption(f"Store: `{uri}`")
+    if frame.empty:
+        welcome(uri)
+        return
+
+    left, middle, right, search = st.columns([1, 1, 1, 2])
+    datasets = left.multiselect("Dataset", sorted(frame["dataset"].dropna().unique()))
+    methods = middle.multiselect("Method", sorted(frame["method"].dropna().unique()))
+    statuses = right.multiselect("Status", sorted(frame["status"].dropna().unique()))
+    text = search.text_input("Search", placeholder="name, model or id")
+    view = frame
+    for column, chosen in (("dataset", datasets), ("method", methods), ("status", statuses)):
+        if chosen:
+            view = view[view[column].isin(chosen)]
+    if text:
+        haystack = view[["label", "teacher", "student", "study_id"]].astype(str).agg(" ".join, axis=1)
+        view = view[haystack.str.contains(text, case=False, regex=False)]
+    view = view.reset_index(drop=True)
+
+    event = st.dataframe(view[list(COLUMNS)], column_config=COLUMNS, hide_index=True, width="stretch",
+                         on_select="rerun", selection_mode="multi-row", key="studies_table")
+    chosen = view.loc[list(event.selection.rows), "study_id"].tolist() if event.selection.rows else []
+    if chosen:
+        st.session_state["selection"] = chosen
+    selection = st.session_state.get("selection", [])
+    st.caption(f"{len(view)} of {len(frame)} studies shown · {len(selection)} selected")
+    compare_col, detail_col, _ = st.columns([1, 1, 4])
+    if compare_col.button("Compare selected", disabled=not selection, type="primary"):
+        nav.go("compare")
+    if detail_col.button("Open study", disabled=len(selection) != 1):
+        st.session_state["study"] = selection[0]
+        nav.go("study")
+
+
+render()

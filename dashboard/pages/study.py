@@ -1,0 +1,82 @@
+"""Study detail: one study's roles, curves, per-class accuracy, confusion matrix and config."""
+
+from __future__ import annotations
+
+import streamlit as st
+import yaml
+
+from dashboard import charts, data, nav
+
+ROLE_COLUMNS = {
+    "tags.kd.role": "role", "status": "status", "tags.kd.method": "method",
+    "metrics.val/best_acc": "val acc", "metrics.test/acc": "test acc", "metrics.shift/acc": "shift acc",
+    "metrics.test/entropy": "entropy", "metrics.test/ece": "ECE", "metrics.test/agreement": "agreement",
+    "metrics.model/params": "params", "metrics.model/latency_ms": "ms/sample", "metrics.model/memory_mb": "MiB",
+}
+
+
+def choose_study(uri: str) -> str | None:
+    studies = data.studies(uri)
+    if studies.empty:
+        st.info("No studies yet.")
+        nav.link("launch", "Launch one")
+        return None
+    ids = studies["study_id"].tolist()
+    if st.session_state.get("study") not in ids:  # arriving by link: the URL names the study
+        st.session_state["study"] = st.query_params.get("id") if st.query_params.get("id") in ids else ids[0]
+    # Names repeat (same config, another seed or temperature); the short id tells them apart.
+    labels = {sid: f"{label} · {sid[:8]}" for sid, label in zip(studies["study_id"], studies["label"], strict=True)}
+    study_id = st.selectbox("Study", ids, key="study", format_func=labels.get)
+    st.query_params["id"] = study_id
+    return study_id
+
+
+def render() -> None:
+    st.title("Study detail")
+    uri = data.store_uri()
+    study_id = choose_study(uri)
+    if study_id is None:
+        return
+    study = data.studies(uri).set_index("study_id").loc[study_id]
+    runs = data.runs(uri, (study_id,))
+    a, b, c, d = st.columns(4)
+    a.metric("Status", study["status"])
+    b.metric("Student / teacher", "-" if study.isna()["ratio_teacher"] else f"{study['ratio_teacher']:.3f}")
+    c.metric("Student / baseline", "-" if study.isna()["ratio_baseline"] else f"{study['ratio_baseline']:.3f}")
+    d.metric("Parameters saved", "-" if study.isna()["param_ratio"] else f"{study['param_ratio']:.1f}x")
+    if isinstance(study.get("failure_reason"), str) and study["failure_reason"]:
+        st.error(f"Failed: {study['failure_reason']}")
+    if runs.empty:
+        st.caption("No role has started yet.")
+        return
+
+    present = [c for c in ROLE_COLUMNS if c in runs]
+    st.dataframe(runs[present].rename(columns=ROLE_COLUMNS), hide_index=True, width="stretch")
+
+    metric = st.selectbox("Curve", data.CURVE_METRICS, index=1)
+    history = data.histories(uri, tuple(runs["run_id"]), tuple(data.CURVE_METRICS))
+    st.plotly_chart(charts.curves(history, runs, metric, aggregate_seeds=False), key="detail-curves")
+
+    left, right = st.columns(2)
+    left.plotly_chart(charts.per_class_accuracy(runs), key="per-class")
+    roles = runs.set_index("tags.kd.role")["run_id"].to_dict()
+    role = right.selectbox("Confusion matrix of", list(roles), index=len(roles) - 1)
+    found = data.predictions(uri, roles[role])
+    if found:
+        right.plotly_chart(charts.confusion_matrix(found["test_probs"], found["test_labels"], title=role),
+                           key="confusion")
+
+    st.subheader("Findings and quality gates")
+    findings = [f for f in str(study.get("findings") or "").split(",") if f.strip()]
+    st.write(", ".join(findings) if findings else "No findings are recorded on this study.")
+
+    st.subheader("Config")
+    text = data.config_yaml(uri, study_id)
+    st.code(text, language="yaml")
+    if st.button("Open in Launch with this config", type="primary"):
+        st.session_state["launch_config"] = yaml.safe_load(text)
+        st.session_state["form_version"] = st.session_state.get("form_version", 0) + 1
+        nav.go("launch")
+
+
+render()
