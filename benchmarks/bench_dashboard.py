@@ -91,7 +91,7 @@ def main() -> None:
         compare_app = AppTest.from_file(APP, default_timeout=120)
         compare_app.session_state["selection"] = ids[:compared]
         compare_app.run()
-        compare_app.switch_page("pages/compare.py").run()
+        compare_app.switch_page("views/compare.py").run()
         for _ in range(args.repeats):  # alternating turns
             cold.append(timed(lambda: list_studies(uri)))
             reads.append(timed(lambda: (list_runs(ids[:compared], uri),

@@ -7,12 +7,12 @@ from streamlit.navigation.page import StreamlitPage
 
 
 def pages() -> dict[str, StreamlitPage]:
-    """Page scripts live in ``pages/``, relative to ``app.py``."""
+    """Page scripts live in ``views/``, relative to ``app.py``."""
     return {
-        "studies": st.Page("pages/studies.py", title="Studies", icon=":material/table_view:", default=True),
-        "launch": st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:"),
-        "compare": st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
-        "study": st.Page("pages/study.py", title="Study detail", icon=":material/query_stats:"),
+        "studies": st.Page("views/studies.py", title="Studies", icon=":material/table_view:", default=True),
+        "launch": st.Page("views/launch.py", title="Launch", icon=":material/rocket_launch:"),
+        "compare": st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
+        "study": st.Page("views/study.py", title="Study detail", icon=":material/query_stats:"),
     }
 
 

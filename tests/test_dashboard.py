@@ -42,7 +42,7 @@ def app(**state) -> AppTest:
 
 def open_page(page: str, **state) -> AppTest:
     at = app(**state).run()
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"views/{page}.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -65,6 +65,7 @@ def form(initial: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
                 current = initial.get(section, {}).get(spec.path.split(".")[1], spec.default)
                 values[spec.path] = widget(spec, current, key=f"form{version}.{spec.path}")
                 slots[spec.path] = st.empty()
+                st.caption(spec.allowed())
     raw = nest(values)
     errors = field_errors(raw)
     for path, message in errors.items():
