@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
-# Set up, make sure the local store holds a study, and open it in MLflow's UI on http://127.0.0.1:5000.
-# The store is ./mlflow.db (SQLite) with artifacts in ./mlartifacts; MLFLOW_TRACKING_URI overrides it.
+# Set up, then open the dashboard on http://127.0.0.1:8501 over the local store (./mlflow.db),
+# which is filled with the example studies of sample_runs/ the first time. Options go to
+# `kdx dashboard` (see `kdx dashboard --help`); MLFLOW_TRACKING_URI points it at another store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-if .venv/bin/kdx studies | grep -q "^no studies"; then
-  .venv/bin/kdx run examples/digits_kd.yaml
-fi
-exec .venv/bin/mlflow ui --backend-store-uri "${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}" --port "${PORT:-5000}"
+exec .venv/bin/kdx dashboard "$@"
