@@ -43,7 +43,7 @@ def _all_runs(uri: str) -> list:
 
 def test_export_writes_one_readable_file(exported) -> None:
     _, study_id, path = exported
-    assert path.name == "digits-mlp-w32-d1-mlp-w8-d1-kd-seed0.json"
+    assert path.name == "digits-mlp-w32-d1-mlp-w8-d1-kd-t4-seed0.json"
     doc = json.loads(path.read_text())
     assert doc["study"]["tags"]["kd.study_id"] == study_id
     assert sorted(r["tags"]["kd.role"] for r in doc["roles"]) == ["baseline", "student", "teacher"]
