@@ -7,6 +7,7 @@ so a page can always place it.
 from __future__ import annotations
 
 import math
+import re
 from itertools import pairwise
 
 import numpy as np
@@ -16,6 +17,7 @@ import plotly.graph_objects as go
 ROLE_COLORS = {"teacher": "#4C78A8", "baseline": "#9D9D9D", "student": "#F58518"}
 FALLBACK_COLORS = ["#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D", "#EECA3B"]
 GATE_LINES = {0.95: "95% of teacher", 1.05: "105% of baseline"}
+SEED_SUFFIX = re.compile(r"[ ,]*seed ?\d+$")  # "... T4 seed0" -> "... T4"
 SEED_FREE = {"params.train.seed", "params.tracking.study_name"}
 HYPERPARAMETERS = ["params.distill.temperature", "params.distill.alpha", "params.teacher.width",
                    "params.student.width", "params.train.lr"]
@@ -67,7 +69,8 @@ def curves(history: pd.DataFrame, runs: pd.DataFrame, metric: str, aggregate_see
         color = color_for(role, i)
         label = members["_label"].iloc[0]
         if len(members) > 1:
-            label = label.rsplit(" seed", 1)[0] + f" ({len(members)} seeds)"
+            study = SEED_SUFFIX.sub("", label.rpartition(" · ")[0] or label)
+            label = f"{study} · {role} ({len(members)} seeds)"
             mean, std = table.mean(axis=1), table.std(axis=1).fillna(0)
             steps = list(table.index)
             figure.add_trace(go.Scatter(
