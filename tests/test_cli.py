@@ -77,7 +77,9 @@ def test_console_script_help_explains_every_option() -> None:
     kdx = shutil.which("kdx", path=str(Path(sys.executable).parent))
     assert kdx, "the kd-explorer distribution is not installed"
     expected = {"run": ["--resume", "--tracking-uri", "--no-progress", "KEY=VALUE"],
-                "studies": ["--experiment", "--limit", "--tracking-uri"], "list": ["KIND", "datasets"]}
+                "studies": ["--experiment", "--limit", "--tracking-uri"], "list": ["KIND", "datasets"],
+                "dashboard": ["--host", "--port", "--allowed-host", "--max-concurrent", "--no-samples"],
+                "samples": ["load", "make"]}
     for command, options in expected.items():
         out = subprocess.run([kdx, command, "--help"], capture_output=True, text=True, check=True).stdout
         assert all(option in out for option in options), (command, out)
