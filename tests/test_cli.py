@@ -90,3 +90,15 @@ def test_examples_are_valid(example: str) -> None:
     from kdcore.config import load_config
 
     load_config(EXAMPLES / example)
+
+
+def test_samples_load_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["samples", "load", "--tracking-uri", uri]) == 0
+    first = capsys.readouterr().out
+    assert main(["samples", "load", "--tracking-uri", uri]) == 0
+    assert first.startswith("loaded 6 studies") and capsys.readouterr().out.startswith("loaded 0 studies")
+    assert main(["studies", "--tracking-uri", uri]) == 0
+    assert capsys.readouterr().out.count("FINISHED") == 6
