@@ -11,8 +11,10 @@ from __future__ import annotations
 import io
 import logging
 import os
+import sqlite3
 import tempfile
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,7 +224,13 @@ def list_runs(study_ids: list[str], uri: str | None = None) -> pd.DataFrame:
 
 def metric_history(run_ids: list[str], keys: list[str], uri: str | None = None) -> pd.DataFrame:
     """Long table (run_id, key, step, value, timestamp) of the given metrics, for curves."""
-    client = MlflowClient(tracking_uri=resolve_uri(uri))
+    uri = resolve_uri(uri)
+    if uri.startswith("sqlite:///") and run_ids and keys:
+        try:
+            return _sqlite_history(uri.removeprefix("sqlite:///"), list(run_ids), list(keys))
+        except sqlite3.Error:  # an MLflow schema this reader does not know: use the API below
+            pass
+    client = MlflowClient(tracking_uri=uri)
     # A SQL store answers one query per metric for all runs; elsewhere it is one call per run and metric.
     bulk = getattr(client._tracking_client.store, "get_metric_history_bulk", None)
     if bulk is not None and run_ids:
@@ -233,6 +241,16 @@ def metric_history(run_ids: list[str], keys: list[str], uri: str | None = None) 
                 for run_id in run_ids for key in keys for m in client.get_metric_history(run_id, key)]
     frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
     return frame.sort_values(["run_id", "key", "step"]).reset_index(drop=True)
+
+
+def _sqlite_history(path: str, run_ids: list[str], keys: list[str]) -> pd.DataFrame:
+    """One read-only SQL query over MLflow's ``metrics`` table: curves of many runs in milliseconds,
+    where building MLflow's entity objects row by row takes seconds for 50,000 points."""
+    query = (f"SELECT run_uuid AS run_id, key, step, CASE WHEN is_nan THEN NULL ELSE value END AS value, timestamp "
+             f"FROM metrics WHERE run_uuid IN ({', '.join('?' * len(run_ids))}) "
+             f"AND key IN ({', '.join('?' * len(keys))}) ORDER BY run_uuid, key, step, timestamp")
+    with closing(sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)) as connection:
+        return pd.read_sql_query(query, connection, params=[*run_ids, *keys])
 
 
 def load_predictions(run_id: str, uri: str | None = None) -> dict[str, np.ndarray]:

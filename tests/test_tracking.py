@@ -86,3 +86,13 @@ def test_identical_teacher_is_trained_once(logged_study, sqlite_uri: str) -> Non
 
 def test_empty_store_lists_nothing(sqlite_uri: str) -> None:
     assert list_studies(sqlite_uri).empty and list_runs([], sqlite_uri).empty
+
+
+def test_bulk_history_matches_mlflows_own_reader(logged_study, sqlite_uri: str) -> None:
+    _cfg, tracker, summary = logged_study
+    runs = list_runs([summary.study_id], sqlite_uri)
+    keys = ["train/loss", "val/acc", "test/acc", "no/such-metric"]
+    fast = metric_history(list(runs["run_id"]), keys, sqlite_uri)
+    expected = sorted((run_id, m.key, m.step, m.value, m.timestamp) for run_id in runs["run_id"] for key in keys
+                      for m in tracker.client.get_metric_history(run_id, key))
+    assert sorted(fast.itertuples(index=False, name=None)) == expected
