@@ -11,11 +11,10 @@ MAX_PREDICTION_SERIES = 6
 
 
 def prediction_series(uri: str, runs: pd.DataFrame) -> dict[str, tuple]:
-    """(probs, labels) per role run, teachers once per teacher, at most a handful for legibility."""
+    """(probs, labels) of the first few finished role runs: more series would not be legible."""
     series: dict[str, tuple] = {}
-    for _, run in runs.sort_values("tags.kd.role").iterrows():
-        if len(series) >= MAX_PREDICTION_SERIES:
-            break
+    finished = runs[runs["status"] == "FINISHED"].sort_values("tags.kd.role")
+    for _, run in finished.head(MAX_PREDICTION_SERIES).iterrows():
         found = data.predictions(uri, run["run_id"])
         if found:
             series[run["label"]] = (found["test_probs"], found["test_labels"])
