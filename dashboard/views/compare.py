@@ -13,7 +13,9 @@ MAX_PREDICTION_SERIES = 6
 def prediction_series(uri: str, runs: pd.DataFrame) -> dict[str, tuple]:
     """(probs, labels) of the first few finished role runs: more series would not be legible."""
     series: dict[str, tuple] = {}
-    finished = runs[runs["status"] == "FINISHED"].sort_values("tags.kd.role")
+    order = {"teacher": 0, "baseline": 1, "student": 2}
+    finished = runs[runs["status"] == "FINISHED"].sort_values(
+        ["tags.kd.study_id", "tags.kd.role"], key=lambda c: c.map(order).fillna(9) if c.name == "tags.kd.role" else c)
     for _, run in finished.head(MAX_PREDICTION_SERIES).iterrows():
         found = data.predictions(uri, run["run_id"])
         if found:
