@@ -110,7 +110,7 @@ def queue(uri: str) -> None:
             if job.study_id and job.status in ACTIVE:
                 table = data.progress(uri, job.study_id)
                 if not table.empty:
-                    table["progress"] = table["epoch"] / table["epochs"].replace(0, pd.NA)
+                    table["progress"] = table["epoch"] / pd.to_numeric(table["epochs"], errors="coerce")
                     st.dataframe(table[["role", "status", "progress", "epoch", "loss", "val_acc", "eta_s"]],
                                  hide_index=True, width="stretch", column_config={
                                      "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
