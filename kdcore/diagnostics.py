@@ -1,0 +1,304 @@
+"""Findings (the survey's five failure modes) and the ten quality gates, from a study's results.
+
+Pure functions over :class:`StudyResults`, which holds what a study logged: each role's final
+metrics, the flattened config and, where available, the test predictions. The same code runs at
+the end of ``kdx run`` and on old studies (``kdx diagnose``), so nothing here retrains.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+# --- thresholds (the survey's numbers, named) --------------------------------------------------
+EPS = 1e-9  # accuracies are differences of floats: exactly at a threshold must not fire
+COLLAPSE_MARGIN = 0.02  # capacity mismatch: student below the independent baseline by more than 2 points
+CONVERGED_SHARE = 0.25  # knowledge confusion: KD term ended below a quarter of its first-epoch value...
+NO_GAIN_MARGIN = 0.005  # ...while the student beat the baseline by less than half a point
+LOW_KL = 0.05  # knowledge confusion: mean KL(teacher || student) in nats counted as "matches"
+LOW_AGREEMENT = 0.9  # ...yet top-1 agreement with the teacher below this
+ECE_EXCESS = 0.05  # overconfidence: student ECE above both teacher's and baseline's by this much
+RANDOM_MARGIN = 0.05  # cross-modal failure: student within 5 points of chance (1/K)...
+GOOD_TEACHER_FACTOR = 2.0  # ...while the teacher is at least twice chance
+ASSISTANT_KEEP = 0.90  # progressive degradation: an assistant below 90% of its own teacher
+GATE_TEACHER_RATIO = 0.95  # gate 1: student >= 95% of teacher...
+GATE_BASELINE_RATIO = 1.05  # ...or >= 105% of baseline
+PROGRESSIVE_GAP = 3.0  # gate 3: a teacher/student performance ratio over 3x calls for assistants
+MASTERED = 0.95  # gate 10: classes the teacher gets right at least this often
+KEEP_MASTERED = 0.90  # ...must keep at least 90% of the teacher's accuracy in the student
+
+
+@dataclass
+class StudyResults:
+    """What diagnostics read: final metrics per role, the flat config, and optional predictions."""
+
+    metrics: dict[str, dict[str, float]]  # role -> metric key -> value
+    params: dict[str, str] = field(default_factory=dict)
+    num_classes: int | None = None
+    predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # role -> test_probs, ...
+    history: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # role -> key -> per-epoch values
+
+    def metric(self, role: str, key: str) -> float | None:
+        value = self.metrics.get(role, {}).get(key)
+        return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+@dataclass
+class Finding:
+    """A failure mode seen in a study, with its evidence and the fix as config overrides."""
+
+    code: str
+    title: str
+    severity: str  # "critical" | "warning"
+    evidence: dict[str, float]
+    fix: str
+    fix_overrides: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Gate:
+    number: int
+    name: str
+    status: str  # "passed" | "failed" | "not measurable"
+    numbers: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _pts(value: float) -> float:
+    return round(100 * value, 2)
+
+
+# --- the five detectors ----------------------------------------------------------------------------
+def capacity_mismatch(r: StudyResults) -> Finding | None:
+    student, baseline = r.metric("student", "test/acc"), r.metric("baseline", "test/acc")
+    if student is None or baseline is None or baseline - student <= COLLAPSE_MARGIN + EPS:
+        return None
+    width = r.params.get("student.width")
+    teacher_width = r.params.get("teacher.width")
+    overrides = []
+    if width and teacher_width and width.isdigit() and teacher_width.isdigit():
+        middle = round(math.sqrt(int(width) * int(teacher_width)))
+        fix = (f"Insert a teacher assistant of width {middle} (the geometric mean of {teacher_width} and "
+               f"{width}), or distill from a smaller teacher.")
+        overrides = [f"teacher.width={middle}"]
+    else:
+        fix = "Insert a teacher assistant of intermediate capacity, or distill from a smaller teacher."
+    return Finding("capacity_mismatch", "Capacity mismatch collapse", "critical",
+                   {"student_acc": student, "baseline_acc": baseline, "drop_points": _pts(baseline - student),
+                    "threshold_points": _pts(COLLAPSE_MARGIN)}, fix, overrides)
+
+
+def knowledge_confusion(r: StudyResults) -> Finding | None:
+    """Fires when (a) the KD term converged (last epoch below CONVERGED_SHARE of the first) while the
+    student gained less than NO_GAIN_MARGIN over the baseline without collapsing, or (b) the student's
+    distribution matches the teacher's (mean KL below LOW_KL) while top-1 agreement is below LOW_AGREEMENT."""
+    student, baseline = r.metric("student", "test/acc"), r.metric("baseline", "test/acc")
+    evidence: dict[str, float] = {}
+    curve = r.history.get("student", {}).get("train/loss_kd", [])
+    converged = len(curve) >= 2 and curve[0] > 0 and curve[-1] / curve[0] < CONVERGED_SHARE
+    no_gain = (student is not None and baseline is not None
+               and -COLLAPSE_MARGIN <= student - baseline < NO_GAIN_MARGIN)
+    if converged and no_gain:
+        evidence |= {"kd_loss_first": curve[0], "kd_loss_last": curve[-1], "student_acc": student,
+                     "baseline_acc": baseline}
+    probs = {role: r.predictions.get(role, {}).get("test_probs") for role in ("teacher", "student")}
+    if probs["teacher"] is not None and probs["student"] is not None:
+        t = np.clip(probs["teacher"], 1e-12, 1)
+        s = np.clip(probs["student"], 1e-12, 1)
+        kl = float((t * (np.log(t) - np.log(s))).sum(axis=1).mean())
+        agree = float((t.argmax(1) == s.argmax(1)).mean())
+        if kl < LOW_KL and agree < LOW_AGREEMENT:
+            evidence |= {"kl_teacher_student": kl, "agreement": agree}
+    if not evidence:
+        return None
+    return Finding("knowledge_confusion", "Knowledge type confusion", "warning", evidence,
+                   "Transfer another kind of knowledge: intermediate features or relations, matched to "
+                   "what the student's architecture can represent.")
+
+
+def overconfidence(r: StudyResults) -> Finding | None:
+    """The survey's rule: the student's validation entropy is below the teacher's while it is less
+    accurate (critical). A student far worse calibrated than both teacher and baseline (ECE above
+    both by ECE_EXCESS) counts too, as a warning, even when its entropy stays above the teacher's:
+    a weak student copying a near-certain teacher is overconfident where it is wrong."""
+    s_ent, t_ent = r.metric("student", "val/entropy"), r.metric("teacher", "val/entropy")
+    s_acc, t_acc = r.metric("student", "val/best_acc"), r.metric("teacher", "val/best_acc")
+    s_ece, t_ece, b_ece = (r.metric(role, "val/ece") for role in ("student", "teacher", "baseline"))
+    temperature = float(r.params.get("distill.temperature", "4") or 4)
+    overrides = [f"distill.temperature={temperature * 2:g}"]
+    fix = f"Raise the temperature to {temperature * 2:g}, add label smoothing, or use several diverse teachers."
+    if None not in (s_ent, t_ent, s_acc, t_acc) and s_ent < t_ent and s_acc < t_acc:
+        return Finding("overconfidence", "Teacher overconfidence amplification", "critical",
+                       {"student_entropy": s_ent, "teacher_entropy": t_ent, "student_acc": s_acc,
+                        "teacher_acc": t_acc, "student_ece": s_ece or math.nan}, fix, overrides)
+    if None not in (s_ece, t_ece, b_ece) and s_ece > max(t_ece, b_ece) + ECE_EXCESS:
+        return Finding("overconfidence", "Teacher overconfidence amplification (miscalibrated student)",
+                       "warning", {"student_ece": s_ece, "teacher_ece": t_ece, "baseline_ece": b_ece}, fix,
+                       overrides)
+    return None
+
+
+def cross_modal_failure(r: StudyResults) -> Finding | None:
+    student, teacher, k = r.metric("student", "test/acc"), r.metric("teacher", "test/acc"), r.num_classes
+    if student is None or teacher is None or not k:
+        return None
+    chance = 1 / k
+    if student - chance <= RANDOM_MARGIN and teacher >= GOOD_TEACHER_FACTOR * chance:
+        return Finding("cross_modal_failure", "Cross-modal alignment failure", "critical",
+                       {"student_acc": student, "chance": chance, "teacher_acc": teacher},
+                       "Add an alignment loss on paired samples, or learn the modality translation first.")
+    return None
+
+
+def progressive_degradation(r: StudyResults) -> Finding | None:
+    chain = [role for role in ("teacher", *sorted(k for k in r.metrics if k.startswith("assistant_")))
+             if r.metric(role, "test/acc") is not None]
+    for upper, lower in pairwise(chain):
+        up, low = r.metric(upper, "test/acc"), r.metric(lower, "test/acc")
+        if up and low is not None and low < ASSISTANT_KEEP * up:
+            return Finding("progressive_degradation", "Progressive learning degradation", "critical",
+                           {f"{upper}_acc": up, f"{lower}_acc": low, "ratio": low / up},
+                           "Distill from the original teacher at every stage too, or shorten the chain.")
+    return None
+
+
+DETECTORS = (capacity_mismatch, knowledge_confusion, overconfidence, cross_modal_failure, progressive_degradation)
+
+
+def detect(results: StudyResults) -> list[Finding]:
+    """Every failure mode the study shows."""
+    return [finding for detector in DETECTORS if (finding := detector(results)) is not None]
+
+
+# --- the ten gates ------------------------------------------------------------------------------------
+def _missing(number: int, name: str, reason: str) -> Gate:
+    return Gate(number, name, "not measurable", reason=reason)
+
+
+def _verdict(ok: bool) -> str:
+    return "passed" if ok else "failed"
+
+
+def gate_accuracy(r: StudyResults) -> Gate:
+    name = "Student >= 95% of teacher or >= 105% of baseline (validation)"
+    s, t, b = (r.metric(role, "val/best_acc") for role in ("student", "teacher", "baseline"))
+    if s is None or t is None or b is None:
+        return _missing(1, name, "needs validation accuracy of student, teacher and baseline")
+    ratios = {"student_over_teacher": s / t, "student_over_baseline": s / b}
+    return Gate(1, name, _verdict(s >= GATE_TEACHER_RATIO * t or s >= GATE_BASELINE_RATIO * b), ratios)
+
+
+def gate_held_out(r: StudyResults) -> Gate:
+    name = "Generalises to a held-out test split"
+    test, train = r.metric("student", "test/acc"), r.metric("student", "train/acc")
+    if test is None:
+        return _missing(2, name, "no test accuracy logged for the student")
+    numbers = {"test_acc": test} | ({"train_test_gap": train - test} if train is not None else {})
+    return Gate(2, name, "passed", numbers, "test split never used for model selection")
+
+
+def gate_capacity(r: StudyResults) -> Gate:
+    name = "Capacity gap assessed; assistants used above a 3x performance gap"
+    t, s = r.metric("teacher", "test/acc"), r.metric("student", "test/acc")
+    if not t or not s:
+        return _missing(3, name, "needs teacher and student accuracy")
+    gap = t / s
+    assistants = [k for k in r.metrics if k.startswith("assistant_")]
+    numbers = {"performance_ratio": gap, "assistants": float(len(assistants))}
+    if r.metric("student", "model/params") and r.metric("teacher", "model/params"):
+        numbers["parameter_ratio"] = r.metric("teacher", "model/params") / r.metric("student", "model/params")
+    return Gate(3, name, _verdict(gap <= PROGRESSIVE_GAP or bool(assistants)), numbers)
+
+
+def gate_knowledge(r: StudyResults) -> Gate:
+    name = "Knowledge type fits both architectures"
+    knowledge = r.params.get("kd.knowledge") or r.params.get("knowledge")
+    if knowledge == "response":
+        return Gate(4, name, "passed", reason="response knowledge needs only logits, which every model exposes")
+    return _missing(4, name, f"no rule for knowledge type {knowledge!r}")
+
+
+def gate_shift(r: StudyResults) -> Gate:
+    name = "Evaluated on a shifted distribution"
+    shift, test = r.metric("student", "shift/acc"), r.metric("student", "test/acc")
+    if shift is None:
+        return _missing(5, name, "no shifted-split accuracy logged")
+    return Gate(5, name, "passed", {"shift_acc": shift} | ({"test_acc": test} if test is not None else {}))
+
+
+def gate_no_failure(findings: list[Finding]) -> Gate:
+    return Gate(6, "No failure mode detected", _verdict(not findings), {"findings": float(len(findings))},
+                ", ".join(f.code for f in findings))
+
+
+def gate_compression(r: StudyResults) -> Gate:
+    name = "Compression documented: parameters, latency, memory"
+    keys = {"params": "model/params", "latency": "model/latency_ms", "memory": "model/memory_mb"}
+    numbers = {}
+    for label, key in keys.items():
+        t, s = r.metric("teacher", key), r.metric("student", key)
+        if not t or not s:
+            return _missing(7, name, f"no {label} measured for teacher and student")
+        numbers[f"{label}_ratio"] = t / s
+    return Gate(7, name, "passed", numbers)
+
+
+def gate_mechanism(r: StudyResults) -> Gate:
+    name = "Transfer mechanism justified"
+    rationale = r.params.get("kd.advice")
+    if not rationale:
+        return _missing(8, name, "no advice rationale is recorded on this study")
+    return Gate(8, name, "passed", reason=rationale)
+
+
+def _hard_examples(r: StudyResults) -> np.ndarray | None:
+    """Test examples the teacher gets wrong, or is least confident on (lowest decile)."""
+    teacher = r.predictions.get("teacher", {})
+    probs, labels = teacher.get("test_probs"), teacher.get("test_labels")
+    if probs is None or labels is None:
+        return None
+    confidence = probs.max(1)
+    return (probs.argmax(1) != labels) | (confidence <= np.quantile(confidence, 0.1))
+
+
+def gate_boundary(r: StudyResults) -> Gate:
+    name = "Boundary conditions: where the teacher fails or hesitates"
+    hard = _hard_examples(r)
+    student, baseline = r.predictions.get("student", {}), r.predictions.get("baseline", {})
+    if hard is None or "test_probs" not in student or "test_probs" not in baseline or not hard.any():
+        return _missing(9, name, "needs test predictions of teacher, student and baseline")
+    labels = r.predictions["teacher"]["test_labels"][hard]
+    s_acc = float((student["test_probs"][hard].argmax(1) == labels).mean())
+    b_acc = float((baseline["test_probs"][hard].argmax(1) == labels).mean())
+    return Gate(9, name, _verdict(s_acc >= b_acc - COLLAPSE_MARGIN),
+                {"examples": float(hard.sum()), "student_acc": s_acc, "baseline_acc": b_acc})
+
+
+def gate_preservation(r: StudyResults) -> Gate:
+    name = "Knowledge preserved on the classes the teacher masters"
+    teacher = r.metrics.get("teacher", {})
+    classes = sorted({int(k.rsplit("_", 1)[1]) for k in teacher if k.startswith("test/acc_class_")})
+    mastered = [k for k in classes if (r.metric("teacher", f"test/acc_class_{k}") or 0) >= MASTERED]
+    if not mastered or r.metric("student", f"test/acc_class_{mastered[0]}") is None:
+        return _missing(10, name, "needs per-class accuracy of teacher and student")
+    lost = [k for k in mastered if r.metric("student", f"test/acc_class_{k}") < KEEP_MASTERED
+            * r.metric("teacher", f"test/acc_class_{k}")]
+    return Gate(10, name, _verdict(not lost), {"mastered_classes": float(len(mastered)), "lost": float(len(lost))},
+                f"lost classes: {', '.join(map(str, lost))}" if lost else "")
+
+
+def evaluate_gates(results: StudyResults, findings: list[Finding]) -> list[Gate]:
+    """All ten gates, in the survey's order."""
+    return [gate_accuracy(results), gate_held_out(results), gate_capacity(results), gate_knowledge(results),
+            gate_shift(results), gate_no_failure(findings), gate_compression(results), gate_mechanism(results),
+            gate_boundary(results), gate_preservation(results)]

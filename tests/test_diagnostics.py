@@ -1,0 +1,118 @@
+"""Failure-mode detectors and quality gates on hand-made study results, around their thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kdcore import diagnostics as dx
+
+
+def results(student: float = 0.90, baseline: float = 0.90, teacher: float = 0.95) -> dx.StudyResults:
+    metrics = {
+        role: {"test/acc": acc, "val/best_acc": acc, "val/entropy": 0.5, "val/ece": 0.05, "shift/acc": acc - 0.1,
+               "model/params": params, "model/latency_ms": params / 1e4, "model/memory_mb": params / 1e5,
+               "train/acc": acc + 0.02, "test/acc_class_0": 1.0, "test/acc_class_1": acc}
+        for role, acc, params in (("teacher", teacher, 1e5), ("baseline", baseline, 1e4), ("student", student, 1e4))
+    }
+    return dx.StudyResults(metrics, {"student.width": "16", "teacher.width": "256", "distill.temperature": "4",
+                                     "kd.knowledge": "response"}, num_classes=10)
+
+
+@pytest.mark.parametrize(("drop", "fires"), [(0.019, False), (0.02, False), (0.021, True)])
+def test_capacity_mismatch_at_its_threshold(drop: float, fires: bool) -> None:
+    finding = dx.capacity_mismatch(results(student=0.90 - drop))
+    assert (finding is not None) == fires
+    if finding:
+        assert finding.fix_overrides == ["teacher.width=64"] and finding.evidence["drop_points"] == 2.1
+
+
+@pytest.mark.parametrize(("student_entropy", "fires"), [(0.49, True), (0.5, False), (0.51, False)])
+def test_overconfidence_entropy_rule(student_entropy: float, fires: bool) -> None:
+    r = results()
+    r.metrics["student"]["val/entropy"] = student_entropy
+    finding = dx.overconfidence(r)
+    assert (finding is not None) == fires
+    if finding:
+        assert finding.severity == "critical" and finding.fix_overrides == ["distill.temperature=8"]
+
+
+@pytest.mark.parametrize(("ece", "fires"), [(0.099, False), (0.101, True)])
+def test_overconfidence_counts_a_miscalibrated_student_as_a_warning(ece: float, fires: bool) -> None:
+    r = results()
+    r.metrics["student"]["val/entropy"] = 0.8
+    r.metrics["student"]["val/ece"] = ece
+    finding = dx.overconfidence(r)
+    assert (finding is not None) == fires
+    if finding:
+        assert finding.severity == "warning" and finding.evidence["student_ece"] == ece
+
+
+@pytest.mark.parametrize(("student", "fires"), [(0.149, True), (0.15, True), (0.151, False)])
+def test_cross_modal_failure_near_chance(student: float, fires: bool) -> None:
+    assert (dx.cross_modal_failure(results(student=student, baseline=0.5)) is not None) == fires
+
+
+def test_cross_modal_needs_a_good_teacher() -> None:
+    assert dx.cross_modal_failure(results(student=0.1, teacher=0.19)) is None
+
+
+@pytest.mark.parametrize(("assistant", "fires"), [(0.8549, True), (0.855, False), (0.86, False)])
+def test_progressive_degradation_per_stage(assistant: float, fires: bool) -> None:
+    r = results()
+    r.metrics["assistant_1"] = {"test/acc": assistant}
+    assert (dx.progressive_degradation(r) is not None) == fires
+
+
+def test_knowledge_confusion_by_converged_loss_or_matching_distribution() -> None:
+    r = results(student=0.901)
+    r.history = {"student": {"train/loss_kd": [1.0, 0.3, 0.2]}}
+    assert dx.knowledge_confusion(r) is not None
+    r.history = {"student": {"train/loss_kd": [1.0, 0.5, 0.26]}}
+    assert dx.knowledge_confusion(r) is None
+    teacher = np.array([[0.5, 0.5 - 1e-3, 1e-3]] * 10)
+    student = np.array([[0.5 - 1e-3, 0.5, 1e-3]] * 10)  # almost the same distribution, other top-1
+    r.predictions = {"teacher": {"test_probs": teacher}, "student": {"test_probs": student}}
+    finding = dx.knowledge_confusion(r)
+    assert finding is not None and finding.evidence["agreement"] == 0.0
+
+
+def test_healthy_study_has_no_findings_and_passes_its_gates() -> None:
+    r = results(student=0.93, baseline=0.90)
+    assert dx.detect(r) == []
+    gates = {g.number: g for g in dx.evaluate_gates(r, [])}
+    assert len(gates) == 10
+    assert {n for n, g in gates.items() if g.status == "passed"} == {1, 2, 3, 4, 5, 6, 7, 10}
+    assert gates[8].status == gates[9].status == "not measurable"
+    assert gates[1].numbers["student_over_teacher"] == pytest.approx(0.93 / 0.95)
+
+
+@pytest.mark.parametrize(("student", "status"), [(0.9024, "failed"), (0.9025, "passed")])
+def test_accuracy_gate_at_95_percent_of_teacher(student: float, status: str) -> None:
+    assert dx.gate_accuracy(results(student=student, baseline=0.9)).status == status
+
+
+def test_capacity_gate_over_3x_needs_assistants() -> None:
+    assert dx.gate_capacity(results(student=0.3, teacher=0.95)).status == "failed"
+    r = results(student=0.3, teacher=0.95)
+    r.metrics["assistant_1"] = {"test/acc": 0.6}
+    assert dx.gate_capacity(r).status == "passed"
+
+
+def test_boundary_gate_reads_the_examples_the_teacher_misses() -> None:
+    labels = np.array([0, 1, 0, 1])
+    teacher = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.1, 0.9]])  # wrong on sample 1
+    r = results()
+    r.predictions = {"teacher": {"test_probs": teacher, "test_labels": labels},
+                     "student": {"test_probs": np.array([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4], [0.1, 0.9]])},
+                     "baseline": {"test_probs": np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.1, 0.9]])}}
+    gate = dx.gate_boundary(r)
+    assert gate.status == "passed" and gate.numbers["student_acc"] > gate.numbers["baseline_acc"]
+
+
+def test_missing_pieces_are_not_measurable_never_a_crash() -> None:
+    r = dx.StudyResults({"teacher": {"test/acc": 0.9}})
+    assert dx.detect(r) == []
+    gates = dx.evaluate_gates(r, [])
+    assert [g.status for g in gates].count("not measurable") == 9
+    assert all(g.reason for g in gates if g.status == "not measurable")
