@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     studies.add_argument("--experiment", metavar="NAME", help="only studies of this MLflow experiment")
     studies.add_argument("--limit", type=int, default=20, metavar="N", help="show the newest N (default 20)")
 
+    diagnose = commands.add_parser(
+        "diagnose", help="recompute a study's findings and quality gates and log them on it",
+        description="Run the failure-mode detectors and the ten quality gates on a logged study, "
+                    "without retraining, and store findings.json, gates.json and the kd.findings tag.",
+    )
+    diagnose.add_argument("study_id", metavar="STUDY_ID", help="the study's id (kdx studies lists them)")
+    diagnose.add_argument("--tracking-uri", metavar="URI",
+                          help="MLflow store or server; default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
+
     dashboard = commands.add_parser(
         "dashboard", help="start the dashboard in the browser",
         description="Serve the Streamlit dashboard over the tracking store. An empty store is first "
@@ -203,11 +212,37 @@ def format_summary(s: StudySummary, uri: str) -> str:
         f"student/baseline {_num(st.get('study/acc_ratio_baseline'))}   "
         f"params {_num(st.get('study/param_ratio'))}x fewer   speed-up {_num(st.get('study/speedup'))}x"
     )
+    passed = sum(g.status == "passed" for g in s.gates)
+    lines.append(f"  quality gates passed {passed}/{len(s.gates)}; findings: "
+                 + (", ".join(f"{f.title} ({f.severity})" for f in s.findings) or "none"))
     if s.teacher_reused_from:
         lines.append(f"  teacher reused from run {s.teacher_reused_from} (identical config)")
     lines.append(f"  method {cfg.distill.method}, T={cfg.distill.temperature}, alpha={cfg.distill.alpha}; "
                  f"logged to {uri} in {st.get('study/wall_s', 0):.1f}s")
     return "\n".join(lines)
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from kdcore.study import STUDY_ROLE, diagnose
+    from kdcore.tracking import MlflowTracker
+
+    try:
+        tracker = MlflowTracker.for_run(args.study_id, args.tracking_uri)
+        if tracker.get_run(args.study_id).tags.get("kd.role") != STUDY_ROLE:
+            raise ValueError("it is not a study")
+    except Exception as err:  # an unknown id surfaces as MLflow's own exception type
+        raise UsageError(f"diagnose: cannot read study {args.study_id}: {_one_line(err)}") from None
+    findings, gates = diagnose(tracker, args.study_id)
+    for gate in gates:
+        numbers = ", ".join(f"{k} {v:.3g}" for k, v in gate.numbers.items())
+        print(f"  gate {gate.number:>2} {gate.status:<15} {gate.name}" + (f" ({numbers})" if numbers else "")
+              + (f"; {gate.reason}" if gate.reason and gate.status != "passed" else ""))
+    for finding in findings:
+        evidence = ", ".join(f"{k} {v:.3g}" for k, v in finding.evidence.items())
+        print(f"  finding [{finding.severity}] {finding.title}: {evidence}\n    fix: {finding.fix}")
+    if not findings:
+        print("  no failure mode detected")
+    return 0
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -259,7 +294,8 @@ def cmd_samples(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "studies": cmd_studies, "dashboard": cmd_dashboard,
+COMMANDS = {"run": cmd_run, "list": cmd_list, "studies": cmd_studies, "diagnose": cmd_diagnose,
+            "dashboard": cmd_dashboard,
             "samples": cmd_samples}
 
 

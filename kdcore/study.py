@@ -7,6 +7,7 @@ and :meth:`Study.teacher_role`, which own tracking, checkpoints, evaluation and 
 from __future__ import annotations
 
 import io
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from torch import nn
 from kdcore import __version__
 from kdcore.config import ExperimentConfig, ModelConfig, config_from_yaml
 from kdcore.data.splits import DatasetSplits, cache_dir, load_dataset
+from kdcore.diagnostics import Finding, Gate, StudyResults, detect, evaluate_gates
 from kdcore.engine import fit, predict_logits, predict_probs, resolve_device, set_determinism
 from kdcore.methods.base import TeacherSource, build_method
 from kdcore.metrics import latency_ms, peak_memory_mb, per_class_accuracy, prediction_metrics
@@ -57,6 +59,8 @@ class StudySummary:
     roles: dict[str, dict[str, float]]
     metrics: dict[str, float] = field(default_factory=dict)
     teacher_reused_from: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+    gates: list[Gate] = field(default_factory=list)
 
 
 def model_spec(cfg: ModelConfig) -> str:
@@ -78,6 +82,8 @@ class Study:
         self.teacher_reused_from: str | None = None
         self._previous: dict[str, RunRecord] = {}  # role runs of an interrupted attempt
         self._open: list[str] = []
+        self.findings: list[Finding] = []
+        self.gates: list[Gate] = []
 
     @classmethod
     def resume(cls, study_id: str, tracker: Tracker, *, progress: bool = True) -> Study:
@@ -129,6 +135,7 @@ class Study:
             metrics = study_metrics(self.roles)
             metrics["study/wall_s"] = time.perf_counter() - started
             self.tracker.log_metrics(self.study_id, metrics, step=0)
+            self.findings, self.gates = diagnose(self.tracker, self.study_id)
             self._end(self.study_id, "FINISHED")
         except BaseException as err:
             detail = str(err) or ("cancelled" if isinstance(err, KeyboardInterrupt) else "")
@@ -140,7 +147,7 @@ class Study:
             raise StudyFailed(self.study_id, reason) from err
         name = self.tracker.get_run(self.study_id).name
         return StudySummary(self.study_id, name, cfg, {r: v.metrics for r, v in self.roles.items()}, metrics,
-                            self.teacher_reused_from)
+                            self.teacher_reused_from, self.findings, self.gates)
 
     def _default_name(self) -> str:
         cfg = self.cfg
@@ -289,6 +296,42 @@ def _predictions_npz(probs: dict[str, torch.Tensor], splits: DatasetSplits) -> b
         shift_probs=probs["test_shifted"].numpy().astype(np.float32), shift_labels=splits.test_shifted.y.numpy(),
     )
     return buffer.getvalue()
+
+
+def study_results(tracker: Tracker, study_id: str) -> StudyResults:
+    """What a study logged, read back for diagnostics: final metrics, config, KD curve, predictions."""
+    parent = tracker.get_run(study_id)
+    params = dict(parent.params) | {"kd.knowledge": parent.tags.get("kd.knowledge", "")}
+    results = StudyResults({}, params)
+    for run in tracker.find_runs({"kd.study_id": study_id}):
+        role = run.tags.get("kd.role")
+        if role == STUDY_ROLE or run.status != "FINISHED":
+            continue
+        results.metrics[role] = dict(run.metrics)
+        results.history[role] = {"train/loss_kd": [v for _, v in tracker.metric_history(run.run_id, "train/loss_kd")]}
+        try:
+            with np.load(io.BytesIO(tracker.read_bytes(run.run_id, "predictions.npz"))) as data:
+                results.predictions[role] = {key: data[key] for key in data.files}
+        except Exception:  # a role without predictions: its gates say "not measurable"
+            continue
+        results.num_classes = results.predictions[role]["test_probs"].shape[1]
+    return results
+
+
+def diagnose(tracker: Tracker, study_id: str) -> tuple[list[Finding], list[Gate]]:
+    """Compute findings and gates of a study and log them on it (artifacts, tag, metrics)."""
+    results = study_results(tracker, study_id)
+    findings = detect(results)
+    gates = evaluate_gates(results, findings)
+    tracker.log_bytes(study_id, "findings.json", json.dumps([f.to_dict() for f in findings], indent=1).encode())
+    tracker.log_bytes(study_id, "gates.json", json.dumps([g.to_dict() for g in gates], indent=1).encode())
+    tracker.set_tags(study_id, {"kd.findings": ",".join(f.code for f in findings)})
+    statuses = [g.status for g in gates]
+    tracker.log_metrics(study_id, {"study/findings": float(len(findings)),
+                                   "study/gates_passed": float(statuses.count("passed")),
+                                   "study/gates_failed": float(statuses.count("failed")),
+                                   "study/gates_not_measurable": float(statuses.count("not measurable"))}, step=0)
+    return findings, gates
 
 
 def study_metrics(roles: dict[str, RoleResult]) -> dict[str, float]:

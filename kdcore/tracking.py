@@ -84,6 +84,13 @@ class MlflowTracker(Tracker):
             self.client.log_batch(run_id, params=items[start:start + 100], synchronous=True)
         return run_id
 
+    @classmethod
+    def for_run(cls, run_id: str, uri: str | None = None) -> MlflowTracker:
+        """A tracker on the experiment that holds ``run_id``."""
+        client = MlflowClient(tracking_uri=resolve_uri(uri))
+        experiment = client.get_experiment(client.get_run(run_id).info.experiment_id)
+        return cls(uri, experiment.name)
+
     def set_status(self, run_id: str, status: str) -> None:
         self.client.update_run(run_id, status=status)
 

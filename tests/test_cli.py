@@ -79,7 +79,7 @@ def test_console_script_help_explains_every_option() -> None:
     expected = {"run": ["--resume", "--tracking-uri", "--no-progress", "KEY=VALUE"],
                 "studies": ["--experiment", "--limit", "--tracking-uri"], "list": ["KIND", "datasets"],
                 "dashboard": ["--host", "--port", "--allowed-host", "--max-concurrent", "--no-samples"],
-                "samples": ["load", "make"]}
+                "samples": ["load", "make"], "diagnose": ["STUDY_ID", "--tracking-uri"]}
     for command, options in expected.items():
         out = subprocess.run([kdx, command, "--help"], capture_output=True, text=True, check=True).stdout
         assert all(option in out for option in options), (command, out)
@@ -102,3 +102,13 @@ def test_samples_load_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert first.startswith("loaded 6 studies") and capsys.readouterr().out.startswith("loaded 0 studies")
     assert main(["studies", "--tracking-uri", uri]) == 0
     assert capsys.readouterr().out.count("FINISHED") == 6
+
+
+def test_diagnose_recomputes_findings_and_gates(config_file: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", str(config_file), "--no-progress"]) == 0
+    study_id = capsys.readouterr().out.split()[1]
+    assert main(["diagnose", study_id]) == 0
+    out = capsys.readouterr().out
+    assert out.count("  gate ") == 10 and "gate  8 not measurable" in out
+    assert main(["diagnose", "0123456789abcdef"]) == 2
+    assert capsys.readouterr().err.startswith("kdx: error: diagnose: cannot read study 0123456789abcdef")

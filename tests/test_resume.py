@@ -91,3 +91,16 @@ def test_a_scheduled_study_exists_before_it_trains() -> None:
     assert tracker.find_runs({"kd.study_id": study_id}) == [tracker.get_run(study_id)]
     assert study.run().study_id == study_id
     assert tracker.get_run(study_id).status == "FINISHED"
+
+
+def test_every_study_logs_its_findings_and_gates() -> None:
+    import json
+
+    tracker = MemoryTracker()
+    summary = Study(tiny_config("train.epochs=2"), tracker, progress=False).run()
+    gates = json.loads(tracker.read_bytes(summary.study_id, "gates.json"))
+    assert [g["number"] for g in gates] == list(range(1, 11)) == [g.number for g in summary.gates]
+    findings = json.loads(tracker.read_bytes(summary.study_id, "findings.json"))
+    assert tracker.get_run(summary.study_id).tags["kd.findings"] == ",".join(f["code"] for f in findings)
+    metrics = tracker.get_run(summary.study_id).metrics
+    assert metrics["study/gates_passed"] + metrics["study/gates_failed"] + metrics["study/gates_not_measurable"] == 10
