@@ -1,7 +1,10 @@
 """Pure chart builders: DataFrames and arrays in, plotly Figures out. No Streamlit here.
 
-Every builder returns a figure with a "no data" note instead of raising when its input is empty,
-so a page can always place it.
+The inputs are the frames of :mod:`kdcore.tracking` (``list_studies``, ``list_runs``, ``metric_history``)
+and the arrays of ``load_predictions``, so every builder is unit-tested on small hand-made tables. A
+builder with nothing to draw returns a figure with a "no data" note instead of raising, so a page can
+always place it. Colour always means role; where several studies share a chart, the line dash (or bar
+pattern) tells the studies apart.
 """
 
 from __future__ import annotations
@@ -14,24 +17,34 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-ROLE_COLORS = {"teacher": "#4C78A8", "baseline": "#9D9D9D", "student": "#F58518"}
-FALLBACK_COLORS = ["#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D", "#EECA3B"]
+OTHER_COLORS = ["#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D"]  # assistants, peers, free labels
+ROLE_COLORS = {"teacher": "#4C78A8", "baseline": "#9D9D9D", "student": "#F58518", "other": OTHER_COLORS[0]}
+ROLE_ORDER = {"teacher": 0, "baseline": 1, "student": 2}
+DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
+PATTERNS = ["", "/", "x", ".", "\\", "+"]
+SEP = " · "  # the dashboard labels runs "<study name> · <role>"
+# The survey's quality gate: the student keeps >= 95% of the teacher's accuracy or beats the baseline by >= 5%.
 GATE_LINES = {0.95: "95% of teacher", 1.05: "105% of baseline"}
-SEED_SUFFIX = re.compile(r"[ ,]*seed ?\d+$")  # "... T4 seed0" -> "... T4"
-SEED_FREE = {"params.train.seed", "params.tracking.study_name"}
+SEED_FREE = {"params.train.seed", "params.tracking.study_name"}  # what may differ between seeds of one config
+SEED_SUFFIX = re.compile(r"[\s,_-]*seed\s*\d+$", re.IGNORECASE)  # "digits ... T4 seed1" -> "digits ... T4"
 HYPERPARAMETERS = ["params.distill.temperature", "params.distill.alpha", "params.teacher.width",
                    "params.student.width", "params.train.lr"]
+CLASS_COLUMN = re.compile(r"^metrics\.test/acc_class_(\d+)$")
 
 
+# --- shared helpers ---------------------------------------------------------------------------------
 def empty(title: str, message: str = "no data") -> go.Figure:
+    """A blank figure that says why it is blank: pages place it like any other chart."""
     figure = go.Figure()
-    figure.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    figure.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                          font={"size": 14})
     figure.update_layout(title=title, xaxis_visible=False, yaxis_visible=False)
     return figure
 
 
-def color_for(name: str, i: int) -> str:
-    return ROLE_COLORS.get(name, FALLBACK_COLORS[i % len(FALLBACK_COLORS)])
+def role_color(role: str, i: int = 0) -> str:
+    """The role's colour; other roles (assistants, peers) and free labels take the i-th spare colour."""
+    return ROLE_COLORS.get(role) or OTHER_COLORS[i % len(OTHER_COLORS)]
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -39,201 +52,316 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def _labels(runs: pd.DataFrame) -> pd.Series:
+def _has(frame: pd.DataFrame | None, *columns: str) -> bool:
+    return frame is not None and not frame.empty and set(columns) <= set(frame.columns)
+
+
+def _split(label: str) -> tuple[str, str]:
+    """``"<study> · <role>"`` -> (study, role); a bare label is its own role."""
+    study, _, role = str(label).rpartition(SEP)
+    return study, role
+
+
+def _roles(runs: pd.DataFrame) -> pd.Series:
+    if "tags.kd.role" in runs:
+        return runs["tags.kd.role"].fillna("run").astype(str)
+    return pd.Series("run", index=runs.index)
+
+
+def _role_rank(roles: pd.Series) -> np.ndarray:
+    """Sort keys putting teacher, baseline, student first, other roles after them."""
+    return np.array([ROLE_ORDER.get(r, len(ROLE_ORDER)) for r in roles])
+
+
+def _study_labels(runs: pd.DataFrame) -> pd.Series:
+    """The study's display name per run: ``label`` without its role suffix, else the short study id."""
+    roles = _roles(runs)
     if "label" in runs:
-        return runs["label"]
-    return runs["tags.kd.study_id"].str[:8] + " · " + runs["tags.kd.role"]
+        labels = runs["label"].astype(str)
+        return pd.Series([lab.removesuffix(SEP + role) for lab, role in zip(labels, roles, strict=True)],
+                         index=runs.index)
+    if "tags.kd.study_id" in runs:
+        return runs["tags.kd.study_id"].astype(str).str[:8]
+    return runs["run_id"].astype(str).str[:8]
 
 
+def _dash_by_study(studies: pd.Series) -> dict[str, str]:
+    return {study: DASHES[i % len(DASHES)] for i, study in enumerate(dict.fromkeys(studies))}
+
+
+def _unique_names(names: pd.Series, ids: pd.Series) -> list[str]:
+    """Display names, with the short id added where two rows share one (bars of one name would overlap)."""
+    names = names.astype(str)
+    repeated = names.duplicated(keep=False)
+    return [f"{n} ({str(i)[:8]})" if r else n for n, i, r in zip(names, ids, repeated, strict=True)]
+
+
+# --- curves -----------------------------------------------------------------------------------------
 def seed_groups(runs: pd.DataFrame) -> pd.Series:
-    """A group key per run: runs whose params differ only in the seed (and name) share it, per role."""
+    """A group key per run: runs of one role whose params differ only in the seed (and name) share it."""
     params = sorted(c for c in runs.columns if c.startswith("params.") and c not in SEED_FREE)
     key = runs[params].astype(str).agg("|".join, axis=1) if params else pd.Series("", index=runs.index)
-    return key + "|" + runs["tags.kd.role"].astype(str)
+    return key + "|" + _roles(runs)
 
 
 def curves(history: pd.DataFrame, runs: pd.DataFrame, metric: str, aggregate_seeds: bool = True) -> go.Figure:
-    """One metric per epoch; seeds of one config become a mean line with a ± std band."""
+    """One metric per epoch and run, so training of teacher, baseline and student can be compared.
+
+    With ``aggregate_seeds`` the seeds of one config and role become one mean line with a mean ± std
+    band (sample std), so the spread between seeds shows whether a difference between studies is real.
+    """
     title = f"{metric} per epoch"
-    data = history[history["key"] == metric] if not history.empty else history
-    if data.empty or runs.empty:
+    if not _has(history, "run_id", "key", "step", "value") or not _has(runs, "run_id"):
         return empty(title)
-    runs = runs.assign(_label=_labels(runs), _group=seed_groups(runs) if aggregate_seeds else runs["run_id"])
+    data = history[history["key"] == metric].dropna(subset=["value"])
+    runs = runs[runs["run_id"].isin(data["run_id"])]
+    if runs.empty:
+        return empty(title)
+    studies = _study_labels(runs)
+    runs = runs.assign(_role=_roles(runs), _study=studies,
+                       _config=studies.map(lambda s: SEED_SUFFIX.sub("", s)) if aggregate_seeds else studies,
+                       _group=seed_groups(runs) if aggregate_seeds else runs["run_id"])
+    dashes = _dash_by_study(runs["_config"])  # one dash per study (per config when seeds are aggregated)
+    first_seen = runs["_config"].map({c: i for i, c in enumerate(dashes)})
+    runs = runs.iloc[np.lexsort((_role_rank(runs["_role"]), first_seen))]  # legend: per study, teacher first
     figure = go.Figure()
     for i, (_, members) in enumerate(runs.groupby("_group", sort=False)):
         table = data[data["run_id"].isin(members["run_id"])].pivot_table(index="step", columns="run_id",
-                                                                         values="value")
-        if table.empty:
-            continue
-        role = members["tags.kd.role"].iloc[0]
-        color = color_for(role, i)
-        label = members["_label"].iloc[0]
-        if len(members) > 1:
-            study = SEED_SUFFIX.sub("", label.rpartition(" · ")[0] or label)
-            label = f"{study} · {role} ({len(members)} seeds)"
-            mean, std = table.mean(axis=1), table.std(axis=1).fillna(0)
-            steps = list(table.index)
-            figure.add_trace(go.Scatter(
-                x=steps + steps[::-1], y=list(mean + std) + list((mean - std)[::-1]), fill="toself",
-                fillcolor=_rgba(color, 0.2), line={"width": 0}, hoverinfo="skip", showlegend=False,
-                name=f"{label} ± std"))
-            figure.add_trace(go.Scatter(x=steps, y=mean, mode="lines", name=label, line={"color": color}))
-        else:
+                                                                         values="value")  # (steps, runs)
+        role, study, config = members[["_role", "_study", "_config"]].iloc[0]
+        line = {"color": role_color(role, i), "dash": dashes[config]}
+        if len(members) == 1:
             series = table.iloc[:, 0].dropna()
-            figure.add_trace(go.Scatter(x=series.index, y=series.values, mode="lines+markers", name=label,
-                                        line={"color": color}, marker={"size": 4}))
+            figure.add_trace(go.Scatter(x=series.index, y=series.to_numpy(), mode="lines+markers",
+                                        name=f"{study}{SEP}{role}", marker={"size": 4}, line=line))
+            continue
+        name = f"{config}{SEP}{role} ({len(members)} seeds)"
+        mean, std = table.mean(axis=1), table.std(axis=1).fillna(0.0)
+        steps = list(table.index)
+        figure.add_trace(go.Scatter(x=steps + steps[::-1], y=[*(mean + std), *(mean - std)[::-1]], fill="toself",
+                                    fillcolor=_rgba(line["color"], 0.2), line={"width": 0}, hoverinfo="skip",
+                                    name=f"{name} ± std", legendgroup=name, showlegend=False))
+        figure.add_trace(go.Scatter(x=steps, y=mean.to_numpy(), mode="lines", name=name, legendgroup=name,
+                                    line=line))
     figure.update_layout(title=title, xaxis_title="epoch", yaxis_title=metric, hovermode="x unified")
     return figure
 
 
+# --- study-level comparisons --------------------------------------------------------------------------
 def ratio_bars(studies: pd.DataFrame) -> go.Figure:
     """Student/teacher and student/baseline accuracy per study, against the 95% and 105% gate lines."""
     title = "Accuracy ratios"
-    if studies.empty or not {"ratio_teacher", "ratio_baseline"} <= set(studies.columns):
+    present = [c for c in ("ratio_teacher", "ratio_baseline") if studies is not None and c in studies]
+    if not present or studies.empty:
         return empty(title)
-    names = studies["label"] if "label" in studies else studies.get("name", studies["study_id"])
-    figure = go.Figure([
-        go.Bar(name="student / teacher", x=names, y=studies["ratio_teacher"], marker_color=ROLE_COLORS["teacher"]),
-        go.Bar(name="student / baseline", x=names, y=studies["ratio_baseline"],
-               marker_color=ROLE_COLORS["baseline"]),
-    ])
+    values = studies[present].apply(pd.to_numeric, errors="coerce")
+    if values.isna().all().all():
+        return empty(title)
+    name_column = next((c for c in ("label", "name", "study_id") if c in studies), None)
+    names = studies[name_column] if name_column else pd.Series(studies.index.astype(str), index=studies.index)
+    ids = studies["study_id"] if "study_id" in studies else pd.Series(studies.index.astype(str), index=studies.index)
+    x = _unique_names(names.fillna(ids), ids)
+    legend = {"ratio_teacher": ("student / teacher", "teacher"), "ratio_baseline": ("student / baseline", "baseline")}
+    figure = go.Figure([go.Bar(name=legend[c][0], x=x, y=values[c].to_numpy(), marker_color=ROLE_COLORS[legend[c][1]],
+                               hovertemplate="%{x}<br>%{y:.3f}") for c in present])
     for value, text in GATE_LINES.items():
-        figure.add_hline(y=value, line_dash="dash", annotation_text=text, annotation_position="top left")
-    low = min(0.8, float(np.nanmin(studies[["ratio_teacher", "ratio_baseline"]].to_numpy(dtype=float))) - 0.02)
-    figure.update_layout(title=title, barmode="group", yaxis_title="ratio", yaxis_range=[low, 1.12])
-    return figure
-
-
-def entropies(probs: np.ndarray) -> np.ndarray:
-    """Per-sample predictive entropy in nats."""
-    p = np.clip(np.asarray(probs, dtype=float), 1e-12, 1)
-    return -(p * np.log(p)).sum(axis=1)
-
-
-def entropy_histograms(probs_by_label: dict[str, np.ndarray]) -> go.Figure:
-    """How confident each model is: per-sample entropy, with ln K, a uniform guess, marked."""
-    title = "Predictive entropy (test)"
-    if not probs_by_label:
-        return empty(title)
-    figure = go.Figure()
-    classes = next(iter(probs_by_label.values())).shape[1]
-    for i, (label, probs) in enumerate(probs_by_label.items()):
-        figure.add_trace(go.Histogram(x=entropies(probs), name=label, opacity=0.6, nbinsx=40,
-                                      marker_color=color_for(label.rsplit(" · ", 1)[-1], i)))
-    figure.add_vline(x=math.log(classes), line_dash="dash", annotation_text=f"ln K = {math.log(classes):.2f}")
-    figure.update_layout(title=title, barmode="overlay", xaxis_title="entropy (nats)", yaxis_title="samples")
-    return figure
-
-
-def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> tuple[pd.DataFrame, float]:
-    """Per-bin confidence and accuracy, and the ECE (same bins as kdcore.metrics: (lo, hi])."""
-    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels)
-    confidence, predicted = probs.max(axis=1), probs.argmax(axis=1)
-    correct = (predicted == labels).astype(float)
-    edges = np.linspace(0, 1, bins + 1)
-    rows, ece = [], 0.0
-    for lo, hi in pairwise(edges):
-        mask = (confidence > lo) & (confidence <= hi)
-        if mask.any():
-            acc, conf = correct[mask].mean(), confidence[mask].mean()
-            ece += mask.mean() * abs(acc - conf)
-            rows.append({"confidence": conf, "accuracy": acc, "count": int(mask.sum())})
-    return pd.DataFrame(rows, columns=["confidence", "accuracy", "count"]), float(ece)
-
-
-def reliability_diagram(preds_by_label: dict[str, tuple[np.ndarray, np.ndarray]], bins: int = 15) -> go.Figure:
-    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
-    title = "Reliability (test)"
-    if not preds_by_label:
-        return empty(title)
-    figure = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
-                                   line={"dash": "dot", "color": "#888"})])
-    for i, (label, (probs, labels)) in enumerate(preds_by_label.items()):
-        table, ece = calibration(probs, labels, bins)
-        figure.add_trace(go.Scatter(x=table["confidence"], y=table["accuracy"], mode="lines+markers",
-                                    name=f"{label} (ECE {ece:.3f})",
-                                    line={"color": color_for(label.rsplit(" · ", 1)[-1], i)}))
-    figure.update_layout(title=title, xaxis_title="confidence", yaxis_title="accuracy",
-                         xaxis_range=[0, 1], yaxis_range=[0, 1.02])
+        figure.add_hline(y=value, line_dash="dash", line_color="#555", annotation_text=text,
+                         annotation_position="top left")
+    low = min(0.8, float(np.nanmin(values.to_numpy())) - 0.03)
+    high = max(1.12, float(np.nanmax(values.to_numpy())) + 0.03)
+    figure.update_layout(title=title, barmode="group", xaxis_title="study", yaxis_title="accuracy ratio",
+                         yaxis_range=[low, high])
     return figure
 
 
 def compression_frontier(runs: pd.DataFrame, x: str = "metrics.model/params") -> go.Figure:
-    """Test accuracy against size (or latency): each study's teacher-to-student step is one line."""
-    title = "Accuracy against " + ("parameters" if "params" in x else "latency")
-    needed = {x, "metrics.test/acc", "tags.kd.role"}
-    if runs.empty or not needed <= set(runs.columns):
+    """Test accuracy against size (or latency), log x: what each study's teacher -> student step costs."""
+    axis = {"metrics.model/params": "parameters", "metrics.model/latency_ms": "latency (ms per sample)"}
+    title = "Accuracy against " + axis.get(x, x.removeprefix("metrics.")).split(" (")[0]
+    if not _has(runs, x, "metrics.test/acc"):
         return empty(title)
-    runs = runs.dropna(subset=[x, "metrics.test/acc"]).assign(_label=_labels(runs))
+    runs = runs.assign(_x=pd.to_numeric(runs[x], errors="coerce"),
+                       _y=pd.to_numeric(runs["metrics.test/acc"], errors="coerce"), _role=_roles(runs))
+    runs = runs[(runs["_x"] > 0) & runs["_y"].notna()]  # a log axis has no place for 0
+    if runs.empty:
+        return empty(title)
+    names = runs["label"] if "label" in runs else runs["name"] if "name" in runs else runs["run_id"]
+    runs = runs.assign(_name=names.astype(str))
     figure = go.Figure()
-    for _, members in runs.groupby("tags.kd.study_id", sort=False):
-        members = members.sort_values(x, ascending=False)
-        figure.add_trace(go.Scatter(x=members[x], y=members["metrics.test/acc"], mode="lines",
-                                    line={"color": "#ccc", "width": 1}, hoverinfo="skip", showlegend=False))
-    for i, (role, members) in enumerate(runs.groupby("tags.kd.role", sort=False)):
-        figure.add_trace(go.Scatter(x=members[x], y=members["metrics.test/acc"], mode="markers", name=role,
-                                    text=members["_label"], hovertemplate="%{text}<br>%{x:.3g}, %{y:.3f}",
-                                    marker={"size": 10, "color": color_for(role, i)}))
-    figure.update_layout(title=title, xaxis_type="log", xaxis_title=x.removeprefix("metrics."),
+    if "tags.kd.study_id" in runs:
+        for _, members in runs.groupby("tags.kd.study_id", sort=False):
+            teachers, students = members[members["_role"] == "teacher"], members[members["_role"] == "student"]
+            if teachers.empty or students.empty:
+                continue
+            teacher = teachers.iloc[0]
+            xs = [v for s in students["_x"] for v in (teacher["_x"], s, None)]
+            ys = [v for s in students["_y"] for v in (teacher["_y"], s, None)]
+            figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": "#bbb", "width": 1},
+                                        hoverinfo="skip", showlegend=False, name=f"{teacher['_name']} -> student"))
+    ordered = sorted(runs["_role"].unique(), key=lambda r: (ROLE_ORDER.get(r, len(ROLE_ORDER)), r))
+    for i, role in enumerate(ordered):
+        members = runs[runs["_role"] == role]
+        figure.add_trace(go.Scatter(x=members["_x"], y=members["_y"], mode="markers", name=role,
+                                    text=members["_name"], marker={"size": 10, "color": role_color(role, i)},
+                                    hovertemplate=f"%{{text}}<br>%{{x:,.4g}} {axis.get(x, '')}"
+                                                  f"<br>test acc %{{y:.3f}}<extra>{role}</extra>"))
+    figure.update_layout(title=title, xaxis_type="log", xaxis_title=axis.get(x, x.removeprefix("metrics.")),
                          yaxis_title="test accuracy")
     return figure
 
 
 def parallel_coordinates(table: pd.DataFrame, color: str = "ratio_teacher") -> go.Figure:
-    """Hyperparameters side by side, each line a study coloured by its accuracy ratio."""
+    """Hyperparameters side by side, one line per row coloured by ``color``: which settings go with a good ratio.
+
+    Params arrive as strings; a column missing from the table, with a missing or non-numeric value, or
+    the same in every row says nothing here and is left out.
+    """
     title = f"Hyperparameters, coloured by {color}"
-    if table.empty or color not in table:
+    if not _has(table, color):
+        return empty(title)
+    ratio = pd.to_numeric(table[color], errors="coerce")
+    table, ratio = table[ratio.notna()], ratio[ratio.notna()]
+    if table.empty:
         return empty(title)
     dimensions = []
     for column in HYPERPARAMETERS:
         if column in table:
             values = pd.to_numeric(table[column], errors="coerce")
             if values.notna().all() and values.nunique() > 1:
-                dimensions.append({"label": column.removeprefix("params."), "values": values})
+                dimensions.append({"label": column.removeprefix("params."), "values": values.to_numpy()})
     if not dimensions:
-        return empty(title, "the selected studies share every hyperparameter")
-    ratio = pd.to_numeric(table[color], errors="coerce")
-    dimensions.append({"label": color, "values": ratio})
-    figure = go.Figure(go.Parcoords(line={"color": ratio, "colorscale": "Viridis", "showscale": True},
-                                    dimensions=dimensions))
+        return empty(title, "the rows share every hyperparameter")
+    dimensions.append({"label": color, "values": ratio.to_numpy()})
+    figure = go.Figure(go.Parcoords(dimensions=dimensions, line={"color": ratio.to_numpy(), "colorscale": "Viridis",
+                                                                  "showscale": True,
+                                                                  "colorbar": {"title": {"text": color}}}))
     figure.update_layout(title=title)
     return figure
 
 
 def param_diff(table: pd.DataFrame) -> pd.DataFrame:
-    """Only the params that differ between rows, without the ``params.`` prefix."""
-    columns = [c for c in table.columns if c.startswith("params.")]
+    """The ``params.*`` columns whose values differ between rows, prefix stripped: what sets studies apart.
+
+    Rows keep the table's index, or are indexed by ``label`` (else ``name``) when the index is a plain
+    range. A parameter missing in some rows counts as differing. No columns when nothing differs.
+    """
+    if table is None or table.empty:
+        return pd.DataFrame()
+    if isinstance(table.index, pd.RangeIndex):
+        key = next((c for c in ("label", "name") if c in table), None)
+        table = table.set_index(key) if key else table
+    columns = [c for c in table.columns if str(c).startswith("params.")]
     differing = [c for c in columns if table[c].astype(str).nunique() > 1]
     return table[differing].rename(columns=lambda c: c.removeprefix("params."))
 
 
-def per_class_accuracy(runs: pd.DataFrame) -> go.Figure:
-    """Test accuracy within each class, per role."""
+def per_class_accuracy(runs: pd.DataFrame, num_classes: int | None = None) -> go.Figure:
+    """Test accuracy within each class per role: shows the classes distillation helps or hurts."""
     title = "Per-class test accuracy"
-    columns = sorted((c for c in runs.columns if c.startswith("metrics.test/acc_class_")),
-                     key=lambda c: int(c.rsplit("_", 1)[1]))
-    if runs.empty or not columns:
+    if runs is None or runs.empty:
         return empty(title)
-    classes = [c.rsplit("_", 1)[1] for c in columns]
-    figure = go.Figure([
-        go.Bar(name=str(run["tags.kd.role"]), x=classes, y=run[columns].astype(float).to_numpy(),
-               marker_color=color_for(str(run["tags.kd.role"]), i))
-        for i, (_, run) in enumerate(runs.iterrows())
-    ])
-    figure.update_layout(title=title, barmode="group", xaxis_title="class", yaxis_title="accuracy",
-                         yaxis_range=[0, 1.02])
+    found = {int(m.group(1)): c for c in runs.columns if (m := CLASS_COLUMN.match(str(c)))}
+    classes = list(range(num_classes)) if num_classes is not None else sorted(found)
+    if not found or not classes:
+        return empty(title)
+    runs = runs.assign(_role=_roles(runs))
+    runs = runs.iloc[np.argsort(_role_rank(runs["_role"]), kind="stable")]
+    repeated = runs["_role"].duplicated(keep=False).any()  # several studies: name bars by their full label
+    names = runs["label"] if repeated and "label" in runs else runs["_role"]
+    figure = go.Figure()
+    for i, ((_, run), name) in enumerate(zip(runs.iterrows(), names, strict=True)):
+        y = [pd.to_numeric(run[found[k]], errors="coerce") if k in found else np.nan for k in classes]
+        figure.add_trace(go.Bar(name=str(name), x=[str(k) for k in classes], y=y,
+                                marker_color=role_color(run["_role"], i)))
+    figure.update_layout(title=title, barmode="group", xaxis_title="class", yaxis_title="test accuracy",
+                         xaxis_type="category", yaxis_range=[0, 1.02])
+    return figure
+
+
+# --- per-sample predictions -------------------------------------------------------------------------
+def entropies(probs: np.ndarray) -> np.ndarray:
+    """Per-sample predictive entropy in nats, as kdcore.metrics.mean_entropy computes it: (N, K) -> (N,)."""
+    p = np.asarray(probs, dtype=float)
+    return -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=1)
+
+
+def _valid_probs(probs: object) -> bool:
+    return probs is not None and np.ndim(probs) == 2 and len(probs) > 0
+
+
+def entropy_histograms(probs_by_label: dict[str, np.ndarray]) -> go.Figure:
+    """How sure each model is: histograms of per-sample entropy, with ln K (a uniform guess, the maximum) marked."""
+    title = "Predictive entropy (test)"
+    arrays = {label: np.asarray(p, dtype=float) for label, p in (probs_by_label or {}).items() if _valid_probs(p)}
+    if not arrays:
+        return empty(title)
+    maximum = math.log(max(a.shape[1] for a in arrays.values()))
+    size = max(maximum, 1e-6) / 40  # shared bins, so the histograms compare bar for bar
+    patterns = {study: PATTERNS[i % len(PATTERNS)] for i, study in enumerate(dict.fromkeys(
+        _split(label)[0] for label in arrays))}
+    figure = go.Figure()
+    for i, (label, probs) in enumerate(arrays.items()):
+        study, role = _split(label)
+        figure.add_trace(go.Histogram(x=entropies(probs), name=label, opacity=0.6,
+                                      xbins={"start": 0, "end": maximum + size, "size": size},
+                                      marker={"color": role_color(role, i), "pattern": {"shape": patterns[study]}}))
+    figure.add_vline(x=maximum, line_dash="dash", line_color="#555",
+                     annotation_text=f"ln K = {maximum:.2f} (maximum)", annotation_position="top left")
+    figure.update_layout(title=title, barmode="overlay", xaxis_title="entropy (nats)", yaxis_title="samples")
+    return figure
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> tuple[pd.DataFrame, float]:
+    """Per-bin confidence, accuracy and count, and the ECE, as kdcore.metrics.expected_calibration_error:
+    ``bins`` equal bins of top-1 confidence over (0, 1] (each ``(lo, hi]``), ``|acc - conf|`` weighted by
+    the bin's share of samples (Guo et al. 2017)."""
+    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels)
+    confidence, correct = probs.max(axis=1), (probs.argmax(axis=1) == labels).astype(float)
+    rows, ece = [], 0.0
+    for lo, hi in pairwise(np.linspace(0, 1, bins + 1)):
+        in_bin = (confidence > lo) & (confidence <= hi)
+        if in_bin.any():
+            acc, conf = correct[in_bin].mean(), confidence[in_bin].mean()
+            ece += in_bin.mean() * abs(acc - conf)
+            rows.append({"confidence": conf, "accuracy": acc, "count": int(in_bin.sum())})
+    return pd.DataFrame(rows, columns=["confidence", "accuracy", "count"]), float(ece)
+
+
+def reliability_diagram(preds_by_label: dict[str, tuple[np.ndarray, np.ndarray]], bins: int = 15) -> go.Figure:
+    """Accuracy against confidence per bin, with ECE in each name: above the diagonal is underconfident,
+    below it overconfident."""
+    title = "Reliability (test)"
+    series = {label: (np.asarray(p, dtype=float), np.asarray(y)) for label, (p, y) in (preds_by_label or {}).items()
+              if _valid_probs(p) and np.ndim(y) == 1 and len(y) == len(p)}
+    if not series:
+        return empty(title)
+    dashes = _dash_by_study(pd.Series([_split(label)[0] for label in series]))
+    figure = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                                   line={"dash": "dot", "color": "#888"})])
+    for i, (label, (probs, labels)) in enumerate(series.items()):
+        table, ece = calibration(probs, labels, bins)
+        study, role = _split(label)
+        figure.add_trace(go.Scatter(x=table["confidence"], y=table["accuracy"], mode="lines+markers",
+                                    name=f"{label} (ECE {ece:.3f})", customdata=table["count"],
+                                    hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}<br>%{customdata} samples",
+                                    line={"color": role_color(role, i), "dash": dashes[study]}))
+    figure.update_layout(title=title, xaxis_title="confidence", yaxis_title="accuracy",
+                         xaxis_range=[0, 1], yaxis_range=[0, 1.02])
     return figure
 
 
 def confusion_matrix(probs: np.ndarray, labels: np.ndarray, title: str = "") -> go.Figure:
-    """Counts of true class (rows) against predicted class (columns) on the test split."""
-    name = f"Confusion matrix {title}".strip()
-    if len(labels) == 0:
+    """Counts of true class (rows) against top-1 predicted class (columns): which classes get confused."""
+    name = f"Confusion matrix: {title}" if title else "Confusion matrix"
+    if not _valid_probs(probs) or labels is None or np.ndim(labels) != 1 or len(labels) != len(probs):
         return empty(name)
-    classes = probs.shape[1]
-    counts = np.zeros((classes, classes), dtype=int)
-    np.add.at(counts, (np.asarray(labels), np.asarray(probs).argmax(axis=1)), 1)
-    figure = go.Figure(go.Heatmap(z=counts, x=list(range(classes)), y=list(range(classes)), colorscale="Blues",
-                                  text=counts, texttemplate="%{text}"))
-    figure.update_layout(title=name, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")
+    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels, dtype=int)
+    classes = max(probs.shape[1], int(labels.max()) + 1)
+    counts = np.zeros((classes, classes), dtype=int)  # (true, predicted)
+    np.add.at(counts, (labels, probs.argmax(axis=1)), 1)
+    ticks = [str(k) for k in range(classes)]
+    figure = go.Figure(go.Heatmap(z=counts, x=ticks, y=ticks, colorscale="Blues", text=counts, texttemplate="%{text}",
+                                  hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    figure.update_layout(title=name, xaxis_title="predicted class", yaxis_title="true class",
+                         xaxis_type="category", yaxis_type="category", yaxis_autorange="reversed")
     return figure

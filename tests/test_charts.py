@@ -7,108 +7,180 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from dashboard import charts
-from kdcore.metrics import expected_calibration_error
 
 
 def runs_table() -> pd.DataFrame:
+    """Teacher and student of three studies: T4 with seeds 0 and 1, T8 with seed 0 (list_runs' shape)."""
     rows = []
     for i, (seed, temperature) in enumerate([(0, "4"), (1, "4"), (0, "8")]):
         for role in ("teacher", "student"):
-            rows.append({"run_id": f"r{i}{role[0]}", "tags.kd.role": role, "tags.kd.study_id": f"s{i}",
-                         "label": f"study T{temperature} seed{seed} · {role}", "params.train.seed": str(seed),
+            study = f"digits T{temperature} seed{seed}"
+            rows.append({"run_id": f"r{i}{role[0]}", "name": role, "status": "FINISHED", "tags.kd.role": role,
+                         "tags.kd.study_id": f"study{i}-0123456789", "label": f"{study} · {role}",
+                         "params.train.seed": str(seed), "params.tracking.study_name": study,
                          "params.distill.temperature": temperature, "params.train.lr": "0.001",
                          "metrics.test/acc": 0.9 if role == "teacher" else 0.8 + i / 100,
-                         "metrics.model/params": 10_000 if role == "teacher" else 1_000,
+                         "metrics.model/params": 10_000.0 if role == "teacher" else 1_000.0,
                          "metrics.test/acc_class_0": 0.5, "metrics.test/acc_class_1": 1.0})
     return pd.DataFrame(rows)
 
 
 def history_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """val/acc over 3 epochs: 0.1 * step, and 0.1 higher for the seed-1 study (runs r1*)."""
     rows = [(run_id, "val/acc", step, 0.1 * step + (0.1 if run_id.startswith("r1") else 0.0), 0)
             for run_id in runs["run_id"] for step in range(3)]
+    rows.append(("r0t", "train/loss", 0, 2.0, 0))  # another metric, never drawn
     return pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
 
 
-def test_curves_aggregate_seeds_into_a_band_and_split_on_request() -> None:
+def is_blank(figure) -> bool:
+    return not figure.data and [a.text for a in figure.layout.annotations] == ["no data"]
+
+
+def test_curves_draw_mean_and_std_band_over_seeds_and_one_line_per_run_on_request() -> None:
     runs = runs_table()
     figure = charts.curves(history_table(runs), runs, "val/acc", aggregate_seeds=True)
-    names = [t.name for t in figure.data]
-    assert "study T4 · student (2 seeds)" in names and "study T8 seed0 · student" in names
+    names = [t.name for t in figure.data if t.showlegend is not False]
+    assert names == ["digits T4 · teacher (2 seeds)", "digits T4 · student (2 seeds)",
+                     "digits T8 seed0 · teacher", "digits T8 seed0 · student"]
     bands = [t for t in figure.data if t.fill == "toself"]
-    assert len(bands) == 2  # teacher and student of the two T4 seeds
-    mean = next(t for t in figure.data if t.name == "study T4 · student (2 seeds)")
+    assert len(bands) == 2  # the T8 study has one seed: a plain line, no band
+    mean = next(t for t in figure.data if t.name == "digits T4 · student (2 seeds)")
     assert list(mean.y) == pytest.approx([0.05, 0.15, 0.25])
+    assert mean.line.color == charts.ROLE_COLORS["student"]
+    std = 0.1 / math.sqrt(2)  # sample std of two seeds 0.1 apart
+    band = next(t for t in bands if t.legendgroup == mean.name)
+    assert list(band.x) == [0, 1, 2, 2, 1, 0]
+    assert list(band.y) == pytest.approx([0.05 + std, 0.15 + std, 0.25 + std, 0.25 - std, 0.15 - std, 0.05 - std])
+
     split = charts.curves(history_table(runs), runs, "val/acc", aggregate_seeds=False)
     assert len(split.data) == 6 and not any(t.fill == "toself" for t in split.data)
+    assert "digits T4 seed1 · student" in [t.name for t in split.data]
 
 
-def test_curves_without_data_say_so() -> None:
-    figure = charts.curves(pd.DataFrame(columns=["run_id", "key", "step", "value"]), runs_table(), "val/acc")
-    assert not figure.data and figure.layout.annotations[0].text == "no data"
+def test_curves_label_by_short_study_id_without_a_label_column_and_blank_without_data() -> None:
+    runs = runs_table().drop(columns="label").head(2)
+    figure = charts.curves(history_table(runs), runs, "val/acc")
+    assert [t.name for t in figure.data] == ["study0-0 · teacher", "study0-0 · student"]
+    assert figure.layout.xaxis.title.text == "epoch" and figure.layout.yaxis.title.text == "val/acc"
+    assert is_blank(charts.curves(history_table(runs), runs, "val/loss"))
 
 
-def test_ratio_bars_have_both_ratios_and_the_gate_lines() -> None:
-    studies = pd.DataFrame({"study_id": ["a", "b"], "label": ["A", "B"], "ratio_teacher": [0.9, 0.97],
-                            "ratio_baseline": [1.01, 1.08]})
+def test_ratio_bars_show_both_ratios_against_the_gate_lines() -> None:
+    studies = pd.DataFrame({"study_id": ["a1", "b2", "c3"], "name": ["A", "B", "B"], "ratio_teacher": [0.9, 0.97, 1.0],
+                            "ratio_baseline": [1.01, 1.3, 1.02]})
     figure = charts.ratio_bars(studies)
     assert [t.name for t in figure.data] == ["student / teacher", "student / baseline"]
+    assert list(figure.data[0].x) == ["A", "B (b2)", "B (c3)"]  # same names told apart
     assert sorted(shape.y0 for shape in figure.layout.shapes) == [0.95, 1.05]
+    assert {a.text for a in figure.layout.annotations} == {"95% of teacher", "105% of baseline"}
+    assert figure.layout.yaxis.range[1] > 1.3  # a high ratio is not cut off
 
 
-def test_entropy_histograms_mark_ln_k() -> None:
+def test_entropy_histograms_mark_ln_k_as_the_maximum() -> None:
     uniform, sure = np.full((5, 4), 0.25), np.eye(4)[[0, 1, 2, 3, 0]]
-    figure = charts.entropy_histograms({"teacher": sure, "student": uniform})
-    assert [t.name for t in figure.data] == ["teacher", "student"]
+    figure = charts.entropy_histograms({"A · teacher": sure, "A · student": uniform})
+    assert [t.name for t in figure.data] == ["A · teacher", "A · student"]
+    assert list(figure.data[0].x) == pytest.approx([0.0] * 5)
     assert list(figure.data[1].x) == pytest.approx([math.log(4)] * 5)
+    assert figure.data[1].marker.color == charts.ROLE_COLORS["student"]
     assert figure.layout.shapes[0].x0 == pytest.approx(math.log(4))
+    assert "maximum" in figure.layout.annotations[0].text
+    assert figure.layout.xaxis.title.text == "entropy (nats)"
 
 
-def test_reliability_diagram_reports_the_same_ece_as_kdcore() -> None:
+def test_reliability_diagram_ece_matches_a_hand_computed_case() -> None:
+    # Five bins: 0.55 (right) in (.4,.6]; 0.65 (right) and 0.75 (wrong) in (.6,.8]; 0.9 (right) in (.8,1].
+    # ECE = 1/4 * |1 - .55| + 2/4 * |.5 - .7| + 1/4 * |1 - .9| = 0.1125 + 0.1 + 0.025
+    probs = np.array([[0.55, 0.45], [0.35, 0.65], [0.75, 0.25], [0.9, 0.1]])
+    labels = np.array([0, 1, 1, 0])
+    table, ece = charts.calibration(probs, labels, bins=5)
+    assert ece == pytest.approx(0.2375)
+    assert table["count"].tolist() == [1, 2, 1] and table["accuracy"].tolist() == pytest.approx([1, 0.5, 1])
+    figure = charts.reliability_diagram({"student": (probs, labels)}, bins=5)
+    assert [t.name for t in figure.data] == ["perfect calibration", "student (ECE 0.237)"]
+    assert list(figure.data[0].x) == [0, 1] and list(figure.data[0].y) == [0, 1]
+
+
+def test_calibration_agrees_with_kdcore_metrics() -> None:
+    torch = pytest.importorskip("torch")
+    from kdcore.metrics import expected_calibration_error
+
     rng = np.random.default_rng(0)
-    probs = rng.dirichlet(np.ones(5), size=200)
-    labels = rng.integers(0, 5, size=200)
+    probs, labels = rng.dirichlet(np.ones(5), size=200), rng.integers(0, 5, size=200)
     expected = expected_calibration_error(torch.tensor(probs, dtype=torch.float32), torch.tensor(labels))
-    figure = charts.reliability_diagram({"student": (probs, labels)})
-    assert figure.data[0].name == "perfect calibration"
-    assert figure.data[1].name == f"student (ECE {expected:.3f})"
-    _, ece = charts.calibration(probs, labels)
-    assert ece == pytest.approx(expected, abs=1e-6)
+    assert charts.calibration(probs, labels)[1] == pytest.approx(expected, abs=1e-6)
 
 
-def test_compression_frontier_links_each_study_and_colours_roles() -> None:
-    figure = charts.compression_frontier(runs_table())
+def test_compression_frontier_links_teacher_to_student_and_colours_roles() -> None:
+    runs = pd.concat([runs_table(), pd.DataFrame([{"run_id": "r0b", "tags.kd.role": "baseline", "label": "base",
+                                                   "tags.kd.study_id": "study0-0123456789", "metrics.test/acc": 0.7,
+                                                   "metrics.model/params": 1_000.0}])], ignore_index=True)
+    figure = charts.compression_frontier(runs)
     lines = [t for t in figure.data if t.mode == "lines"]
+    assert len(lines) == 3  # one per study, teacher -> student only
+    assert list(lines[0].x) == [10_000, 1_000, None] and list(lines[0].y) == pytest.approx([0.9, 0.8, None])
     markers = {t.name: t for t in figure.data if t.mode == "markers"}
-    assert len(lines) == 3 and set(markers) == {"teacher", "student"}
-    assert figure.layout.xaxis.type == "log"
+    assert list(markers) == ["teacher", "baseline", "student"]
+    assert markers["baseline"].marker.color == charts.ROLE_COLORS["baseline"]
+    assert list(markers["student"].text) == ["digits T4 seed0 · student", "digits T4 seed1 · student",
+                                             "digits T8 seed0 · student"]
+    assert figure.layout.xaxis.type == "log" and figure.layout.xaxis.title.text == "parameters"
+    assert figure.layout.yaxis.title.text == "test accuracy"
 
 
-def test_parallel_coordinates_keep_only_varying_numeric_params() -> None:
+def test_parallel_coordinates_keep_only_present_varying_numeric_params() -> None:
     table = runs_table()[lambda f: f["tags.kd.role"] == "student"].assign(ratio_teacher=[0.9, 0.91, 0.95])
     figure = charts.parallel_coordinates(table)
     labels = [d.label for d in figure.data[0].dimensions]
     assert labels == ["distill.temperature", "ratio_teacher"]  # lr is constant, the seed is not a hyperparameter
-    assert charts.parallel_coordinates(table.head(1)).layout.annotations
+    assert list(figure.data[0].dimensions[0]["values"]) == [4.0, 4.0, 8.0]  # strings became numbers
+    assert list(figure.data[0].line.color) == [0.9, 0.91, 0.95]
+    assert charts.parallel_coordinates(table.head(1)).layout.annotations  # nothing varies: a note, no error
 
 
 def test_param_diff_shows_only_what_differs() -> None:
-    table = runs_table()[lambda f: f["tags.kd.role"] == "student"].set_index("label")
+    table = runs_table()[lambda f: f["tags.kd.role"] == "student"].reset_index(drop=True)
     diff = charts.param_diff(table)
-    assert list(diff.columns) == ["train.seed", "distill.temperature"]
-    assert charts.param_diff(table.head(1)).columns.empty
+    assert list(diff.columns) == ["train.seed", "tracking.study_name", "distill.temperature"]
+    assert list(diff.index) == ["digits T4 seed0 · student", "digits T4 seed1 · student", "digits T8 seed0 · student"]
+    same = charts.param_diff(table.iloc[[0, 0]].reset_index(drop=True))
+    assert same.empty and same.columns.empty
 
 
-def test_per_class_accuracy_groups_roles() -> None:
-    figure = charts.per_class_accuracy(runs_table().head(2))
+def test_per_class_accuracy_groups_roles_in_order() -> None:
+    runs = runs_table().head(2).iloc[::-1]
+    figure = charts.per_class_accuracy(runs, num_classes=3)
     assert [t.name for t in figure.data] == ["teacher", "student"]
-    assert list(figure.data[0].x) == ["0", "1"] and list(figure.data[0].y) == [0.5, 1.0]
+    assert list(figure.data[0].x) == ["0", "1", "2"]
+    assert list(figure.data[0].y[:2]) == [0.5, 1.0] and math.isnan(figure.data[0].y[2])  # class 2 was not logged
+    assert figure.data[1].marker.color == charts.ROLE_COLORS["student"]
+    assert figure.layout.xaxis.title.text == "class"
 
 
-def test_confusion_matrix_counts() -> None:
+def test_confusion_matrix_counts_true_rows_against_predicted_columns() -> None:
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
     figure = charts.confusion_matrix(probs, np.array([0, 1, 1]), title="student")
     assert figure.data[0].z.tolist() == [[1, 0], [1, 1]]
-    assert figure.layout.title.text == "Confusion matrix student"
+    assert figure.layout.title.text == "Confusion matrix: student"
+    assert (figure.layout.xaxis.title.text, figure.layout.yaxis.title.text) == ("predicted class", "true class")
+
+
+@pytest.mark.parametrize("build", [
+    lambda: charts.curves(pd.DataFrame(), pd.DataFrame(), "val/acc"),
+    lambda: charts.ratio_bars(pd.DataFrame(columns=["study_id", "ratio_teacher", "ratio_baseline"])),
+    lambda: charts.entropy_histograms({}),
+    lambda: charts.reliability_diagram({"student": (np.zeros((0, 3)), np.zeros(0))}),
+    lambda: charts.compression_frontier(pd.DataFrame()),
+    lambda: charts.parallel_coordinates(pd.DataFrame()),
+    lambda: charts.per_class_accuracy(pd.DataFrame({"tags.kd.role": ["student"]})),
+    lambda: charts.confusion_matrix(np.zeros((0, 3)), np.zeros(0)),
+], ids=["curves", "ratio_bars", "entropy", "reliability", "frontier", "parallel", "per_class", "confusion"])
+def test_missing_data_gives_a_no_data_figure(build) -> None:
+    assert is_blank(build())
+
+
+def test_param_diff_of_nothing_is_an_empty_frame() -> None:
+    assert charts.param_diff(pd.DataFrame()).empty
