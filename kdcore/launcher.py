@@ -197,9 +197,9 @@ def available_devices() -> list[dict[str, str]]:
     return devices
 
 
-def _alive(job_dir: Path) -> bool:
-    """Whether the job's process still runs: it holds ``alive.lock`` from launch until it exits."""
-    fd = os.open(job_dir / "alive.lock", os.O_RDWR | os.O_CREAT)
+def is_locked(path: Path) -> bool:
+    """Whether some process holds an exclusive lock on ``path`` (a slot, or a job's ``alive.lock``)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return False
@@ -207,6 +207,11 @@ def _alive(job_dir: Path) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def _alive(job_dir: Path) -> bool:
+    """Whether the job's process still runs: it holds ``alive.lock`` from launch until it exits."""
+    return is_locked(job_dir / "alive.lock")
 
 
 def _reap() -> None:

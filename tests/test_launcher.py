@@ -5,7 +5,6 @@ Each job process spends 5-10 s importing torch and mlflow, so the file starts on
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -16,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kdcore.launcher import Job, available_devices, cancel, get_job, launch, list_jobs, wait
+from kdcore.launcher import Job, available_devices, cancel, get_job, is_locked, launch, list_jobs, wait
 from kdcore.tracking import list_studies
 from tests.helpers import tiny_config
 
@@ -63,17 +62,6 @@ def wait_for_status(uri: str, study_id: str | None, status: str) -> None:
         time.sleep(0.2)
 
 
-def slot_is_free(root: Path, name: str) -> bool:
-    fd = os.open(root / "slots" / f"{name}.lock", os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-
-
 def test_jobs_queue_for_one_slot_cancel_to_killed_and_hand_the_slot_on(store: str, root: Path) -> None:
     # The first job is started with SIGINT ignored, as from a background shell: cancel must still work.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -110,7 +98,7 @@ def test_jobs_queue_for_one_slot_cancel_to_killed_and_hand_the_slot_on(store: st
     assert third.status == "finished", third.log.read_text()
     assert third.slot is None and third.name.startswith("digits mlp-w32-d1->mlp-w8-d1")
     assert study_row(store, third.study_id).status == "FINISHED"
-    assert slot_is_free(root, "cpu:0")
+    assert not is_locked(root / "slots" / "cpu:0.lock")
 
 
 def test_job_whose_process_died_is_reported_failed(store: str, root: Path) -> None:
