@@ -63,6 +63,11 @@ class StudySummary:
     gates: list[Gate] = field(default_factory=list)
 
 
+def weights_run(run: RunRecord) -> str:
+    """The run that holds a role's weights: itself, or the run a reused teacher came from."""
+    return run.tags.get("kd.reused_from", run.run_id)
+
+
 def model_spec(cfg: ModelConfig) -> str:
     """Short architecture label used in tags and tables, e.g. ``mlp-w256-d3``."""
     return f"{cfg.name}-w{cfg.width}-d{cfg.depth}"
@@ -191,7 +196,7 @@ class Study:
             same = self.tracker.find_runs({"kd.role": "teacher", "kd.teacher_fingerprint": fingerprint},
                                           status="FINISHED")
             if same:
-                origin = same[0].tags.get("kd.reused_from", same[0].run_id)
+                origin = weights_run(same[0])
                 model = self._load_weights(self.cfg.teacher, origin)
                 run_id = self.tracker.start_run(
                     "teacher", self._tags("teacher", "none", **{"kd.teacher_fingerprint": fingerprint,
@@ -210,7 +215,7 @@ class Study:
         assert splits is not None and self.study_id is not None
         previous = self._previous.get(role)
         if previous is not None and previous.status == "FINISHED":
-            origin = previous.tags.get("kd.reused_from", previous.run_id)
+            origin = weights_run(previous)
             model = self._load_weights(model_cfg, origin)
             result = RoleResult(role, previous.run_id, model, previous.metrics, self._predict(model))
             self.roles[role] = result
