@@ -85,6 +85,14 @@ class DistillConfig(Section):
         0.9, ge=0, le=1, description="Weight of the distillation term; 1 - alpha weighs the label loss."
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Method-specific parameters.")
+    assistants: list[ModelConfig] = Field(
+        default_factory=list,
+        description="Teacher assistants for the progressive mechanism, from the teacher's side to the student's.",
+    )
+    rationale: str | None = Field(
+        None, max_length=4000,
+        description="Why this mechanism and knowledge type (quality gate 8); kdx advise writes it.",
+    )
 
     @field_validator("method")
     @classmethod
@@ -95,6 +103,17 @@ class DistillConfig(Section):
     @classmethod
     def _known_mechanism(cls, value: str) -> str:
         return _registered(MECHANISMS, value)
+
+    @model_validator(mode="after")
+    def _assistants_fit_mechanism(self) -> DistillConfig:
+        uses_assistants = bool(MECHANISMS.entry(self.mechanism).meta.get("assistants"))
+        if uses_assistants and not self.assistants:
+            raise ValueError(f"distill.assistants: the {self.mechanism} mechanism needs at least one assistant, "
+                             "e.g. [{name: mlp, width: 128, depth: 2}]")
+        if self.assistants and not uses_assistants:
+            raise ValueError(f"distill.assistants: only the progressive mechanism uses assistants; leave it empty "
+                             f"for {self.mechanism}")
+        return self
 
     @model_validator(mode="after")
     def _method_params(self) -> DistillConfig:
@@ -161,13 +180,14 @@ class ExperimentConfig(Section):
     @model_validator(mode="after")
     def _models_fit_data(self) -> ExperimentConfig:
         shape = DATASETS.entry(self.data.name).meta["input_shape"]
-        for role in ("teacher", "student"):
-            name = getattr(self, role).name
-            rank = MODELS.entry(name).meta.get("input_rank")
+        roles = {"teacher": self.teacher, "student": self.student}
+        roles |= {f"distill.assistants.{i}": model for i, model in enumerate(self.distill.assistants)}
+        for role, model in roles.items():
+            rank = MODELS.entry(model.name).meta.get("input_rank")
             if rank is not None and rank != len(shape):
                 fitting = [e.name for e in MODELS if e.meta.get("input_rank") in (None, len(shape))]
                 raise ValueError(
-                    f"{role}.name: model {name} needs {rank}-d inputs but dataset {self.data.name} gives "
+                    f"{role}.name: model {model.name} needs {rank}-d inputs but dataset {self.data.name} gives "
                     f"shape {tuple(shape)}; allowed: {', '.join(fitting)}"
                 )
         return self
@@ -223,7 +243,7 @@ def _format_error(first: Any, prefix: str = "") -> str:
         first["input"], dict
     ):
         msg = f"{msg} (got {first['input']!r})"
-    if re.match(r"^[a-z_]+\.[a-z_.]+: ", msg):  # a cross-field message already names its field
+    if re.match(r"^[a-z_]+\.[a-z_0-9.]+: ", msg):  # a cross-field message already names its field
         return msg
     return f"{loc}: {msg}" if loc else msg
 

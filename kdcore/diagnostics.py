@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from kdcore import advisor
+
 # --- thresholds (the survey's numbers, named) --------------------------------------------------
 EPS = 1e-9  # accuracies are differences of floats: exactly at a threshold must not fire
 COLLAPSE_MARGIN = 0.02  # capacity mismatch: student below the independent baseline by more than 2 points
@@ -28,6 +30,7 @@ ASSISTANT_KEEP = 0.90  # progressive degradation: an assistant below 90% of its 
 GATE_TEACHER_RATIO = 0.95  # gate 1: student >= 95% of teacher...
 GATE_BASELINE_RATIO = 1.05  # ...or >= 105% of baseline
 PROGRESSIVE_GAP = 3.0  # gate 3: a teacher/student performance ratio over 3x calls for assistants
+SOFT_TEMPERATURE = 4.0  # overconfidence fix: raise the temperature to at least this
 MASTERED = 0.95  # gate 10: classes the teacher gets right at least this often
 KEEP_MASTERED = 0.90  # ...must keep at least 90% of the teacher's accuracy in the student
 
@@ -83,16 +86,19 @@ def capacity_mismatch(r: StudyResults) -> Finding | None:
     student, baseline = r.metric("student", "test/acc"), r.metric("baseline", "test/acc")
     if student is None or baseline is None or baseline - student <= COLLAPSE_MARGIN + EPS:
         return None
-    width = r.params.get("student.width")
-    teacher_width = r.params.get("teacher.width")
-    overrides = []
-    if width and teacher_width and width.isdigit() and teacher_width.isdigit():
-        middle = round(math.sqrt(int(width) * int(teacher_width)))
-        fix = (f"Insert a teacher assistant of width {middle} (the geometric mean of {teacher_width} and "
-               f"{width}), or distill from a smaller teacher.")
-        overrides = [f"teacher.width={middle}"]
-    else:
-        fix = "Insert a teacher assistant of intermediate capacity, or distill from a smaller teacher."
+    fix = "Insert a teacher assistant of intermediate capacity, or distill from a smaller teacher."
+    overrides: list[str] = []
+    situation = measured_situation(r)
+    if situation is not None:
+        have = len(_assistant_roles(r))
+        chain = advisor.interpolate_assistants(advisor.facts(situation), have + 1)
+        if chain and all(a.name for a in chain):
+            sizes = ", ".join(f"{a.name} of width {a.width} and depth {a.depth}" for a in chain)
+            fix = (f"{'Use' if have else 'Insert'} {len(chain)} teacher assistant{'s' if len(chain) > 1 else ''} "
+                   f"({sizes}, sized by geometric interpolation of the parameter count), or distill from a "
+                   "smaller teacher.")
+            models = ", ".join(f"{{name: {a.name}, width: {a.width}, depth: {a.depth}}}" for a in chain)
+            overrides = ["distill.mechanism=progressive", f"distill.assistants=[{models}]"]
     return Finding("capacity_mismatch", "Capacity mismatch collapse", "critical",
                    {"student_acc": student, "baseline_acc": baseline, "drop_points": _pts(baseline - student),
                     "threshold_points": _pts(COLLAPSE_MARGIN)}, fix, overrides)
@@ -134,9 +140,9 @@ def overconfidence(r: StudyResults) -> Finding | None:
     s_ent, t_ent = r.metric("student", "val/entropy"), r.metric("teacher", "val/entropy")
     s_acc, t_acc = r.metric("student", "val/best_acc"), r.metric("teacher", "val/best_acc")
     s_ece, t_ece, b_ece = (r.metric(role, "val/ece") for role in ("student", "teacher", "baseline"))
-    temperature = float(r.params.get("distill.temperature", "4") or 4)
-    overrides = [f"distill.temperature={temperature * 2:g}"]
-    fix = f"Raise the temperature to {temperature * 2:g}, add label smoothing, or use several diverse teachers."
+    temperature = max(2 * float(r.params.get("distill.temperature", "4") or 4), SOFT_TEMPERATURE)
+    overrides = [f"distill.temperature={temperature:g}"]
+    fix = f"Raise the temperature to {temperature:g}, add label smoothing, or use several diverse teachers."
     if None not in (s_ent, t_ent, s_acc, t_acc) and s_ent < t_ent and s_acc < t_acc:
         return Finding("overconfidence", "Teacher overconfidence amplification", "critical",
                        {"student_entropy": s_ent, "teacher_entropy": t_ent, "student_acc": s_acc,
@@ -160,9 +166,13 @@ def cross_modal_failure(r: StudyResults) -> Finding | None:
     return None
 
 
+def _assistant_roles(r: StudyResults) -> list[str]:
+    """assistant_1, assistant_2, ... in chain order (numerically, so assistant_10 follows assistant_9)."""
+    return sorted((k for k in r.metrics if k.startswith("assistant_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+
+
 def progressive_degradation(r: StudyResults) -> Finding | None:
-    chain = [role for role in ("teacher", *sorted(k for k in r.metrics if k.startswith("assistant_")))
-             if r.metric(role, "test/acc") is not None]
+    chain = [role for role in ("teacher", *_assistant_roles(r)) if r.metric(role, "test/acc") is not None]
     for upper, lower in pairwise(chain):
         up, low = r.metric(upper, "test/acc"), r.metric(lower, "test/acc")
         if up and low is not None and low < ASSISTANT_KEEP * up:
@@ -209,11 +219,13 @@ def gate_held_out(r: StudyResults) -> Gate:
 
 def gate_capacity(r: StudyResults) -> Gate:
     name = "Capacity gap assessed; assistants used above a 3x performance gap"
-    t, s = r.metric("teacher", "test/acc"), r.metric("student", "test/acc")
+    # The gap a student must bridge: the teacher over the student trained alone (the baseline).
+    t = r.metric("teacher", "test/acc")
+    s = r.metric("baseline", "test/acc") or r.metric("student", "test/acc")
     if not t or not s:
-        return _missing(3, name, "needs teacher and student accuracy")
+        return _missing(3, name, "needs teacher and baseline (or student) accuracy")
     gap = t / s
-    assistants = [k for k in r.metrics if k.startswith("assistant_")]
+    assistants = _assistant_roles(r)
     numbers = {"performance_ratio": gap, "assistants": float(len(assistants))}
     if r.metric("student", "model/params") and r.metric("teacher", "model/params"):
         numbers["parameter_ratio"] = r.metric("teacher", "model/params") / r.metric("student", "model/params")
@@ -253,12 +265,51 @@ def gate_compression(r: StudyResults) -> Gate:
     return Gate(7, name, "passed", numbers)
 
 
+def measured_situation(r: StudyResults) -> advisor.Situation | None:
+    """The advisor's situation rebuilt from what a study measured: sizes, and the teacher's and the
+    baseline's accuracy (the student trained alone). None when the study's models are not registered."""
+    p = r.params
+
+    def side(role: str, accuracy_role: str) -> dict[str, Any]:
+        spec = {"model": p.get(f"{role}.name"), "params": r.metric(role, "model/params"),
+                "accuracy": r.metric(accuracy_role, "test/acc")}
+        for key in ("width", "depth"):
+            value = p.get(f"{role}.{key}", "")
+            spec[key] = int(value) if value.isdigit() else None
+        spec["params"] = int(spec["params"]) if spec["params"] else None
+        return spec
+
+    mechanism = p.get("distill.mechanism", "offline")
+    need = {"response": "decisions", "feature": "patterns", "relation": "structure"}.get(p.get("kd.knowledge", ""))
+    raw = {"dataset": p.get("data.name") or None, "teacher": side("teacher", "teacher"),
+           "student": side("student", "baseline"), "needs": [need or "decisions"],
+           "several_learners": mechanism == "online", "proven_teacher": mechanism != "self"}
+    try:
+        return advisor.situation(raw)
+    except advisor.AdviceError:
+        return None
+
+
 def gate_mechanism(r: StudyResults) -> Gate:
+    """Passed when the study records why it uses its mechanism (``distill.rationale``, which ``kdx advise``
+    writes). Without one, the advisor is asked on the study's measured gap: the gate passes when its
+    advice matches the mechanism used, and fails, giving the advice, when it does not."""
     name = "Transfer mechanism justified"
-    rationale = r.params.get("kd.advice")
-    if not rationale:
-        return _missing(8, name, "no advice rationale is recorded on this study")
-    return Gate(8, name, "passed", reason=rationale)
+    rationale = r.params.get("distill.rationale") or r.params.get("kd.advice")
+    if rationale:
+        return Gate(8, name, "passed", reason=f"recorded: {rationale}")
+    situation = measured_situation(r)
+    used = r.params.get("distill.mechanism")
+    if situation is None or not used:
+        return _missing(8, name, "no rationale is recorded, and the study's models cannot be re-assessed")
+    advice = advisor.advise(situation)
+    numbers = {k: v for k, v in (("parameter_ratio", advice.parameter_ratio),
+                                 ("performance_ratio", advice.performance_ratio)) if v is not None}
+    if advice.mechanism == used:
+        return Gate(8, name, "passed", numbers, f"no rationale recorded; the advice on the measured gap agrees: "
+                    f"{advice.rationale}")
+    return Gate(8, name, "failed", numbers, f"no rationale recorded, and the advice on the measured gap is "
+                f"{advice.mechanism}, not {used}: {advice.rationale}")
 
 
 def _hard_examples(r: StudyResults) -> np.ndarray | None:

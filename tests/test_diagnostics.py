@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 
 from kdcore import diagnostics as dx
+from kdcore.config import apply_overrides, validate
 
 
 def results(student: float = 0.90, baseline: float = 0.90, teacher: float = 0.95) -> dx.StudyResults:
@@ -15,8 +17,10 @@ def results(student: float = 0.90, baseline: float = 0.90, teacher: float = 0.95
                "train/acc": acc + 0.02, "test/acc_class_0": 1.0, "test/acc_class_1": acc}
         for role, acc, params in (("teacher", teacher, 1e5), ("baseline", baseline, 1e4), ("student", student, 1e4))
     }
-    return dx.StudyResults(metrics, {"student.width": "16", "teacher.width": "256", "distill.temperature": "4",
-                                     "kd.knowledge": "response"}, num_classes=10)
+    params = {"data.name": "digits", "teacher.name": "mlp", "teacher.width": "256", "teacher.depth": "3",
+              "student.name": "mlp", "student.width": "16", "student.depth": "1", "distill.mechanism": "offline",
+              "distill.temperature": "4", "kd.knowledge": "response"}
+    return dx.StudyResults(metrics, params, num_classes=10)
 
 
 @pytest.mark.parametrize(("drop", "fires"), [(0.019, False), (0.02, False), (0.021, True)])
@@ -24,7 +28,27 @@ def test_capacity_mismatch_at_its_threshold(drop: float, fires: bool) -> None:
     finding = dx.capacity_mismatch(results(student=0.90 - drop))
     assert (finding is not None) == fires
     if finding:
-        assert finding.fix_overrides == ["teacher.width=64"] and finding.evidence["drop_points"] == 2.1
+        assert finding.evidence["drop_points"] == 2.1
+        mechanism, assistants = finding.fix_overrides
+        assert mechanism == "distill.mechanism=progressive"
+        chain = yaml.safe_load(assistants.partition("=")[2])
+        assert len(chain) == 1 and chain[0]["name"] == "mlp" and 16 < chain[0]["width"] < 256
+        assert validate(apply_overrides({}, finding.fix_overrides)).distill.mechanism == "progressive"
+
+
+def test_capacity_mismatch_in_a_chain_adds_one_more_assistant() -> None:
+    r = results(student=0.85)
+    r.params["distill.mechanism"] = "progressive"
+    r.metrics["assistant_1"] = {"test/acc": 0.93}
+    chain = yaml.safe_load(dx.capacity_mismatch(r).fix_overrides[1].partition("=")[2])
+    assert len(chain) == 2 and chain[0]["width"] > chain[1]["width"]
+
+
+def test_overconfidence_fix_never_suggests_a_temperature_below_4() -> None:
+    r = results()
+    r.params["distill.temperature"] = "0.5"
+    r.metrics["student"]["val/entropy"] = 0.1
+    assert dx.overconfidence(r).fix_overrides == ["distill.temperature=4"]
 
 
 @pytest.mark.parametrize(("student_entropy", "fires"), [(0.49, True), (0.5, False), (0.51, False)])
@@ -79,11 +103,12 @@ def test_knowledge_confusion_by_converged_loss_or_matching_distribution() -> Non
 
 def test_healthy_study_has_no_findings_and_passes_its_gates() -> None:
     r = results(student=0.93, baseline=0.90)
+    r.params["distill.rationale"] = "a proven teacher on fixed data"
     assert dx.detect(r) == []
     gates = {g.number: g for g in dx.evaluate_gates(r, [])}
     assert len(gates) == 10
-    assert {n for n, g in gates.items() if g.status == "passed"} == {1, 2, 3, 4, 5, 6, 7, 10}
-    assert gates[8].status == gates[9].status == "not measurable"
+    assert {n for n, g in gates.items() if g.status == "passed"} == {1, 2, 3, 4, 5, 6, 7, 8, 10}
+    assert gates[9].status == "not measurable"
     assert gates[1].numbers["student_over_teacher"] == pytest.approx(0.93 / 0.95)
 
 
@@ -92,9 +117,14 @@ def test_accuracy_gate_at_95_percent_of_teacher(student: float, status: str) -> 
     assert dx.gate_accuracy(results(student=student, baseline=0.9)).status == status
 
 
+@pytest.mark.parametrize(("baseline", "status"), [(0.95 / 2.99, "passed"), (0.95 / 3.01, "failed")])
+def test_capacity_gate_measures_the_teacher_against_the_student_trained_alone(baseline: float, status: str) -> None:
+    assert dx.gate_capacity(results(student=0.9, baseline=baseline, teacher=0.95)).status == status
+
+
 def test_capacity_gate_over_3x_needs_assistants() -> None:
-    assert dx.gate_capacity(results(student=0.3, teacher=0.95)).status == "failed"
-    r = results(student=0.3, teacher=0.95)
+    assert dx.gate_capacity(results(student=0.3, baseline=0.3, teacher=0.95)).status == "failed"
+    r = results(student=0.3, baseline=0.3, teacher=0.95)
     r.metrics["assistant_1"] = {"test/acc": 0.6}
     assert dx.gate_capacity(r).status == "passed"
 
@@ -116,3 +146,25 @@ def test_missing_pieces_are_not_measurable_never_a_crash() -> None:
     gates = dx.evaluate_gates(r, [])
     assert [g.status for g in gates].count("not measurable") == 9
     assert all(g.reason for g in gates if g.status == "not measurable")
+
+
+@pytest.mark.parametrize(("teacher", "baseline", "mechanism", "status"), [
+    (0.95, 0.80, "offline", "passed"),  # performance 1.19x: direct offline, as run
+    (0.95, 0.55, "offline", "failed"),  # 1.73x calls for an assistant
+    (0.95, 0.55, "progressive", "passed"),
+])
+def test_mechanism_gate_asks_the_advisor_when_no_rationale_is_recorded(
+        teacher: float, baseline: float, mechanism: str, status: str) -> None:
+    r = results(teacher=teacher, baseline=baseline, student=baseline)
+    r.params["distill.mechanism"] = mechanism
+    gate = dx.gate_mechanism(r)
+    assert gate.status == status and gate.numbers["performance_ratio"] == pytest.approx(teacher / baseline)
+    assert "advice" in gate.reason
+
+
+def test_mechanism_gate_passes_on_a_recorded_rationale_and_is_not_measurable_without_models() -> None:
+    r = results(teacher=0.95, baseline=0.55)
+    r.params["distill.rationale"] = "chosen by hand"
+    assert dx.gate_mechanism(r).status == "passed"
+    r.params = {"distill.mechanism": "offline", "teacher.name": "no-such-model"}
+    assert dx.gate_mechanism(r).status == "not measurable"

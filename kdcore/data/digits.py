@@ -22,7 +22,7 @@ def shifted(split: Split, seed: int) -> Split:
     return Split(x.clamp(0, 1), split.y)
 
 
-@register_dataset("digits", input_shape=(1, 8, 8), num_classes=10, generated=False)
+@register_dataset("digits", input_shape=(1, 8, 8), num_classes=10, generated=False, modality="image")
 def digits(cfg) -> DatasetSplits:
     """8x8 handwritten digits from scikit-learn, 10 classes, as 1x8x8 images scaled to [0, 1]."""
     bunch = load_digits()

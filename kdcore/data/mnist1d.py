@@ -52,7 +52,7 @@ class _View(dict):
     __getattr__ = dict.__getitem__
 
 
-@register_dataset("mnist1d", input_shape=(1, 40), num_classes=10, generated=True)
+@register_dataset("mnist1d", input_shape=(1, 40), num_classes=10, generated=True, modality="signal")
 def mnist1d(cfg) -> DatasetSplits:
     """MNIST-1D: 10 classes of 40-step 1-d signals, generated locally (default 5,000 samples)."""
     n = cfg.n_samples or DEFAULT_SAMPLES

@@ -31,7 +31,8 @@ class MLP(nn.Module):
         return ModelOutput(self.head(h), features)
 
 
-@register_model("mlp", input_rank=None)
+@register_model("mlp", input_rank=None, family="mlp",
+                sizes={"tiny": (16, 1), "small": (32, 2), "medium": (64, 2), "large": (256, 3)})
 def mlp(input_shape: tuple[int, ...], num_classes: int, width: int = 64, depth: int = 2) -> MLP:
     """Fully connected ReLU network: `depth` hidden layers of `width` units; any input shape."""
     return MLP(input_shape, num_classes, width, depth)

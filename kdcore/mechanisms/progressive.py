@@ -1,0 +1,21 @@
+"""Progressive distillation (teacher-assistant KD, Mirzadeh et al. 2020): teacher -> assistants -> student.
+
+Each stage is distilled from the one above it, so no model has to decode a teacher far beyond its
+capacity. The assistants come from ``distill.assistants`` (``kdx advise`` sizes them).
+"""
+
+from __future__ import annotations
+
+from kdcore.registry import register_mechanism
+
+
+@register_mechanism("progressive", assistants=True)
+def progressive(study) -> None:
+    """A chain: the teacher teaches assistant_1, each assistant the next, the last one the student."""
+    cfg = study.cfg
+    teacher = study.teacher_role()
+    study.train_role("baseline", cfg.student, "none", teacher=teacher)
+    upper = teacher
+    for k, assistant in enumerate(cfg.distill.assistants, start=1):
+        upper = study.train_role(f"assistant_{k}", assistant, cfg.distill.method, teacher=upper)
+    study.train_role("student", cfg.student, cfg.distill.method, teacher=upper)
