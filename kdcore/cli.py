@@ -11,12 +11,14 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from kdcore.advisor import AdviceError
 from kdcore.config import ConfigError, load_config
 from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS, UnknownNameError
 
 if TYPE_CHECKING:
+    from kdcore.advisor import Advice
     from kdcore.study import StudySummary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +77,39 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("study_id", metavar="STUDY_ID", help="the study's id (kdx studies lists them)")
     diagnose.add_argument("--tracking-uri", metavar="URI",
                           help="MLflow store or server; default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
+
+    advise = commands.add_parser(
+        "advise", help="recommend a distillation approach for a teacher/student situation",
+        description="Walk the decision tree (capacity gap, knowledge type, mechanism, representation gap) and "
+                    "print the advice with the rule that fired at each step. A YAML situation file and flags "
+                    "combine; flags win.",
+        epilog="example: kdx advise --dataset mnist1d --teacher cnn1d:large --student mlp:tiny --write study.yaml",
+    )
+    advise.add_argument("situation", nargs="?", type=Path, help="YAML situation file (keys as in --help below)")
+    advise.add_argument("--dataset", help="registered dataset (sizes the models, makes the config runnable)")
+    for side in ("teacher", "student"):
+        advise.add_argument(f"--{side}", metavar="MODEL[:SIZE]",
+                            help=f"registered model of the {side}, with a size preset (tiny, small, medium, large)")
+        advise.add_argument(f"--{side}-width", type=int, metavar="N", help=f"{side} width (overrides the preset)")
+        advise.add_argument(f"--{side}-depth", type=int, metavar="N", help=f"{side} depth (overrides the preset)")
+        advise.add_argument(f"--{side}-params", type=int, metavar="N",
+                            help=f"{side} parameter count, instead of a model")
+        advise.add_argument(f"--{side}-acc", type=float, metavar="A",
+                            help=f"{side} accuracy in [0, 1]" + (" when trained alone" if side == "student" else ""))
+        advise.add_argument(f"--{side}-modality", metavar="NAME", help=f"{side} modality, e.g. rgb, depth, text")
+        advise.add_argument(f"--{side}-task", metavar="NAME", help=f"{side} task (default classification)")
+    advise.add_argument("--needs", metavar="LIST", help="what the task needs: decisions, patterns, structure "
+                                                        "(comma-separated for several)")
+    advise.add_argument("--no-proven-teacher", action="store_true", help="no trained, trusted teacher exists")
+    advise.add_argument("--unstable-domain", action="store_true", help="the data drifts while the student learns")
+    advise.add_argument("--several-learners", action="store_true", help="several learners explore together")
+    advise.add_argument("--from-study", metavar="STUDY_ID",
+                        help="take models, dataset and measured accuracies (teacher, baseline) from a study")
+    advise.add_argument("--tracking-uri", metavar="URI", help="store of --from-study; default as for kdx studies")
+    advise.add_argument("--write", type=Path, metavar="CONFIG",
+                        help="write the advice as a runnable study config (YAML) to this file")
+    advise.add_argument("--base", type=Path, metavar="CONFIG",
+                        help="config whose other choices (training budget, tracking) --write keeps")
 
     dashboard = commands.add_parser(
         "dashboard", help="start the dashboard in the browser",
@@ -202,9 +237,9 @@ def format_summary(s: StudySummary, uri: str) -> str:
     """The study's roles and ratios as a small table for the terminal."""
     cfg = s.cfg
     lines = [f"study {s.study_id}  {s.name}",
-             f"  {'role':<9} {'val acc':>8} {'test acc':>9} {'shift acc':>10} {'params':>9} {'ms/sample':>10}"]
+             f"  {'role':<11} {'val acc':>8} {'test acc':>9} {'shift acc':>10} {'params':>9} {'ms/sample':>10}"]
     for role, m in s.roles.items():
-        lines.append(f"  {role:<9} {_pct(m['val/best_acc']):>8} {_pct(m['test/acc']):>9} {_pct(m['shift/acc']):>10} "
+        lines.append(f"  {role:<11} {_pct(m['val/best_acc']):>8} {_pct(m['test/acc']):>9} {_pct(m['shift/acc']):>10} "
                      f"{int(m['model/params']):>9,} {m['model/latency_ms']:>10.4f}")
     st = s.metrics
     lines.append(
@@ -242,6 +277,96 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         print(f"  finding [{finding.severity}] {finding.title}: {evidence}\n    fix: {finding.fix}")
     if not findings:
         print("  no failure mode detected")
+    return 0
+
+
+def situation_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The raw situation: the YAML file (or a study's measurements), then the flags on top."""
+    from kdcore.config import load_raw
+
+    raw: dict[str, Any] = {}
+    if args.situation is not None:
+        raw = load_raw(args.situation)
+    if args.from_study:
+        raw = _measured(args.from_study, args.tracking_uri) | raw
+    if args.dataset:
+        raw["dataset"] = args.dataset
+    for side in ("teacher", "student"):
+        spec = raw.setdefault(side, {})
+        if not isinstance(spec, dict):
+            raise UsageError(f"{side}: expected a mapping of model, size, params, accuracy, ...")
+        model = getattr(args, side)
+        if model:
+            name, _, size = model.partition(":")
+            spec.update({"model": name, "size": size or None})
+            spec.pop("params", None)
+        for key, attr in (("width", "width"), ("depth", "depth"), ("params", "params"), ("accuracy", "acc"),
+                          ("modality", "modality"), ("task", "task")):
+            value = getattr(args, f"{side}_{attr}")
+            if value is not None:
+                spec[key] = value
+    if args.needs:
+        raw["needs"] = [n.strip() for n in args.needs.split(",") if n.strip()]
+    for flag, key, value in ((args.no_proven_teacher, "proven_teacher", False),
+                             (args.unstable_domain, "stable_domain", False),
+                             (args.several_learners, "several_learners", True)):
+        if flag:
+            raw[key] = value
+    return raw
+
+
+def _measured(study_id: str, uri: str | None) -> dict[str, Any]:
+    from kdcore.diagnostics import measured_situation
+    from kdcore.study import study_results
+    from kdcore.tracking import MlflowTracker
+
+    try:
+        tracker = MlflowTracker.for_run(study_id, uri)
+        found = measured_situation(study_results(tracker, study_id))
+    except Exception as err:  # an unknown id surfaces as MLflow's own exception type
+        raise UsageError(f"--from-study: cannot read study {study_id}: {_one_line(err)}") from None
+    if found is None:
+        raise UsageError(f"--from-study: study {study_id} has no registered teacher and student to assess")
+    return found.model_dump(mode="json", exclude_defaults=True)
+
+
+def format_advice(advice: Advice) -> str:
+    """The path through the tree, then what to run and the warnings, for the terminal."""
+    lines = []
+    for boundary in advice.warnings:
+        lines.append(f"warning: {boundary.boundary} {boundary.instead}")
+    for step in advice.path:
+        lines.append(f"{step.step}. {step.question}: {step.rule} -> {step.outcome}")
+        if step.detail:
+            lines.append(f"     {step.detail}")
+    low, high, suggested = advice.temperature
+    lines += [f"mechanism       {advice.mechanism}",
+              f"knowledge       {', '.join(advice.knowledge)} (method {advice.method})",
+              f"representation  {advice.representation}",
+              f"temperature     {low:g}-{high:g} (suggested {suggested:g})"]
+    for k, assistant in enumerate(advice.assistants, start=1):
+        size = f"{assistant.name} width {assistant.width} depth {assistant.depth}" if assistant.name else "a model"
+        lines.append(f"assistant {k}     {size}, ~{assistant.params:,} parameters")
+    if advice.assistant_rule:
+        lines.append(f"                {advice.assistant_rule}")
+    if advice.policy:
+        lines.append(f"policy          {advice.policy}")
+    problem = advice.runnable()
+    lines.append(f"runnable        {'no: ' + problem if problem else 'yes (--write CONFIG writes the study)'}")
+    return "\n".join(lines)
+
+
+def cmd_advise(args: argparse.Namespace) -> int:
+    from kdcore.advisor import advise
+    from kdcore.config import load_raw
+
+    advice = advise(situation_from_args(args))
+    print(format_advice(advice))
+    if args.write:
+        cfg = advice.to_config(load_raw(args.base) if args.base else None)
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        cfg.save(args.write)
+        print(f"wrote {args.write}; run it with: kdx run {args.write}")
     return 0
 
 
@@ -295,7 +420,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "studies": cmd_studies, "diagnose": cmd_diagnose,
-            "dashboard": cmd_dashboard,
+            "advise": cmd_advise, "dashboard": cmd_dashboard,
             "samples": cmd_samples}
 
 
@@ -303,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, UnknownNameError, UsageError) as err:
+    except (ConfigError, AdviceError, UnknownNameError, UsageError) as err:
         print(f"kdx: error: {_one_line(err)}", file=sys.stderr)
         return 2
 

@@ -232,6 +232,10 @@ def _replay(tracker: MlflowTracker, sample: SampleStudy, marks: dict[str, str]) 
                 tracker.log_bytes(run_id, PREDICTIONS, role.predictions.npz())
             end_run_at(tracker, run_id, role.status, role.end_time)
         end_run_at(tracker, parent, sample.study.status, sample.study.end_time)
+        if sample.study.status == "FINISHED":
+            from kdcore.study import diagnose
+
+            diagnose(tracker, parent)  # findings.json and gates.json, by this version's detectors
     except BaseException:
         delete_runs(tracker, created)
         raise

@@ -109,6 +109,56 @@ def test_diagnose_recomputes_findings_and_gates(config_file: Path, capsys: pytes
     study_id = capsys.readouterr().out.split()[1]
     assert main(["diagnose", study_id]) == 0
     out = capsys.readouterr().out
-    assert out.count("  gate ") == 10 and "gate  8 not measurable" in out
+    assert out.count("  gate ") == 10 and "gate  8 not measurable" not in out  # the advisor re-assesses it
     assert main(["diagnose", "0123456789abcdef"]) == 2
     assert capsys.readouterr().err.startswith("kdx: error: diagnose: cannot read study 0123456789abcdef")
+
+
+def _tiny_base(tmp_path: Path) -> Path:
+    base = tmp_path / "base.yaml"
+    base.write_text("train: {epochs: 1, batch_size: 64, threads: 1, device: cpu}\n")
+    return base
+
+
+def test_advise_prints_the_path_and_writes_a_runnable_progressive_study(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    out_file = tmp_path / "advised.yaml"
+    assert main(["advise", "--dataset", "digits", "--teacher", "mlp:large", "--student", "mlp:tiny",
+                 "--write", str(out_file), "--base", str(_tiny_base(tmp_path))]) == 0
+    printed = capsys.readouterr().out
+    assert [line[:2] for line in printed.splitlines() if line[:1].isdigit()] == ["1.", "2.", "3.", "4."]
+    assert "mechanism       progressive" in printed and printed.count("assistant ") == 2
+    assert main(["run", str(out_file), "--no-progress"]) == 0
+    summary = capsys.readouterr().out
+    assert "assistant_1" in summary and "assistant_2" in summary
+    study_id = summary.split()[1]
+    assert main(["diagnose", study_id]) == 0
+    assert "gate  8 passed" in capsys.readouterr().out  # the advice's rationale is recorded on the study
+    assert main(["advise", "--from-study", study_id]) == 0
+    assert "performance " in capsys.readouterr().out  # measured accuracies now size the gap
+
+
+def test_advise_reads_a_situation_file_and_flags_win(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    situation = tmp_path / "situation.yaml"
+    situation.write_text("teacher: {params: 100000, accuracy: 0.9}\nstudent: {params: 1000, accuracy: 0.8}\n")
+    assert main(["advise", str(situation)]) == 0
+    assert "performance ratio 1.1-1.5x" in capsys.readouterr().out
+    assert main(["advise", str(situation), "--student-acc", "0.2"]) == 0
+    assert "performance ratio 3x or more" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--teacher", "mlp:huge", "--student", "mlp"], "teacher.size: mlp has no size 'huge'"),
+    (["--teacher", "mlp", "--student", "mlp", "--needs", "vibes"], "needs.0:"),
+    (["--dataset", "digits", "--teacher", "mlp", "--student", "mlp", "--several-learners", "--write", "x.yaml"],
+     "advice: the online mechanism is not built into kdcore yet"),
+])
+def test_advise_bad_input_is_one_line_and_writes_nothing(
+        argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["advise", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kdx: error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "x.yaml").exists()

@@ -158,3 +158,7 @@ def test_the_shipped_samples_load_as_finished_studies(sqlite_uri: str) -> None:
     assert studies["student_acc"].notna().all()
     for path in files:  # the stored configs are still valid configs of this version
         config_from_yaml("".join(json.loads(path.read_text())["config_yaml"]))
+    for study_id in studies["study_id"]:  # diagnosed on load, by this version's detectors and gates
+        gates = json.loads(read_artifact(study_id, "gates.json", sqlite_uri))
+        assert [g["number"] for g in gates] == list(range(1, 11))
+        json.loads(read_artifact(study_id, "findings.json", sqlite_uri))
