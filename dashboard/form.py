@@ -19,12 +19,13 @@ from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS
 REGISTRIES = {"datasets": DATASETS, "models": MODELS, "methods": METHODS, "mechanisms": MECHANISMS}
 # Set by the dashboard itself, never typed in: the store it reads and the device selector's choice.
 HIDDEN = {"tracking.uri", "train.device"}
+LONG_TEXT = 200  # text fields that may hold more than this get a text area
 
 
 @dataclass(frozen=True)
 class FieldSpec:
     path: str  # e.g. "distill.temperature"
-    kind: str  # choice | bool | int | float | text | mapping
+    kind: str  # choice | bool | int | float | text | longtext | mapping | list
     default: Any
     description: str
     options: tuple[Any, ...] = ()
@@ -54,6 +55,8 @@ class FieldSpec:
             text = f"{'an integer' if self.kind == 'int' else 'a number'} {' and '.join(p for p in (low, high) if p)}"
         elif self.kind == "mapping":
             text = "a YAML mapping"
+        elif self.kind == "list":
+            text = "a YAML list"
         else:
             text = "text"
         if self.optional:
@@ -107,6 +110,10 @@ def config_fields() -> list[FieldSpec]:
                 specs.append(FieldSpec(kind=annotation.__name__, **bounds, **common))
             elif get_origin(annotation) is dict:
                 specs.append(FieldSpec(kind="mapping", **common))
+            elif get_origin(annotation) is list:
+                specs.append(FieldSpec(kind="list", **common))
+            elif any(getattr(item, "max_length", 0) and item.max_length > LONG_TEXT for item in field.metadata):
+                specs.append(FieldSpec(kind="longtext", **common))
             else:
                 specs.append(FieldSpec(kind="text", **common))
     return specs

@@ -21,6 +21,7 @@ def test_every_settable_field_has_a_spec() -> None:
     assert temperature.allowed() == "a number > 0 and ≤ 100; default 4.0"
     assert specs["data.n_samples"].optional and specs["data.n_samples"].kind == "int"
     assert specs["train.amp"].kind == "bool" and specs["distill.params"].kind == "mapping"
+    assert specs["distill.assistants"].kind == "list" and specs["distill.rationale"].kind == "longtext"
 
 
 def test_nested_values_validate_and_errors_come_back_by_field() -> None:

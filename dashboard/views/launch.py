@@ -41,13 +41,18 @@ def widget(spec: FieldSpec, value: Any, key: str) -> Any:
                                  step=1 if spec.kind == "int" else None,
                                  format="%d" if spec.kind == "int" else "%g")
         return int(number) if spec.kind == "int" and number is not None else number
-    if spec.kind == "mapping":
-        text = st.text_area(label, value=yaml.safe_dump(value or {}, default_flow_style=True).strip(), key=key,
-                            help=help_text, height=68)
+    if spec.kind in {"mapping", "list"}:
+        empty: Any = {} if spec.kind == "mapping" else []
+        text = st.text_area(label, value=yaml.safe_dump(value or empty, default_flow_style=True, width=1000).strip(),
+                            key=key, help=help_text, height=68)
         try:
-            return yaml.safe_load(text) or {}
+            parsed = yaml.safe_load(text)
         except yaml.YAMLError:
-            return text  # a string: the validator reports it as not a mapping
+            return text  # a string: the validator reports it as the wrong type
+        return empty if parsed is None else parsed
+    if spec.kind == "longtext":
+        text = st.text_area(label, value="" if value is None else str(value), key=key, help=help_text, height=100)
+        return None if spec.optional and not text.strip() else text
     text = st.text_input(label, value="" if value is None else str(value), key=key, help=help_text)
     return None if spec.optional and not text.strip() else text
 
