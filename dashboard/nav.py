@@ -10,6 +10,7 @@ def pages() -> dict[str, StreamlitPage]:
     """Page scripts live in ``views/``, relative to ``app.py``."""
     return {
         "studies": st.Page("views/studies.py", title="Studies", icon=":material/table_view:", default=True),
+        "advisor": st.Page("views/advisor.py", title="Advisor", icon=":material/alt_route:"),
         "launch": st.Page("views/launch.py", title="Launch", icon=":material/rocket_launch:"),
         "compare": st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
         "study": st.Page("views/study.py", title="Study detail", icon=":material/query_stats:"),

@@ -1,0 +1,171 @@
+"""Advisor: describe teacher, student and task; see the path through the decision tree and the advice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data, nav
+from dashboard.tree_chart import decision_tree
+from kdcore import advisor
+from kdcore.config import load_config
+from kdcore.registry import DATASETS, MODELS
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits_kd.yaml"
+NEEDS = {"decisions": "final decisions", "patterns": "pattern recognition", "structure": "structural reasoning"}
+BOUNDARY_FLAGS = {"rule_based": "The teacher is a simple rule-based system",
+                  "real_time": "A hard real-time budget the student must meet",
+                  "needs_new_capabilities": "The student must do things the teacher cannot",
+                  "safety_critical": "Safety-critical, without a validation framework",
+                  "interpretability_first": "Interpretability matters most"}
+
+
+@st.cache_data(show_spinner=False)
+def parameters(model: str, width: int, depth: int, dataset: str) -> int:
+    return advisor.parameters(model, width, depth, dataset)
+
+
+def side_form(role: str, dataset: str, default_model: str, default_size: str) -> dict[str, Any]:
+    """Model and size of one side, with its parameter count from the registry."""
+    rank = len(DATASETS.entry(dataset).meta["input_shape"])
+    models = [e.name for e in MODELS if e.meta.get("input_rank") in (None, rank)]
+    model = st.selectbox("Model", models, index=models.index(default_model) if default_model in models else 0,
+                         key=f"adv.{role}.model")
+    sizes = MODELS.entry(model).meta["sizes"]
+    options = [*sizes, "custom"]
+    size = st.selectbox("Size", options, index=options.index(default_size) if default_size in options else 0,
+                        key=f"adv.{role}.size", format_func=lambda s: s if s == "custom" else
+                        f"{s} (width {sizes[s][0]}, depth {sizes[s][1]})")
+    spec: dict[str, Any] = {"model": model}
+    if size == "custom":
+        left, right = st.columns(2)
+        spec["width"] = int(left.number_input("Width", 1, 4096, 64, key=f"adv.{role}.width"))
+        spec["depth"] = int(right.number_input("Depth", 1, 16, 2, key=f"adv.{role}.depth"))
+        width, depth = spec["width"], spec["depth"]
+    else:
+        spec["size"] = size
+        width, depth = sizes[size]
+    st.caption(f"{parameters(model, width, depth, dataset):,} parameters on {dataset}")
+    return spec
+
+
+def accuracies(uri: str) -> tuple[float | None, float | None]:
+    """Teacher and student-alone accuracy: from a study in the store, typed in, or unknown."""
+    source = st.radio("Accuracies", ["unknown", "from a study", "typed in"], horizontal=True, key="adv.acc",
+                      help="The performance ratio (teacher over the student trained alone) sizes the gap best.")
+    if source == "from a study":
+        studies = data.studies(uri).dropna(subset=["teacher_acc", "baseline_acc"])
+        if studies.empty:
+            st.caption("No finished study with a teacher and a baseline in this store.")
+            return None, None
+        labels = dict(zip(studies["study_id"], studies["label"], strict=True))
+        chosen = st.selectbox("Study", list(labels), format_func=lambda i: f"{labels[i]} · {i[:8]}", key="adv.study")
+        row = studies.set_index("study_id").loc[chosen]
+        st.caption(f"teacher {row['teacher_acc']:.1%}, baseline (student alone) {row['baseline_acc']:.1%}")
+        return float(row["teacher_acc"]), float(row["baseline_acc"])
+    if source == "typed in":
+        left, right = st.columns(2)
+        teacher = left.number_input("Teacher accuracy", 0.0, 1.0, 0.95, 0.01, key="adv.t_acc")
+        student = right.number_input("Student accuracy, trained alone", 0.0, 1.0, 0.80, 0.01, key="adv.s_acc")
+        return teacher, student
+    return None, None
+
+
+def situation_form(uri: str) -> dict[str, Any]:
+    datasets = DATASETS.names()
+    dataset = st.selectbox("Dataset", datasets, index=datasets.index("digits") if "digits" in datasets else 0,
+                           key="adv.dataset")
+    teacher_col, student_col, task_col = st.columns(3)
+    with teacher_col.container(border=True):
+        st.markdown("**Teacher**")
+        teacher = side_form("teacher", dataset, "cnn2d" if dataset == "digits" else "cnn1d", "large")
+    with student_col.container(border=True):
+        st.markdown("**Student**")
+        student = side_form("student", dataset, "mlp", "tiny")
+    with task_col.container(border=True):
+        st.markdown("**Task and situation**")
+        needs = st.multiselect("The task needs", list(NEEDS), default=["decisions"], format_func=NEEDS.get,
+                               key="adv.needs")
+        raw: dict[str, Any] = {
+            "proven_teacher": st.toggle("A proven teacher exists", True, key="adv.proven"),
+            "stable_domain": st.toggle("The domain is stable", True, key="adv.stable"),
+            "several_learners": st.toggle("Several learners explore together", False, key="adv.peers"),
+        }
+    with st.expander("Accuracies, modalities, tasks and boundaries"):
+        teacher["accuracy"], student["accuracy"] = accuracies(uri)
+        left, right = st.columns(2)
+        for column, role, spec in ((left, "teacher", teacher), (right, "student", student)):
+            spec["modality"] = column.text_input(f"{role.title()} modality", key=f"adv.{role}.modality",
+                                                 placeholder=DATASETS.entry(dataset).meta.get("modality", "")) or None
+            spec["task"] = column.text_input(f"{role.title()} task", "classification", key=f"adv.{role}.task")
+        raw |= {flag: st.checkbox(label, key=f"adv.{flag}") for flag, label in BOUNDARY_FLAGS.items()}
+    return raw | {"dataset": dataset, "teacher": teacher, "student": student, "needs": needs or ["decisions"]}
+
+
+def show(advice: advisor.Advice) -> None:
+    for boundary in advice.warnings:
+        st.warning(f"**Distillation may be the wrong tool.** {boundary.boundary} {boundary.instead}",
+                   icon=":material/block:")
+    low, high, suggested = advice.temperature
+    a, b, c, d = st.columns(4)
+    a.metric("Mechanism", advice.mechanism)
+    b.metric("Knowledge", " + ".join(advice.knowledge), help=f"method {advice.method}")
+    c.metric("Assistants", len(advice.assistants))
+    d.metric("Temperature", f"{low:g}-{high:g}", help=f"suggested {suggested:g}")
+    st.plotly_chart(decision_tree([p.branch for p in advice.path], "The path through the decision tree"),
+                    key="advisor-tree")
+    st.dataframe(pd.DataFrame([{"step": f"{p.step}. {p.question}", "rule that fired": p.rule, "decision": p.outcome,
+                                "numbers": p.detail} for p in advice.path]), hide_index=True, width="stretch")
+    st.markdown(f"**Representation gap.** {advice.representation}")
+    if advice.assistants:
+        st.markdown("**Teacher assistants**")
+        st.dataframe(pd.DataFrame([asdict_row(k, a) for k, a in enumerate(advice.assistants, 1)]), hide_index=True)
+        st.caption(advice.assistant_rule)
+    if advice.policy:
+        st.info(advice.policy, icon=":material/rule:")
+
+
+def asdict_row(k: int, assistant: advisor.Assistant) -> dict[str, Any]:
+    return {"stage": f"assistant_{k}", "model": assistant.name, "width": assistant.width, "depth": assistant.depth,
+            "parameters": assistant.params}
+
+
+def launch_button(advice: advisor.Advice) -> None:
+    problem = advice.runnable()
+    if problem:
+        st.caption(f"Not launchable yet: {problem}.")
+    if st.button("Open Launch with this advice", type="primary", disabled=bool(problem)):
+        # The advice sets data, models and distillation; the training budget is the Launch form's.
+        current = st.session_state.get("launch_config") or (load_config(EXAMPLE).to_dict() if EXAMPLE.is_file()
+                                                             else {})
+        base = {key: current[key] for key in ("data", "train", "tracking") if key in current}
+        try:
+            cfg = advice.to_config(base)
+        except advisor.AdviceError as err:
+            st.error(str(err))
+            return
+        st.session_state["launch_config"] = cfg.to_dict()
+        st.session_state["form_version"] = st.session_state.get("form_version", 0) + 1
+        nav.go("launch")
+
+
+def render() -> None:
+    st.title("Advisor")
+    st.caption("Describe the teacher, the student and the task: the decision tree recommends how to distill, "
+               "and says why.")
+    raw = situation_form(data.store_uri())
+    try:
+        advice = advisor.advise(raw)
+    except advisor.AdviceError as err:
+        st.error(str(err))
+        return
+    show(advice)
+    with st.expander("Rationale recorded on the study"):
+        st.write(advice.rationale)
+    launch_button(advice)
+
+
+render()

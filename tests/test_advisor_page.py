@@ -1,0 +1,74 @@
+"""The Advisor page under AppTest, and its decision-tree figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard.tree_chart import decision_tree
+from kdcore.advisor import TREE, advise
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+
+
+@pytest.fixture
+def advisor_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("KDX_JOBS_DIR", str(tmp_path / "jobs"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/advisor.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def choose(at: AppTest, **values: str) -> AppTest:
+    for key, value in values.items():
+        at.selectbox(key=f"adv.{key}").set_value(value).run()
+        assert not at.exception, at.exception
+    return at
+
+
+def test_large_cnn_to_tiny_mlp_on_mnist1d_is_progressive_and_opens_launch_prefilled(advisor_page: AppTest) -> None:
+    at = choose(advisor_page, **{"dataset": "mnist1d", "teacher.model": "cnn1d", "teacher.size": "large",
+                                 "student.model": "mlp", "student.size": "tiny"})
+    assert [m.value for m in at.metric] == ["progressive", "response", "2", "4-8"]
+    assert "65,098 parameters on mnist1d" in [c.value for c in at.caption]
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    cfg = at.session_state["launch_config"]
+    assert cfg["distill"]["mechanism"] == "progressive" and len(cfg["distill"]["assistants"]) == 2
+    assert cfg["data"]["name"] == "mnist1d" and cfg["distill"]["rationale"].startswith("Advice: progressive")
+    assert [t.value for t in at.title] == ["Launch a study"]
+    assert at.selectbox(key=f"form{at.session_state['form_version']}.distill.mechanism").value == "progressive"
+
+
+def test_an_unbuilt_mechanism_disables_launch_and_says_why(advisor_page: AppTest) -> None:
+    at = advisor_page
+    at.toggle(key="adv.peers").set_value(True).run()
+    assert at.metric[0].value == "online"
+    assert at.button[0].disabled
+    assert any("online mechanism is not built" in c.value for c in at.caption)
+
+
+def test_typed_accuracies_decide_the_gap_and_the_policy_is_shown(advisor_page: AppTest) -> None:
+    at = advisor_page
+    at.radio(key="adv.acc").set_value("typed in").run()
+    at.number_input(key="adv.t_acc").set_value(0.9).run()
+    at.number_input(key="adv.s_acc").set_value(0.8).run()
+    assert not at.exception
+    assert at.metric[0].value == "offline" and at.metric[2].value == "0"
+    assert any("performance ratio (1.12x) decides" in i.value for i in at.info)
+
+
+def test_tree_figure_lights_exactly_the_path() -> None:
+    advice = advise({"teacher": {"params": 20_000}, "student": {"params": 1000}})
+    figure = decision_tree([p.branch for p in advice.path])
+    lit = next(t for t in figure.data if t.name == "path")
+    assert len(lit.x) == 4 and "<b>Parameters 10x+</b>" in lit.text
+    dim = next(t for t in figure.data if t.name == "branches")
+    assert len(dim.x) == len(TREE) - 4
+    thick = [t for t in figure.data if t.mode == "lines" and t.line.width == 4]
+    assert len(thick) == 4 + 1 + 3  # step -> fired branch, situation -> step 1, fired -> next step
