@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 OTHER_COLORS = ["#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D"]  # assistants, peers, free labels
 ROLE_COLORS = {"teacher": "#4C78A8", "baseline": "#9D9D9D", "student": "#F58518", "other": OTHER_COLORS[0]}
 ROLE_ORDER = {"teacher": 0, "baseline": 1, "student": 2}
+CRITICAL = "#D62728"  # a stage that failed its threshold
 DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
 PATTERNS = ["", "/", "x", ".", "\\", "+"]
 SEP = " · "  # the dashboard labels runs "<study name> · <role>"
@@ -364,4 +365,107 @@ def confusion_matrix(probs: np.ndarray, labels: np.ndarray, title: str = "") -> 
                                   hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
     figure.update_layout(title=name, xaxis_title="predicted class", yaxis_title="true class",
                          xaxis_type="category", yaxis_type="category", yaxis_autorange="reversed")
+    return figure
+
+
+# --- evidence of findings -----------------------------------------------------------------------------
+def _stage_key(role: str) -> tuple[int, int, str]:
+    """Chain order: teacher, assistant_1, assistant_2, ... (numerically), baseline, student, then the rest."""
+    head, _, number = role.rpartition("_")
+    if head == "assistant" and number.isdigit():
+        return 1, int(number), ""
+    return {"teacher": (0, 0, ""), "baseline": (2, 0, ""), "student": (3, 0, "")}.get(role, (4, 0, role))
+
+
+def _stage_color(role: str) -> str:
+    """Teacher, baseline and student keep their colours; every assistant (or peer) shares the spare one."""
+    return ROLE_COLORS.get(role, ROLE_COLORS["other"])
+
+
+def _by_stage(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per role with a numeric ``metric`` (the first run of each role), in chain order: _role, _value."""
+    if not _has(runs, metric):
+        return pd.DataFrame(columns=["_role", "_value"])
+    table = runs.assign(_role=_roles(runs), _value=pd.to_numeric(runs[metric], errors="coerce"))
+    table = table.dropna(subset=["_value"]).drop_duplicates("_role")
+    return table.iloc[sorted(range(len(table)), key=lambda i: _stage_key(table["_role"].iloc[i]))]
+
+
+def role_bars(runs: pd.DataFrame, metric: str, title: str, lines: dict[float, str] | None = None,
+              percent: bool = False) -> go.Figure:
+    """One bar per role of a study (chain order), with optional reference lines such as chance (1/K).
+
+    The evidence behind a finding: teacher, baseline and student accuracy for a capacity mismatch,
+    their calibration error for overconfidence, accuracy against chance for a cross-modal failure.
+    """
+    table = _by_stage(runs, metric)
+    if table.empty:
+        return empty(title)
+    axis = metric.removeprefix("metrics.")
+    text = [f"{v:.1%}" if percent else f"{v:.3g}" for v in table["_value"]]
+    figure = go.Figure(go.Bar(x=table["_role"].tolist(), y=table["_value"].to_numpy(), text=text,
+                              textposition="outside", name=axis, showlegend=False,
+                              marker_color=[_stage_color(r) for r in table["_role"]]))
+    for value, label in (lines or {}).items():
+        figure.add_hline(y=value, line_dash="dash", line_color="#555", annotation_text=label,
+                         annotation_position="top left")
+    top = max([*table["_value"], *(lines or {})])
+    figure.update_layout(title=title, xaxis_title="role", yaxis_title=axis, xaxis_type="category",
+                         yaxis_tickformat=".0%" if percent else None, yaxis_range=[0, top * 1.15 or 1])
+    return figure
+
+
+def chain_accuracy(runs: pd.DataFrame, keep: float = 0.90) -> go.Figure:
+    """Test accuracy at each stage teacher -> assistant_1 -> ... -> student, against ``keep`` times the
+    previous stage (a stage under it marks progressive degradation); the baseline as a reference line."""
+    title = "Accuracy along the chain"
+    table = _by_stage(runs, "metrics.test/acc")
+    chain = table[table["_role"] != "baseline"]
+    if chain.empty:
+        return empty(title)
+    stages, values = chain["_role"].tolist(), chain["_value"].to_numpy()
+    floors = keep * values[:-1]  # what stages 1.. must reach, from the stage before each
+    below = [False, *(values[1:] < floors)]
+    figure = go.Figure(go.Scatter(x=stages, y=values, mode="lines+markers", name="test accuracy",
+                                  line={"color": "#888"}, hovertemplate="%{x}: %{y:.1%}<extra></extra>",
+                                  marker={"size": 12, "color": [CRITICAL if b else _stage_color(r)
+                                                                for r, b in zip(stages, below, strict=True)]}))
+    if len(stages) > 1:
+        figure.add_trace(go.Scatter(x=stages[1:], y=floors, mode="markers", name=f"{keep:.0%} of the previous stage",
+                                    marker={"symbol": "line-ew-open", "size": 28, "line": {"width": 2},
+                                            "color": "#555"}, hovertemplate="%{x} needs %{y:.1%}<extra></extra>"))
+    baseline = table.loc[table["_role"] == "baseline", "_value"]
+    if not baseline.empty:
+        figure.add_hline(y=float(baseline.iloc[0]), line_dash="dot", line_color=ROLE_COLORS["baseline"],
+                         annotation_text="baseline (student trained alone)", annotation_position="bottom right")
+    figure.update_layout(title=title, xaxis_title="stage", yaxis_title="test accuracy", xaxis_type="category",
+                         yaxis_tickformat=".0%")
+    return figure
+
+
+def kd_loss_vs_accuracy(history: pd.DataFrame, runs: pd.DataFrame) -> go.Figure:
+    """The student's KD loss term per epoch (left axis) against its and the baseline's validation accuracy
+    (right axis): a KD term that converges while accuracy stays at the baseline's transfers the wrong knowledge."""
+    title = "KD loss against accuracy"
+    if not _has(history, "run_id", "key", "step", "value") or not _has(runs, "run_id"):
+        return empty(title)
+    ids = dict(zip(_roles(runs), runs["run_id"], strict=True))
+
+    def series(role: str, key: str) -> pd.DataFrame:
+        found = history[(history["run_id"] == ids.get(role)) & (history["key"] == key)].dropna(subset=["value"])
+        return found.sort_values("step")
+
+    loss = series("student", "train/loss_kd")
+    if loss.empty:
+        return empty(title)
+    figure = go.Figure(go.Scatter(x=loss["step"], y=loss["value"], mode="lines+markers", name="student KD loss",
+                                  line={"color": ROLE_COLORS["student"], "dash": "dash"}))
+    for role in ("student", "baseline"):
+        acc = series(role, "val/acc")
+        if not acc.empty:
+            figure.add_trace(go.Scatter(x=acc["step"], y=acc["value"], mode="lines+markers", yaxis="y2",
+                                        name=f"{role} val accuracy", line={"color": role_color(role)}))
+    figure.update_layout(title=title, xaxis_title="epoch", yaxis_title="train/loss_kd", hovermode="x unified",
+                         yaxis2={"title": {"text": "val accuracy"}, "overlaying": "y", "side": "right",
+                                 "tickformat": ".0%"}, legend={"orientation": "h", "y": -0.2})
     return figure

@@ -6,7 +6,9 @@ page never shows a stale table for long and never pays for the same query twice 
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,13 +27,16 @@ def store_uri() -> str:
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def studies(uri: str) -> pd.DataFrame:
-    """Every study, with a findings count and display label."""
+    """Every study, with its finding codes as a list (from the ``kd.findings`` tag) and a display label."""
     frame = tracking.list_studies(uri)
-    frame["findings_count"] = frame["findings"].map(
-        lambda v: 0 if not isinstance(v, str) or not v else len([f for f in v.split(",") if f.strip()])
-    )
+    frame["finding_codes"] = frame["findings"].map(finding_codes)
     frame["label"] = frame["name"].fillna(frame["study_id"])
     return frame
+
+
+def finding_codes(tag: object) -> list[str]:
+    """The codes in a ``kd.findings`` tag (a comma list; missing or empty = none)."""
+    return [code.strip() for code in tag.split(",") if code.strip()] if isinstance(tag, str) else []
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
@@ -62,6 +67,27 @@ def predictions(uri: str, run_id: str) -> dict[str, np.ndarray]:
 @st.cache_data(ttl=CACHE_SECONDS * 10, show_spinner=False)
 def config_yaml(uri: str, study_id: str) -> str:
     return tracking.read_artifact(study_id, "config.yaml", uri).decode()
+
+
+def _artifact_json(uri: str, study_id: str, path: str) -> Any:
+    """A JSON artifact of the study, or None where it has none (made before it was recorded, or still running)."""
+    try:
+        raw = tracking.read_artifact(study_id, path, uri)
+    except Exception:  # MLflow raises its own types (or OSError) for a missing artifact
+        return None
+    return json.loads(raw)
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def findings(uri: str, study_id: str) -> list[dict[str, Any]]:
+    """The study's findings (``findings.json``): code, title, severity, evidence, fix, fix_overrides."""
+    return _artifact_json(uri, study_id, "findings.json") or []
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def gates(uri: str, study_id: str) -> list[dict[str, Any]] | None:
+    """The study's ten quality gates (``gates.json``) in order; None when it was never diagnosed."""
+    return _artifact_json(uri, study_id, "gates.json")
 
 
 def clear() -> None:

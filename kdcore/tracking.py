@@ -177,6 +177,7 @@ STUDY_COLUMNS = {
     "metrics.study/student_acc": "student_acc", "metrics.study/acc_ratio_teacher": "ratio_teacher",
     "metrics.study/acc_ratio_baseline": "ratio_baseline", "metrics.study/param_ratio": "param_ratio",
     "metrics.study/speedup": "speedup", "tags.kd.findings": "findings",
+    "metrics.study/gates_passed": "gates_passed", "metrics.study/gates_failed": "gates_failed",
     "tags.kd.failure_reason": "failure_reason",
 }
 

@@ -168,6 +168,66 @@ def test_confusion_matrix_counts_true_rows_against_predicted_columns() -> None:
     assert (figure.layout.xaxis.title.text, figure.layout.yaxis.title.text) == ("predicted class", "true class")
 
 
+def chain_table() -> pd.DataFrame:
+    """A progressive study (list_runs' shape): teacher 90%, assistant_1 85%, assistant_2 70%, student 68%,
+    baseline 72%; assistant_10 is listed before assistant_2 to check the numeric order."""
+    accuracies = {"student": 0.68, "baseline": 0.72, "assistant_2": 0.70, "teacher": 0.90, "assistant_1": 0.85}
+    return pd.DataFrame([{"run_id": f"r-{role}", "tags.kd.role": role, "metrics.test/acc": acc,
+                          "metrics.val/ece": acc / 10} for role, acc in accuracies.items()])
+
+
+def test_role_bars_draw_roles_in_chain_order_with_reference_lines() -> None:
+    figure = charts.role_bars(chain_table(), "metrics.test/acc", "Test accuracy", {0.1: "chance (1/K)"}, percent=True)
+    (bars,) = figure.data
+    assert list(bars.x) == ["teacher", "assistant_1", "assistant_2", "baseline", "student"]
+    assert list(bars.y) == pytest.approx([0.9, 0.85, 0.7, 0.72, 0.68])
+    assert list(bars.text) == ["90.0%", "85.0%", "70.0%", "72.0%", "68.0%"]
+    assert list(bars.marker.color) == [charts.ROLE_COLORS[r] for r in ("teacher", "other", "other", "baseline",
+                                                                       "student")]
+    assert [shape.y0 for shape in figure.layout.shapes] == [0.1]
+    assert figure.layout.annotations[0].text == "chance (1/K)" and figure.layout.yaxis.tickformat == ".0%"
+    plain = charts.role_bars(chain_table(), "metrics.val/ece", "ECE")
+    assert plain.data[0].text[0] == "0.09" and not plain.layout.shapes
+    assert plain.layout.yaxis.title.text == "val/ece"
+
+
+def test_chain_accuracy_marks_a_stage_below_90_percent_of_the_previous_one() -> None:
+    runs = pd.concat([chain_table(), pd.DataFrame([{"run_id": "r-a10", "tags.kd.role": "assistant_10",
+                                                    "metrics.test/acc": 0.69}])], ignore_index=True)
+    figure = charts.chain_accuracy(runs)
+    accuracy, floors = figure.data
+    assert list(accuracy.x) == ["teacher", "assistant_1", "assistant_2", "assistant_10", "student"]
+    assert list(accuracy.y) == pytest.approx([0.9, 0.85, 0.7, 0.69, 0.68])
+    # 0.70 < 0.9 * 0.85 = 0.765: assistant_2 degraded; every other stage keeps 90% of the one before it.
+    colors = list(accuracy.marker.color)
+    assert colors[2] == charts.CRITICAL and charts.CRITICAL not in colors[:2] + colors[3:]
+    assert list(floors.x) == ["assistant_1", "assistant_2", "assistant_10", "student"]
+    assert list(floors.y) == pytest.approx([0.81, 0.765, 0.63, 0.621])
+    assert floors.name == "90% of the previous stage"
+    assert [shape.y0 for shape in figure.layout.shapes] == [0.72]  # the baseline, not a stage
+    assert "baseline" in figure.layout.annotations[0].text
+    stricter = charts.chain_accuracy(chain_table(), keep=0.99)
+    assert stricter.data[1].name == "99% of the previous stage"
+    assert list(stricter.data[0].marker.color).count(charts.CRITICAL) == 3
+
+
+def test_kd_loss_vs_accuracy_puts_the_loss_left_and_accuracies_right() -> None:
+    runs = chain_table()[lambda f: f["tags.kd.role"].isin(["teacher", "baseline", "student"])]
+    history = pd.DataFrame(
+        [("r-student", "train/loss_kd", step, 1.0 / (step + 1), 0) for step in range(3)]
+        + [("r-student", "val/acc", step, 0.5 + step / 10, 0) for step in range(3)]
+        + [("r-baseline", "val/acc", step, 0.55 + step / 10, 0) for step in range(3)]
+        + [("r-teacher", "train/loss_kd", 0, 9.0, 0)],  # not the student's: never drawn
+        columns=["run_id", "key", "step", "value", "timestamp"])
+    figure = charts.kd_loss_vs_accuracy(history, runs)
+    assert [t.name for t in figure.data] == ["student KD loss", "student val accuracy", "baseline val accuracy"]
+    assert list(figure.data[0].y) == pytest.approx([1.0, 0.5, 1 / 3])
+    assert [t.yaxis for t in figure.data] == [None, "y2", "y2"]
+    assert list(figure.data[2].y) == pytest.approx([0.55, 0.65, 0.75])
+    assert figure.layout.yaxis2.overlaying == "y" and figure.layout.yaxis2.side == "right"
+    assert figure.layout.yaxis.title.text == "train/loss_kd"
+
+
 @pytest.mark.parametrize("build", [
     lambda: charts.curves(pd.DataFrame(), pd.DataFrame(), "val/acc"),
     lambda: charts.ratio_bars(pd.DataFrame(columns=["study_id", "ratio_teacher", "ratio_baseline"])),
@@ -177,7 +237,16 @@ def test_confusion_matrix_counts_true_rows_against_predicted_columns() -> None:
     lambda: charts.parallel_coordinates(pd.DataFrame()),
     lambda: charts.per_class_accuracy(pd.DataFrame({"tags.kd.role": ["student"]})),
     lambda: charts.confusion_matrix(np.zeros((0, 3)), np.zeros(0)),
-], ids=["curves", "ratio_bars", "entropy", "reliability", "frontier", "parallel", "per_class", "confusion"])
+    lambda: charts.role_bars(pd.DataFrame(), "metrics.test/acc", "Test accuracy"),
+    lambda: charts.role_bars(pd.DataFrame({"tags.kd.role": ["student"], "metrics.test/acc": [np.nan]}),
+                             "metrics.test/acc", "Test accuracy"),
+    lambda: charts.chain_accuracy(pd.DataFrame()),
+    lambda: charts.chain_accuracy(pd.DataFrame({"tags.kd.role": ["baseline"], "metrics.test/acc": [0.7]})),
+    lambda: charts.kd_loss_vs_accuracy(pd.DataFrame(), pd.DataFrame()),
+    lambda: charts.kd_loss_vs_accuracy(pd.DataFrame(columns=["run_id", "key", "step", "value"]),
+                                       pd.DataFrame({"run_id": ["r"], "tags.kd.role": ["student"]})),
+], ids=["curves", "ratio_bars", "entropy", "reliability", "frontier", "parallel", "per_class", "confusion",
+        "role_bars", "role_bars_nan", "chain", "chain_baseline_only", "kd_loss", "kd_loss_no_curve"])
 def test_missing_data_gives_a_no_data_figure(build) -> None:
     assert is_blank(build())
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import pytest
+import yaml
 from streamlit.testing.v1 import AppTest
 
+from kdcore import launcher
 from kdcore.study import Study
-from kdcore.tracking import MlflowTracker
+from kdcore.tracking import MlflowTracker, list_studies
 from tests.helpers import tiny_config
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
@@ -31,6 +37,45 @@ def store(empty_store: str) -> tuple[str, list[str]]:
            for seed in (0, 1)]
     ids.append(Study(tiny_config("distill.temperature=8", "train.epochs=2"), tracker, progress=False).run().study_id)
     return empty_store, ids
+
+
+@pytest.fixture
+def study(empty_store: str) -> Iterator[tuple[str, str]]:
+    """One tiny study; any job a test launches from it is cancelled afterwards."""
+    tracker = MlflowTracker(empty_store, "kd-explorer")
+    yield empty_store, Study(tiny_config(), tracker, progress=False).run().study_id
+    for job in launcher.list_jobs():  # a relaunched fix must not keep training in the background
+        launcher.cancel(job.job_id)
+
+
+OVERCONFIDENCE = {"code": "overconfidence", "title": "Teacher overconfidence amplification", "severity": "critical",
+                  "evidence": {"student_entropy": 0.41, "teacher_entropy": 0.52, "student_acc": 0.8125,
+                               "teacher_acc": 0.9, "student_ece": 0.031},
+                  "fix": "Raise the temperature to 12.", "fix_overrides": ["distill.temperature=12"]}
+CONFUSION = {"code": "knowledge_confusion", "title": "Knowledge type confusion", "severity": "warning",
+             "evidence": {"kl_teacher_student": 0.02, "agreement": 0.5}, "fix": "Transfer features.",
+             "fix_overrides": []}
+CAPACITY = {"code": "capacity_mismatch", "title": "Capacity mismatch collapse", "severity": "critical",
+            "evidence": {"student_acc": 0.7, "baseline_acc": 0.75, "drop_points": 5.0}, "fix": "Insert an assistant.",
+            "fix_overrides": ["distill.mechanism=progressive", "distill.assistants=[{name: mlp, width: 16, depth: 1}]"]}
+DEGRADATION = {"code": "progressive_degradation", "title": "Progressive learning degradation", "severity": "critical",
+               "evidence": {"teacher_acc": 0.9, "assistant_1_acc": 0.7, "ratio": 0.778}, "fix": "Shorten the chain.",
+               "fix_overrides": []}
+CROSS_MODAL = {"code": "cross_modal_failure", "title": "Cross-modal alignment failure", "severity": "critical",
+               "evidence": {"student_acc": 0.11, "chance": 0.1, "teacher_acc": 0.9}, "fix": "Align.",
+               "fix_overrides": ["distill.no_such_key=1"]}
+
+
+def diagnosed(uri: str, study_id: str, findings: list[dict[str, Any]], passed: int) -> None:
+    """Log hand-made findings and gates on a study, as ``kdcore.study.diagnose`` would."""
+    tracker = MlflowTracker(uri, "kd-explorer")
+    gates = [{"number": n, "name": f"gate number {n}", "status": "passed" if n <= passed else "failed",
+              "numbers": {"student_over_teacher": 0.96, "test_acc": 0.875}, "reason": f"reason {n}"}
+             for n in range(1, 11)]
+    tracker.log_bytes(study_id, "findings.json", json.dumps(findings).encode())
+    tracker.log_bytes(study_id, "gates.json", json.dumps(gates).encode())
+    tracker.set_tags(study_id, {"kd.findings": ",".join(f["code"] for f in findings)})
+    tracker.client.log_metric(study_id, "study/gates_passed", passed, step=1)  # after diagnose's own (step 0)
 
 
 def app(**state) -> AppTest:
@@ -84,7 +129,8 @@ def test_compare_draws_every_chart(store) -> None:
 
 
 def test_study_detail_shows_roles_and_config(store) -> None:
-    _, ids = store
+    uri, ids = store
+    diagnosed(uri, ids[0], [], passed=10)  # no finding: no evidence charts
     at = open_page("study", study=ids[0])
     roles = at.dataframe[0].value
     assert sorted(roles["role"]) == ["baseline", "student", "teacher"]
@@ -115,3 +161,100 @@ def test_launch_is_prefilled_from_study_detail(store) -> None:
     assert not at.exception
     temperature = next(n for n in at.number_input if n.key.endswith("distill.temperature"))
     assert temperature.value == 8.0
+
+
+def test_studies_filter_by_finding_and_by_gates_passed(store) -> None:
+    uri, ids = store
+    diagnosed(uri, ids[0], [OVERCONFIDENCE, CONFUSION], passed=7)
+    diagnosed(uri, ids[1], [OVERCONFIDENCE], passed=4)
+    diagnosed(uri, ids[2], [], passed=9)
+    names = list_studies(uri).set_index("study_id")["name"]
+    a, b, c = (names[i] for i in ids)
+
+    def shown() -> set[str]:
+        return set(at.dataframe[0].value["label"])
+
+    at = app().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert dict(zip(table["label"], table["gates_passed"], strict=True)) == {a: 7, b: 4, c: 9}
+    assert {tuple(codes) for codes in table["finding_codes"]} == {("overconfidence", "knowledge_confusion"),
+                                                                  ("overconfidence",), ()}
+    summary = [b.label for b in at.button if b.key and b.key.startswith("summary-")]
+    assert summary == ["overconfidence in 2 studies", "knowledge_confusion in 1 study"]
+
+    at.multiselect(key="finding_filter").set_value(["knowledge_confusion"]).run()
+    assert shown() == {a}
+    at.multiselect(key="finding_filter").set_value(["knowledge_confusion", "no findings"]).run()
+    assert shown() == {a, c}
+    at.multiselect(key="finding_filter").set_value([]).run()
+    at.slider(key="min_gates").set_value(5).run()
+    assert shown() == {a, c}
+    at.slider(key="min_gates").set_value(0).run()
+    next(b for b in at.button if b.key == "summary-overconfidence").click().run()  # the summary filters too
+    assert at.multiselect(key="finding_filter").value == ["overconfidence"]
+    assert shown() == {a, b}
+
+
+def test_study_detail_shows_findings_with_evidence_and_the_gates_checklist(study) -> None:
+    uri, study_id = study
+    diagnosed(uri, study_id, [OVERCONFIDENCE, CONFUSION, CAPACITY, DEGRADATION], passed=7)
+    at = open_page("study", study=study_id)
+    critical, capacity, degradation = [e.value for e in at.error]
+    assert "Teacher overconfidence amplification" in critical and "student acc 81.2%" in critical
+    assert "student ece 0.031" in critical and "Raise the temperature to 12." in critical
+    (warning,) = [w.value for w in at.warning]
+    assert "Knowledge type confusion" in warning and "agreement 50.0%" in warning
+    assert "drop points 5.00" in capacity and "ratio 0.778" in degradation and "assistant 1 acc 70.0%" in degradation
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")][3:]
+    assert titles == ["Predictive entropy (test)", "Calibration error (ECE, validation)", "KD loss against accuracy",
+                      "Test accuracy by role", "Accuracy ratios", "Accuracy along the chain"]
+    relaunch = [b.key for b in at.button if b.label == "Relaunch with this fix"]
+    assert relaunch == ["relaunch-overconfidence", "relaunch-capacity_mismatch"]
+    gates = next(d.value for d in at.dataframe if "reason" in d.value)
+    assert list(gates["gate"]) == list(range(1, 11))
+    assert list(gates["status"]).count("✅ passed") == 7 and list(gates["status"]).count("❌ failed") == 3
+    assert gates["numbers"][0] == "student over teacher 0.960, test acc 87.5%"
+    assert any("7 of 10 passed" in m.value and "3 failed, 0 not measurable" in m.value for m in at.markdown)
+
+
+def test_relaunch_with_a_fix_launches_the_fixed_config_or_explains_why_not(study) -> None:
+    uri, study_id = study
+    diagnosed(uri, study_id, [CROSS_MODAL, OVERCONFIDENCE], passed=5)
+    at = open_page("study", study=study_id)
+    at.button(key="relaunch-cross_modal_failure").click().run()
+    assert any("does not apply" in e.value and "no_such_key" in e.value for e in at.error)
+    assert launcher.list_jobs() == []  # nothing launched
+
+    at.button(key="relaunch-overconfidence").click().run()
+    assert not at.exception, at.exception
+    (job,) = launcher.list_jobs()
+    config = yaml.safe_load((job.dir / "config.yaml").read_text())
+    assert config["distill"]["temperature"] == 12
+    assert config["tracking"]["study_name"].endswith(" + fix: overconfidence")
+    assert any(job.job_id in t.value for t in at.toast)
+
+
+def test_edit_the_fix_in_launch_prefills_the_form(study) -> None:
+    uri, study_id = study
+    diagnosed(uri, study_id, [OVERCONFIDENCE], passed=5)
+    at = open_page("study", study=study_id)
+    at.button(key="edit-fix-overconfidence").click().run()
+    assert not at.exception, at.exception
+    temperature = next(n for n in at.number_input if n.key.endswith("distill.temperature"))
+    assert temperature.value == 12.0
+    assert launcher.list_jobs() == []
+
+
+def test_an_undiagnosed_study_can_be_diagnosed_from_the_page(study) -> None:
+    uri, study_id = study
+    artifacts = Path(urlparse(MlflowTracker(uri, "kd-explorer").client.get_run(study_id).info.artifact_uri).path)
+    for name in ("findings.json", "gates.json"):  # as a study made before they were recorded
+        (artifacts / name).unlink()
+    at = open_page("study", study=study_id)
+    assert any("Not diagnosed yet" in i.value for i in at.info)
+    assert not any("reason" in d.value for d in at.dataframe)
+    at.button(key="diagnose").click().run()
+    assert not at.exception, at.exception
+    gates = next(d.value for d in at.dataframe if "reason" in d.value)
+    assert len(gates) == 10

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import data, nav
 
+NO_FINDINGS = "no findings"
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_runs"
 COLUMNS = {
     "label": st.column_config.TextColumn("study", width="medium"),
@@ -18,7 +20,8 @@ COLUMNS = {
     "student_acc": st.column_config.NumberColumn("student acc", format="percent"),
     "ratio_teacher": st.column_config.NumberColumn("student/teacher", format="%.3f"),
     "ratio_baseline": st.column_config.NumberColumn("student/baseline", format="%.3f"),
-    "findings_count": st.column_config.NumberColumn("findings"),
+    "finding_codes": st.column_config.ListColumn("findings", width="medium"),
+    "gates_passed": st.column_config.NumberColumn("gates passed", format="%d / 10"),
     "start_time": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
 }
 
@@ -37,6 +40,32 @@ def welcome(uri: str) -> None:
     nav.link("launch", "Launch a study")
 
 
+def by_findings(frame: pd.DataFrame, chosen: list[str]) -> pd.DataFrame:
+    """Studies with any of the chosen findings (or with none, for the "no findings" option)."""
+    if not chosen:
+        return frame
+    keep = frame["finding_codes"].map(lambda codes: bool(set(codes) & set(chosen)) or (NO_FINDINGS in chosen
+                                                                                       and not codes))
+    return frame[keep]
+
+
+def only(code: str) -> None:
+    """Show the studies with this one finding (a callback: it sets the filter before its widget is drawn)."""
+    st.session_state["finding_filter"] = [code]
+
+
+def finding_summary(view: pd.DataFrame) -> None:
+    """How many shown studies have each finding; each is a button that filters the table to it."""
+    counts = view["finding_codes"].explode().dropna().value_counts()
+    if counts.empty:
+        return
+    with st.container(border=True):
+        st.markdown(f"**Findings in the {len(view)} shown studies** (click one to show only its studies)")
+        for column, (code, n) in zip(st.columns(len(counts)), counts.items(), strict=True):
+            column.button(f"{code} in {n} stud{'y' if n == 1 else 'ies'}", key=f"summary-{code}", on_click=only,
+                          args=(code,), icon=":material/warning:", width="stretch")
+
+
 def render() -> None:
     st.title("Studies")
     uri = data.store_uri()
@@ -51,7 +80,17 @@ def render() -> None:
     methods = middle.multiselect("Method", sorted(frame["method"].dropna().unique()))
     statuses = right.multiselect("Status", sorted(frame["status"].dropna().unique()))
     text = search.text_input("Search", placeholder="name, model or id")
-    view = frame
+    codes, gates = st.columns([3, 2])
+    options = [*sorted(set(frame["finding_codes"].explode().dropna())), NO_FINDINGS]
+    if "finding_filter" in st.session_state:  # a code chosen earlier may be gone from the store
+        st.session_state["finding_filter"] = [c for c in st.session_state["finding_filter"] if c in options]
+    findings = codes.multiselect("Finding", options, key="finding_filter",
+                                 help="Studies with any of the chosen failure modes (the kd.findings tag)")
+    least = gates.slider("Quality gates passed, at least", 0, 10, 0, key="min_gates",
+                         help="Studies not diagnosed yet have no count and are hidden above 0")
+    view = by_findings(frame, findings)
+    if least:
+        view = view[pd.to_numeric(view["gates_passed"], errors="coerce") >= least]
     for column, chosen in (("dataset", datasets), ("method", methods), ("status", statuses)):
         if chosen:
             view = view[view[column].isin(chosen)]
@@ -59,6 +98,7 @@ def render() -> None:
         haystack = view[["label", "teacher", "student", "study_id"]].astype(str).agg(" ".join, axis=1)
         view = view[haystack.str.contains(text, case=False, regex=False)]
     view = view.reset_index(drop=True)
+    finding_summary(view)
 
     event = st.dataframe(view[list(COLUMNS)], column_config=COLUMNS, hide_index=True, width="stretch",
                          on_select="rerun", selection_mode="multi-row", key="studies_table")
