@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from kdcore.tracker import role_key
+
 OTHER_COLORS = ["#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D"]  # assistants, peers, free labels
 ROLE_COLORS = {"teacher": "#4C78A8", "baseline": "#9D9D9D", "student": "#F58518", "other": OTHER_COLORS[0]}
-ROLE_ORDER = {"teacher": 0, "baseline": 1, "student": 2}
 CRITICAL = "#D62728"  # a stage that failed its threshold
 DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
 PATTERNS = ["", "/", "x", ".", "\\", "+"]
@@ -70,8 +71,10 @@ def _roles(runs: pd.DataFrame) -> pd.Series:
 
 
 def _role_rank(roles: pd.Series) -> np.ndarray:
-    """Sort keys putting teacher, baseline, student first, other roles after them."""
-    return np.array([ROLE_ORDER.get(r, len(ROLE_ORDER)) for r in roles])
+    """Integer sort keys in :func:`role_key` order (numpy sorts numbers, not tuples)."""
+    keys = [role_key(r) for r in roles]
+    rank = {key: i for i, key in enumerate(sorted(set(keys)))}
+    return np.array([rank[key] for key in keys], dtype=int)
 
 
 def _study_labels(runs: pd.DataFrame) -> pd.Series:
@@ -199,7 +202,7 @@ def compression_frontier(runs: pd.DataFrame, x: str = "metrics.model/params") ->
             ys = [v for s in students["_y"] for v in (teacher["_y"], s, None)]
             figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": "#bbb", "width": 1},
                                         hoverinfo="skip", showlegend=False, name=f"{teacher['_name']} -> student"))
-    ordered = sorted(runs["_role"].unique(), key=lambda r: (ROLE_ORDER.get(r, len(ROLE_ORDER)), r))
+    ordered = sorted(runs["_role"].unique(), key=role_key)
     for i, role in enumerate(ordered):
         members = runs[runs["_role"] == role]
         figure.add_trace(go.Scatter(x=members["_x"], y=members["_y"], mode="markers", name=role,
@@ -369,14 +372,6 @@ def confusion_matrix(probs: np.ndarray, labels: np.ndarray, title: str = "") -> 
 
 
 # --- evidence of findings -----------------------------------------------------------------------------
-def _stage_key(role: str) -> tuple[int, int, str]:
-    """Chain order: teacher, assistant_1, assistant_2, ... (numerically), baseline, student, then the rest."""
-    head, _, number = role.rpartition("_")
-    if head == "assistant" and number.isdigit():
-        return 1, int(number), ""
-    return {"teacher": (0, 0, ""), "baseline": (2, 0, ""), "student": (3, 0, "")}.get(role, (4, 0, role))
-
-
 def _stage_color(role: str) -> str:
     """Teacher, baseline and student keep their colours; every assistant (or peer) shares the spare one."""
     return ROLE_COLORS.get(role, ROLE_COLORS["other"])
@@ -388,7 +383,7 @@ def _by_stage(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["_role", "_value"])
     table = runs.assign(_role=_roles(runs), _value=pd.to_numeric(runs[metric], errors="coerce"))
     table = table.dropna(subset=["_value"]).drop_duplicates("_role")
-    return table.iloc[sorted(range(len(table)), key=lambda i: _stage_key(table["_role"].iloc[i]))]
+    return table.iloc[sorted(range(len(table)), key=lambda i: role_key(table["_role"].iloc[i]))]
 
 
 def role_bars(runs: pd.DataFrame, metric: str, title: str, lines: dict[float, str] | None = None,

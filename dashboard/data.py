@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from kdcore import tracking
+from kdcore.tracker import role_key
 from kdcore.tracking import resolve_uri
 
 CACHE_SECONDS = 30
@@ -120,5 +121,5 @@ def progress(uri: str, study_id: str) -> pd.DataFrame:
         rows.append({"role": role, "status": record["status"], "epoch": done, "epochs": epochs,
                      "loss": loss["value"].iloc[-1] if len(loss) else math.nan,
                      "val_acc": val["value"].iloc[-1] if len(val) else math.nan, "eta_s": eta})
-    order = {"teacher": 0, "baseline": 1, "student": 2}
-    return pd.DataFrame(rows, columns=columns).sort_values("role", key=lambda s: s.map(order).fillna(9))
+    rows.sort(key=lambda row: role_key(row["role"]))
+    return pd.DataFrame(rows, columns=columns)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from kdcore import advisor
+from kdcore.tracker import role_key
 
 # --- thresholds (the survey's numbers, named) --------------------------------------------------
 EPS = 1e-9  # accuracies are differences of floats: exactly at a threshold must not fire
@@ -168,7 +169,7 @@ def cross_modal_failure(r: StudyResults) -> Finding | None:
 
 def _assistant_roles(r: StudyResults) -> list[str]:
     """assistant_1, assistant_2, ... in chain order (numerically, so assistant_10 follows assistant_9)."""
-    return sorted((k for k in r.metrics if k.startswith("assistant_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+    return sorted((k for k in r.metrics if k.startswith("assistant_")), key=role_key)
 
 
 def progressive_degradation(r: StudyResults) -> Finding | None:

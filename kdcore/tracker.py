@@ -13,6 +13,15 @@ from dataclasses import dataclass, field
 STUDY_ROLE = "study"  # kd.role of a study's parent run
 
 
+def role_key(role: str) -> tuple[int, int, str]:
+    """Sort key of a role in chain order: teacher, assistant_1, assistant_2, ... (numerically), baseline,
+    student, then any other role by name. Tables, legends and progress lists all use it."""
+    head, _, number = role.rpartition("_")
+    if head == "assistant" and number.isdigit():
+        return 1, int(number), ""
+    return {"teacher": (0, 0, ""), "baseline": (2, 0, ""), "student": (3, 0, "")}.get(role, (4, 0, role))
+
+
 @dataclass
 class RunRecord:
     """A tracked run as the core sees it."""

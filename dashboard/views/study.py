@@ -14,6 +14,7 @@ import yaml
 from dashboard import charts, data, nav
 from kdcore.config import ConfigError, apply_overrides, validate
 from kdcore.diagnostics import ASSISTANT_KEEP
+from kdcore.tracker import role_key
 
 ROLE_COLUMNS = {
     "tags.kd.role": "role", "status": "status", "tags.kd.method": "method",
@@ -200,6 +201,8 @@ def render() -> None:
         return
     study = data.studies(uri).set_index("study_id").loc[study_id]
     runs = data.runs(uri, (study_id,))
+    if not runs.empty:  # chain order: teacher, assistants, baseline, student
+        runs = runs.sort_values("tags.kd.role", key=lambda roles: roles.map(role_key), kind="stable")
     a, b, c, d = st.columns(4)
     a.metric("Status", study["status"])
     b.metric("Student / teacher", "-" if study.isna()["ratio_teacher"] else f"{study['ratio_teacher']:.3f}")
