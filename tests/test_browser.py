@@ -1,4 +1,5 @@
-"""One real-browser walk through the dashboard: launch a study, watch it finish, compare it.
+"""Real-browser walks through the dashboard: launch a study, watch it finish, compare it; and take
+the advisor's advice from the Advisor page to a study whose findings and gates show.
 
 Runs `kdx dashboard` on a free loopback port and drives Debian's Chromium through Playwright.
 Skipped when Chromium is not installed, except in CI (CI=true), where `.ci/run` installs it.
@@ -6,6 +7,7 @@ Skipped when Chromium is not installed, except in CI (CI=true), where `.ci/run` 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from kdcore.study import Study
-from kdcore.tracking import MlflowTracker, list_studies
+from kdcore.tracking import MlflowTracker, list_studies, read_artifact
 from tests.helpers import tiny_config
 
 CHROMIUM = "/usr/bin/chromium"
@@ -58,31 +60,57 @@ def dashboard(tmp_path: Path):
     server.wait(timeout=30)
 
 
+def screenshots(tmp_path: Path) -> Path:
+    shots = Path(os.environ.get("KDX_SCREENSHOT_DIR") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
+def open_browser(p):
+    from playwright.sync_api import expect
+
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.set_default_timeout(60_000)
+    expect.set_options(timeout=60_000)  # the first render imports torch and MLflow
+    return browser, page
+
+
+def choose(page, label: str, option: str, nth: int = 0) -> None:
+    """Pick ``option`` in the ``nth`` selectbox labelled ``label``."""
+    page.get_by_label(label, exact=True).nth(nth).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.wait_for_timeout(800)
+
+
+def launch_from_form(page, name: str, epochs: int) -> None:
+    """Set the budget and the name on the Launch form, launch, and wait until the study finishes."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_text("Launch a study")).to_be_visible()
+    field = page.get_by_label("epochs", exact=True)
+    field.fill(str(epochs))
+    field.press("Enter")
+    field = page.get_by_label("study name", exact=True)
+    field.fill(name)
+    field.press("Enter")
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Launch", exact=True).click()
+    expect(page.get_by_text(name).first).to_be_visible()
+
+
 def test_launch_watch_and_compare_in_a_real_browser(dashboard, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     url, uri = dashboard
-    shots = Path(os.environ.get("KDX_SCREENSHOT_DIR") or tmp_path / "screenshots")
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        page.set_default_timeout(60_000)
-        expect.set_options(timeout=60_000)  # the first render imports torch and MLflow
+        browser, page = open_browser(p)
 
         page.goto(f"{url}/launch")
-        expect(page.get_by_text("Launch a study")).to_be_visible()
-        epochs = page.get_by_label("epochs", exact=True)
-        epochs.fill("3")
-        epochs.press("Enter")
-        name = page.get_by_label("study name", exact=True)
-        name.fill("browser study")
-        name.press("Enter")
-        page.wait_for_timeout(1500)
-        page.get_by_role("button", name="Launch", exact=True).click()
-        expect(page.get_by_text("browser study").first).to_be_visible()
+        launch_from_form(page, "browser study", epochs=3)
         page.screenshot(path=str(shots / "launch.png"), full_page=True)
         expect(page.get_by_text("FINISHED").first).to_be_visible(timeout=150_000)
         studies = list_studies(uri)
@@ -108,8 +136,52 @@ def test_launch_watch_and_compare_in_a_real_browser(dashboard, tmp_path: Path) -
         assert page.locator(".js-plotly-plot .scatterlayer .trace").count() > 0
         page.screenshot(path=str(shots / "compare.png"), full_page=True)
 
-        page.goto(f"{url}/study")
-        expect(page.get_by_text("Findings and quality gates")).to_be_visible()
+        browser.close()
+
+
+def test_advice_from_the_advisor_page_becomes_a_diagnosed_study(dashboard, tmp_path: Path) -> None:
+    """As a new user: a large 1-d CNN teacher, a tiny MLP student, on MNIST-1D; launch the advice."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, uri = dashboard
+    shots = screenshots(tmp_path)
+    with sync_playwright() as p:
+        browser, page = open_browser(p)
+        page.goto(f"{url}/advisor")
+        expect(page.get_by_text("Describe the teacher")).to_be_visible()
+        choose(page, "Dataset", "mnist1d")
+        choose(page, "Model", "cnn1d", nth=0)
+        choose(page, "Size", "large (width 64, depth 4)", nth=0)
+        choose(page, "Model", "mlp", nth=1)
+        choose(page, "Size", "tiny (width 16, depth 1)", nth=1)
+        expect(page.get_by_text("progressive", exact=True)).to_be_visible()
+        expect(page.get_by_text("65,098 parameters on mnist1d")).to_be_visible()
+        expect(page.locator(".js-plotly-plot")).to_be_visible()
         page.wait_for_timeout(1500)
-        page.screenshot(path=str(shots / "study.png"), full_page=True)
+        page.screenshot(path=str(shots / "advisor.png"))
+
+        page.get_by_role("button", name="Open Launch with this advice").click()
+        launch_from_form(page, "advised study", epochs=3)
+        expect(page.get_by_text("FINISHED").first).to_be_visible(timeout=240_000)
+        advised = list_studies(uri).set_index("name").loc["advised study"]
+        assert advised["status"] == "FINISHED" and advised["mechanism"] == "progressive"
+        assert advised["gates_passed"] + advised["gates_failed"] > 0
+
+        page.goto(f"{url}/")  # Studies: the findings summary and the gates filter
+        expect(page.get_by_text("2 of 2 studies shown")).to_be_visible()
+        expect(page.get_by_text("Gates passed", exact=False).first).to_be_visible()
+        for code in filter(None, str(advised["findings"]).split(",")):
+            expect(page.get_by_role("button", name=code, exact=False).first).to_be_visible()
+
+        page.goto(f"{url}/study?id={advised['study_id']}")
+        expect(page.get_by_text("advised study").first).to_be_visible()
+        expect(page.get_by_text("Quality gates:")).to_be_visible()
+        titles = [f["title"] for f in json.loads(read_artifact(advised["study_id"], "findings.json", uri))]
+        for title in titles:
+            expect(page.get_by_text(title, exact=True).first).to_be_visible()
+        if not titles:
+            expect(page.get_by_text("No failure mode detected.")).to_be_visible()
+        page.set_viewport_size({"width": 1500, "height": 3400})
+        page.wait_for_timeout(2500)
+        page.screenshot(path=str(shots / "study.png"))
         browser.close()

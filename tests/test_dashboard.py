@@ -210,7 +210,7 @@ def test_study_detail_shows_findings_with_evidence_and_the_gates_checklist(study
     assert titles == ["Predictive entropy (test)", "Calibration error (ECE, validation)", "KD loss against accuracy",
                       "Test accuracy by role", "Accuracy ratios", "Accuracy along the chain"]
     relaunch = [b.key for b in at.button if b.label == "Relaunch with this fix"]
-    assert relaunch == ["relaunch-overconfidence", "relaunch-capacity_mismatch"]
+    assert relaunch == [f"relaunch-{study_id}-overconfidence", f"relaunch-{study_id}-capacity_mismatch"]
     gates = next(d.value for d in at.dataframe if "reason" in d.value)
     assert list(gates["gate"]) == list(range(1, 11))
     assert list(gates["status"]).count("✅ passed") == 7 and list(gates["status"]).count("❌ failed") == 3
@@ -222,11 +222,11 @@ def test_relaunch_with_a_fix_launches_the_fixed_config_or_explains_why_not(study
     uri, study_id = study
     diagnosed(uri, study_id, [CROSS_MODAL, OVERCONFIDENCE], passed=5)
     at = open_page("study", study=study_id)
-    at.button(key="relaunch-cross_modal_failure").click().run()
+    at.button(key=f"relaunch-{study_id}-cross_modal_failure").click().run()
     assert any("does not apply" in e.value and "no_such_key" in e.value for e in at.error)
     assert launcher.list_jobs() == []  # nothing launched
 
-    at.button(key="relaunch-overconfidence").click().run()
+    at.button(key=f"relaunch-{study_id}-overconfidence").click().run()
     assert not at.exception, at.exception
     (job,) = launcher.list_jobs()
     config = yaml.safe_load((job.dir / "config.yaml").read_text())
@@ -239,7 +239,7 @@ def test_edit_the_fix_in_launch_prefills_the_form(study) -> None:
     uri, study_id = study
     diagnosed(uri, study_id, [OVERCONFIDENCE], passed=5)
     at = open_page("study", study=study_id)
-    at.button(key="edit-fix-overconfidence").click().run()
+    at.button(key=f"edit-fix-{study_id}-overconfidence").click().run()
     assert not at.exception, at.exception
     temperature = next(n for n in at.number_input if n.key.endswith("distill.temperature"))
     assert temperature.value == 12.0
@@ -258,3 +258,13 @@ def test_an_undiagnosed_study_can_be_diagnosed_from_the_page(study) -> None:
     assert not at.exception, at.exception
     gates = next(d.value for d in at.dataframe if "reason" in d.value)
     assert len(gates) == 10
+
+
+def test_studies_shows_the_alerts_of_the_selected_studies(study) -> None:
+    uri, study_id = study
+    diagnosed(uri, study_id, [OVERCONFIDENCE], passed=5)
+    at = app(selection=[study_id]).run()
+    assert not at.exception, at.exception
+    assert any("Findings of the selected studies" in s.value for s in at.subheader)
+    assert any("Teacher overconfidence amplification" in e.value for e in at.error)
+    assert f"relaunch-{study_id}-overconfidence" in [b.key for b in at.button]

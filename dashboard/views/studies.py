@@ -8,8 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data, nav
+from dashboard.alerts import finding_card
 
 NO_FINDINGS = "no findings"
+MAX_ALERT_STUDIES = 5  # each card reads artifacts and draws charts: keep the page quick
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_runs"
 COLUMNS = {
     "label": st.column_config.TextColumn("study", width="medium"),
@@ -113,6 +115,22 @@ def render() -> None:
     if detail_col.button("Open study", disabled=len(selection) != 1):
         st.session_state["study"] = selection[0]
         nav.go("study")
+    selected_alerts(uri, frame, selection)
+
+
+def selected_alerts(uri: str, frame: pd.DataFrame, selection: list[str]) -> None:
+    """The findings of the selected studies, as on Study detail: evidence charts and one-click fixes."""
+    flagged = frame[frame["study_id"].isin(selection) & frame["finding_codes"].map(bool)].set_index("study_id")
+    if flagged.empty:
+        return
+    st.subheader("Findings of the selected studies")
+    for study_id, study in flagged.head(MAX_ALERT_STUDIES).iterrows():
+        st.markdown(f"**{study['label']}** · `{study_id[:8]}`")
+        runs = data.runs(uri, (study_id,))
+        for finding in data.findings(uri, study_id):
+            finding_card(uri, study, runs, finding)
+    if len(flagged) > MAX_ALERT_STUDIES:
+        st.caption(f"Showing the first {MAX_ALERT_STUDIES} of {len(flagged)} selected studies with findings.")
 
 
 render()
