@@ -71,4 +71,4 @@ def test_tree_figure_lights_exactly_the_path() -> None:
     dim = next(t for t in figure.data if t.name == "branches")
     assert len(dim.x) == len(TREE) - 4
     thick = [t for t in figure.data if t.mode == "lines" and t.line.width == 4]
-    assert len(thick) == 4 + 1 + 3  # step -> fired branch, situation -> step 1, fired -> next step
+    assert len(thick) == 4 + 4  # each question down to its answer, and situation -> 1 -> 2 -> 3 -> 4
