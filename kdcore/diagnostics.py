@@ -22,6 +22,7 @@ EPS = 1e-9  # accuracies are differences of floats: exactly at a threshold must 
 COLLAPSE_MARGIN = 0.02  # capacity mismatch: student below the independent baseline by more than 2 points
 CONVERGED_SHARE = 0.25  # knowledge confusion: KD term ended below a quarter of its first-epoch value...
 NO_GAIN_MARGIN = 0.005  # ...while the student beat the baseline by less than half a point
+KL_CLOSED = 0.30  # ...and the student closed at least 30% of the baseline's KL distance to the teacher
 LOW_KL = 0.05  # knowledge confusion: mean KL(teacher || student) in nats counted as "matches"
 LOW_AGREEMENT = 0.9  # ...yet top-1 agreement with the teacher below this
 ECE_EXCESS = 0.05  # overconfidence: student ECE above both teacher's and baseline's by this much
@@ -105,25 +106,41 @@ def capacity_mismatch(r: StudyResults) -> Finding | None:
                     "threshold_points": _pts(COLLAPSE_MARGIN)}, fix, overrides)
 
 
+def _test_probs(r: StudyResults, role: str) -> np.ndarray | None:
+    probs = r.predictions.get(role, {}).get("test_probs")
+    return None if probs is None else np.clip(probs, 1e-12, 1)
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    """Mean KL(p || q) over samples, in nats."""
+    return float((p * (np.log(p) - np.log(q))).sum(axis=1).mean())
+
+
 def knowledge_confusion(r: StudyResults) -> Finding | None:
-    """Fires when (a) the KD term converged (last epoch below CONVERGED_SHARE of the first) while the
-    student gained less than NO_GAIN_MARGIN over the baseline without collapsing, or (b) the student's
-    distribution matches the teacher's (mean KL below LOW_KL) while top-1 agreement is below LOW_AGREEMENT."""
+    """Good distillation loss, poor task performance. Fires on either of two rules:
+
+    (a) the student learned the teacher's outputs yet not its skill: the KD term converged (its last
+        epoch below CONVERGED_SHARE of its first), the student closed at least KL_CLOSED of the
+        distance to the teacher that the baseline leaves (test KL(teacher || student) <= (1 - KL_CLOSED)
+        * KL(teacher || baseline)), and it gained less than NO_GAIN_MARGIN over the baseline without
+        collapsing (a collapse is capacity mismatch);
+    (b) the student matches the teacher's distribution (mean test KL below LOW_KL) while its top-1
+        agreement with the teacher is below LOW_AGREEMENT: it copies confidences, not decisions.
+    """
     student, baseline = r.metric("student", "test/acc"), r.metric("baseline", "test/acc")
+    t, s, b = (_test_probs(r, role) for role in ("teacher", "student", "baseline"))
     evidence: dict[str, float] = {}
     curve = r.history.get("student", {}).get("train/loss_kd", [])
     converged = len(curve) >= 2 and curve[0] > 0 and curve[-1] / curve[0] < CONVERGED_SHARE
     no_gain = (student is not None and baseline is not None
                and -COLLAPSE_MARGIN <= student - baseline < NO_GAIN_MARGIN)
-    if converged and no_gain:
-        evidence |= {"kd_loss_first": curve[0], "kd_loss_last": curve[-1], "student_acc": student,
-                     "baseline_acc": baseline}
-    probs = {role: r.predictions.get(role, {}).get("test_probs") for role in ("teacher", "student")}
-    if probs["teacher"] is not None and probs["student"] is not None:
-        t = np.clip(probs["teacher"], 1e-12, 1)
-        s = np.clip(probs["student"], 1e-12, 1)
-        kl = float((t * (np.log(t) - np.log(s))).sum(axis=1).mean())
-        agree = float((t.argmax(1) == s.argmax(1)).mean())
+    if converged and no_gain and t is not None and s is not None and b is not None:
+        kl_student, kl_baseline = _kl(t, s), _kl(t, b)
+        if kl_student <= (1 - KL_CLOSED) * kl_baseline:
+            evidence |= {"kd_loss_first": curve[0], "kd_loss_last": curve[-1], "kl_student": kl_student,
+                         "kl_baseline": kl_baseline, "student_acc": student, "baseline_acc": baseline}
+    if t is not None and s is not None:
+        kl, agree = _kl(t, s), float((t.argmax(1) == s.argmax(1)).mean())
         if kl < LOW_KL and agree < LOW_AGREEMENT:
             evidence |= {"kl_teacher_student": kl, "agreement": agree}
     if not evidence:
@@ -137,7 +154,9 @@ def overconfidence(r: StudyResults) -> Finding | None:
     """The survey's rule: the student's validation entropy is below the teacher's while it is less
     accurate (critical). A student far worse calibrated than both teacher and baseline (ECE above
     both by ECE_EXCESS) counts too, as a warning, even when its entropy stays above the teacher's:
-    a weak student copying a near-certain teacher is overconfident where it is wrong."""
+    a weak student copying a near-certain teacher is overconfident where it is wrong. The warning
+    needs the miscalibration to be overconfidence (mean test confidence above test accuracy); an
+    underconfident student, e.g. one distilled below T=1, does not count."""
     s_ent, t_ent = r.metric("student", "val/entropy"), r.metric("teacher", "val/entropy")
     s_acc, t_acc = r.metric("student", "val/best_acc"), r.metric("teacher", "val/best_acc")
     s_ece, t_ece, b_ece = (r.metric(role, "val/ece") for role in ("student", "teacher", "baseline"))
@@ -149,9 +168,23 @@ def overconfidence(r: StudyResults) -> Finding | None:
                        {"student_entropy": s_ent, "teacher_entropy": t_ent, "student_acc": s_acc,
                         "teacher_acc": t_acc, "student_ece": s_ece or math.nan}, fix, overrides)
     if None not in (s_ece, t_ece, b_ece) and s_ece > max(t_ece, b_ece) + ECE_EXCESS:
+        evidence = {"student_ece": s_ece, "teacher_ece": t_ece, "baseline_ece": b_ece}
+        probs, labels = r.predictions.get("student", {}).get("test_probs"), _labels(r)
+        if probs is not None and labels is not None:  # miscalibrated, but which way? only over counts
+            gap = float(probs.max(1).mean() - (probs.argmax(1) == labels).mean())
+            if gap <= 0:
+                return None
+            evidence["student_overconfidence"] = gap
         return Finding("overconfidence", "Teacher overconfidence amplification (miscalibrated student)",
-                       "warning", {"student_ece": s_ece, "teacher_ece": t_ece, "baseline_ece": b_ece}, fix,
-                       overrides)
+                       "warning", evidence, fix, overrides)
+    return None
+
+
+def _labels(r: StudyResults) -> np.ndarray | None:
+    for role in ("teacher", "student", "baseline"):
+        labels = r.predictions.get(role, {}).get("test_labels")
+        if labels is not None:
+            return labels
     return None
 
 

@@ -88,17 +88,67 @@ def test_progressive_degradation_per_stage(assistant: float, fires: bool) -> Non
     assert (dx.progressive_degradation(r) is not None) == fires
 
 
-def test_knowledge_confusion_by_converged_loss_or_matching_distribution() -> None:
-    r = results(student=0.901)
-    r.history = {"student": {"train/loss_kd": [1.0, 0.3, 0.2]}}
-    assert dx.knowledge_confusion(r) is not None
-    r.history = {"student": {"train/loss_kd": [1.0, 0.5, 0.26]}}
-    assert dx.knowledge_confusion(r) is None
+def _towards(target: np.ndarray, share: float) -> np.ndarray:
+    """Probabilities ``share`` of the way from uniform to ``target`` (rows sum to 1)."""
+    return (1 - share) * np.full_like(target, 1 / target.shape[1]) + share * target
+
+
+def confusion_results(kl_ratio_share: float, curve: list[float], student: float = 0.901) -> dx.StudyResults:
+    """Teacher, baseline and student test predictions; the student's KL to the teacher is set by the share."""
+    teacher = np.tile([[0.8, 0.1, 0.1]], (10, 1))
+    r = results(student=student)
+    r.history = {"student": {"train/loss_kd": curve}}
+    r.predictions = {"teacher": {"test_probs": teacher}, "baseline": {"test_probs": _towards(teacher, 0.2)},
+                     "student": {"test_probs": _towards(teacher, kl_ratio_share)}}
+    return r
+
+
+def test_knowledge_confusion_rule_a_needs_convergence_a_closer_student_and_no_gain() -> None:
+    r = confusion_results(0.6, [1.0, 0.3, 0.2])
+    kl = {role: dx._kl(np.clip(r.predictions["teacher"]["test_probs"], 1e-12, 1),
+                       np.clip(r.predictions[role]["test_probs"], 1e-12, 1)) for role in ("student", "baseline")}
+    assert kl["student"] <= (1 - dx.KL_CLOSED) * kl["baseline"]
+    finding = dx.knowledge_confusion(r)
+    assert finding is not None and finding.evidence["kl_student"] == pytest.approx(kl["student"])
+    assert dx.knowledge_confusion(confusion_results(0.6, [1.0, 0.5, 0.26])) is None  # not converged
+    assert dx.knowledge_confusion(confusion_results(0.6, [1.0, 0.2], student=0.905)) is None  # gained 0.5 points
+    assert dx.knowledge_confusion(confusion_results(0.6, [1.0, 0.2], student=0.87)) is None  # collapsed instead
+    assert dx.knowledge_confusion(confusion_results(0.25, [1.0, 0.2])) is None  # barely closer than the baseline
+
+
+@pytest.mark.parametrize(("closed", "fires"), [(0.29, False), (0.31, True)])
+def test_knowledge_confusion_at_the_kl_closed_threshold(closed: float, fires: bool) -> None:
+    r = confusion_results(0.6, [1.0, 0.2])
+    teacher, baseline = (np.clip(r.predictions[k]["test_probs"], 1e-12, 1) for k in ("teacher", "baseline"))
+    target = (1 - closed) * dx._kl(teacher, baseline)
+    shares = np.linspace(0.2, 1.0, 4001)  # find the student whose KL is exactly at the target
+    share = shares[np.argmin([abs(dx._kl(teacher, np.clip(_towards(teacher, s), 1e-12, 1)) - target)
+                              for s in shares])]
+    r.predictions["student"]["test_probs"] = _towards(teacher, share)
+    assert (dx.knowledge_confusion(r) is not None) == fires
+
+
+def test_knowledge_confusion_rule_b_matching_distribution_other_decisions() -> None:
+    r = results(student=0.95)
     teacher = np.array([[0.5, 0.5 - 1e-3, 1e-3]] * 10)
     student = np.array([[0.5 - 1e-3, 0.5, 1e-3]] * 10)  # almost the same distribution, other top-1
     r.predictions = {"teacher": {"test_probs": teacher}, "student": {"test_probs": student}}
     finding = dx.knowledge_confusion(r)
     assert finding is not None and finding.evidence["agreement"] == 0.0
+
+
+@pytest.mark.parametrize(("confidence", "fires"), [(0.95, True), (0.5, False)])
+def test_overconfidence_warning_needs_confidence_above_accuracy(confidence: float, fires: bool) -> None:
+    r = results()
+    r.metrics["student"]["val/entropy"] = 0.8
+    r.metrics["student"]["val/ece"] = 0.2
+    labels = np.array([0, 1] * 5)
+    probs = np.tile([[confidence, 1 - confidence]], (10, 1))  # always class 0: accuracy 0.5
+    r.predictions = {"student": {"test_probs": probs, "test_labels": labels}}
+    finding = dx.overconfidence(r)
+    assert (finding is not None) == fires
+    if finding:
+        assert finding.evidence["student_overconfidence"] == pytest.approx(confidence - 0.5)
 
 
 def test_healthy_study_has_no_findings_and_passes_its_gates() -> None:
