@@ -159,6 +159,9 @@ class Study:
         method = cfg.distill.method
         if METHODS.get(method).needs_teacher:
             method += f" T{cfg.distill.temperature:g}"
+        if cfg.distill.mechanism != "offline":
+            chain = f"({len(cfg.distill.assistants)})" if cfg.distill.assistants else ""
+            method = f"{cfg.distill.mechanism}{chain} {method}"
         return f"{cfg.data.name} {model_spec(cfg.teacher)}->{model_spec(cfg.student)} {method} seed{cfg.train.seed}"
 
     def _tags(self, role: str, method: str, **extra: str) -> dict[str, str]:
