@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from kdcore.data.splits import load_dataset
 from kdcore.models.base import ModelOutput, build_model
-from kdcore.registry import DATASETS, METHODS, MODELS
+from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS
 from kdcore.study import Study
 from kdcore.tracker import MemoryTracker
 from tests.helpers import tiny_config
@@ -66,3 +68,29 @@ def test_one_epoch_study(dataset: str, model: str, method: str) -> None:
     losses = {k for k in student_run.metrics if k.startswith("train/loss_")}
     assert losses == ({"train/loss_ce", "train/loss_kd"} if method == "kd" else {"train/loss_ce"})
     assert summary.metrics["study/acc_ratio_teacher"] > 0 and summary.metrics["study/param_ratio"] > 0
+
+
+# What each mechanism needs beyond the tiny config; a new mechanism must add its line here.
+MECHANISM_OVERRIDES = {"offline": [], "progressive": ["distill.assistants=[{name: mlp, width: 16, depth: 1}]"]}
+MECHANISM_ROLES = {"offline": {"teacher", "baseline", "student"},
+                   "progressive": {"teacher", "baseline", "assistant_1", "student"}}
+
+
+def test_every_mechanism_has_a_tiny_study() -> None:
+    assert set(MECHANISM_OVERRIDES) == set(MECHANISMS.names()) == set(MECHANISM_ROLES)
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS.names())
+def test_one_epoch_study_per_mechanism(mechanism: str) -> None:
+    cfg = tiny_config(f"distill.mechanism={mechanism}", *MECHANISM_OVERRIDES[mechanism])
+    tracker = MemoryTracker()
+    summary = Study(cfg, tracker, progress=False).run()
+    assert set(summary.roles) == MECHANISM_ROLES[mechanism]
+    runs = {r.tags["kd.role"]: r for r in tracker.find_runs({"kd.study_id": summary.study_id})}
+    assert all(run.status == "FINISHED" for run in runs.values())
+    if mechanism == "progressive":  # each stage is measured against the stage that taught it
+        probs = {role: np.load(io.BytesIO(tracker.read_bytes(runs[role].run_id, "predictions.npz")))["test_probs"]
+                 for role in ("assistant_1", "student")}
+        agreement = float((probs["assistant_1"].argmax(1) == probs["student"].argmax(1)).mean())
+        assert summary.roles["student"]["test/agreement"] == pytest.approx(agreement)
+        assert summary.cfg.distill.rationale is None and "progressive(1)" in summary.name
