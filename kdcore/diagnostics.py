@@ -365,7 +365,7 @@ def gate_boundary(r: StudyResults) -> Gate:
     labels = r.predictions["teacher"]["test_labels"][hard]
     s_acc = float((student["test_probs"][hard].argmax(1) == labels).mean())
     b_acc = float((baseline["test_probs"][hard].argmax(1) == labels).mean())
-    return Gate(9, name, _verdict(s_acc >= b_acc - COLLAPSE_MARGIN),
+    return Gate(9, name, _verdict(s_acc >= b_acc - COLLAPSE_MARGIN - EPS),
                 {"examples": float(hard.sum()), "student_acc": s_acc, "baseline_acc": b_acc})
 
 

@@ -218,3 +218,30 @@ def test_mechanism_gate_passes_on_a_recorded_rationale_and_is_not_measurable_wit
     assert dx.gate_mechanism(r).status == "passed"
     r.params = {"distill.mechanism": "offline", "teacher.name": "no-such-model"}
     assert dx.gate_mechanism(r).status == "not measurable"
+
+
+@pytest.mark.parametrize(("teacher_class", "student_class", "mastered", "status"), [
+    (0.95, 0.8549, 2, "failed"),  # class 1 is mastered (>= 95%) and the student keeps under 90% of it
+    (0.95, 0.8551, 2, "passed"),
+    (0.9499, 0.5, 1, "passed"),  # class 1 is not mastered, so losing it does not count
+])
+def test_preservation_gate_on_mastered_classes(teacher_class: float, student_class: float, mastered: int,
+                                               status: str) -> None:
+    r = results()  # class 0: teacher 100%, student 100%
+    r.metrics["teacher"]["test/acc_class_1"] = teacher_class
+    r.metrics["student"]["test/acc_class_1"] = student_class
+    gate = dx.gate_preservation(r)
+    assert gate.status == status and gate.numbers["mastered_classes"] == mastered
+
+
+@pytest.mark.parametrize(("student_right", "status"), [(7, "failed"), (8, "passed")])
+def test_boundary_gate_allows_two_points_below_the_baseline(student_right: int, status: str) -> None:
+    labels = np.zeros(100, dtype=int)
+    wrong = np.tile([[0.1, 0.9]], (100, 1))  # the teacher misses all 100: every example is hard
+    right = np.tile([[0.9, 0.1]], (100, 1))
+    r = results()
+    r.predictions = {"teacher": {"test_probs": wrong, "test_labels": labels},
+                     "baseline": {"test_probs": np.vstack([right[:10], wrong[10:]])},  # 10%
+                     "student": {"test_probs": np.vstack([right[:student_right], wrong[student_right:]])}}
+    gate = dx.gate_boundary(r)
+    assert gate.status == status and gate.numbers["examples"] == 100
