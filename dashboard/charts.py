@@ -464,3 +464,38 @@ def kd_loss_vs_accuracy(history: pd.DataFrame, runs: pd.DataFrame) -> go.Figure:
                          yaxis2={"title": {"text": "val accuracy"}, "overlaying": "y", "side": "right",
                                  "tickformat": ".0%"}, legend={"orientation": "h", "y": -0.2})
     return figure
+
+
+# --- methods and knowledge types ------------------------------------------------------------------------
+KNOWLEDGE_COLORS = {"response": "#4C78A8", "feature": "#54A24B", "relation": "#E45756", "multi": "#B279A2",
+                    "none": "#9D9D9D"}
+
+
+def grouped_accuracy(studies: pd.DataFrame, by: str = "method") -> go.Figure:
+    """Student test accuracy per method or per knowledge type: mean ± std over the studies in each group,
+    coloured by knowledge type, with the mean baseline as a dotted line."""
+    title = f"Student accuracy by {'knowledge type' if by == 'knowledge' else by}"
+    if not _has(studies, by, "knowledge", "student_acc"):
+        return empty(title)
+    table = studies.assign(_acc=pd.to_numeric(studies["student_acc"], errors="coerce")).dropna(subset=["_acc", by])
+    if table.empty:
+        return empty(title)
+    groups = table.groupby(by, sort=True).agg(mean=("_acc", "mean"), std=("_acc", "std"), n=("_acc", "size"),
+                                              colour=("knowledge", "first")).sort_values("mean", ascending=False)
+    groups.index = groups.index.rename("_group")  # "knowledge" may be both the grouping and a column
+    figure = go.Figure()
+    for knowledge, rows in groups.groupby("colour", sort=False):
+        figure.add_trace(go.Bar(
+            x=rows.index.astype(str), y=rows["mean"], name=str(knowledge),
+            error_y={"type": "data", "array": rows["std"].fillna(0).to_numpy(), "visible": True},
+            marker_color=KNOWLEDGE_COLORS.get(str(knowledge), OTHER_COLORS[0]),
+            customdata=rows["n"], hovertemplate="%{x}: %{y:.2%} over %{customdata} studies<extra></extra>"))
+    if _has(studies, "baseline_acc"):
+        baseline = pd.to_numeric(studies["baseline_acc"], errors="coerce").mean()
+        if not math.isnan(baseline):
+            figure.add_hline(y=baseline, line_dash="dot", line_color=ROLE_COLORS["baseline"],
+                             annotation_text="baseline (mean)", annotation_position="bottom right")
+    figure.update_layout(title=title, xaxis_title=by, yaxis_title="student test accuracy", yaxis_tickformat=".0%",
+                         legend_title="knowledge", barmode="group",
+                         xaxis={"categoryorder": "array", "categoryarray": list(groups.index.astype(str))})
+    return figure

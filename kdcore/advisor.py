@@ -195,8 +195,20 @@ def parameters(model: str, width: int, depth: int, dataset: str) -> int:
     from kdcore.models.base import build_model, count_parameters  # torch only when sizes are needed
 
     meta = DATASETS.entry(dataset).meta
+    if MODELS.entry(model).meta.get("fixed_size"):  # a named variant: its own size, whatever was asked
+        width = depth = None  # type: ignore[assignment]
     spec = type("Spec", (), {"name": model, "width": width, "depth": depth})()
     return count_parameters(build_model(spec, meta["input_shape"], meta["num_classes"]))
+
+
+def buildable(model: str) -> str | None:
+    """The model assistants of ``model`` are built from: itself, or the parametric family of a
+    fixed-size variant (resnet56 -> resnet); None when there is none."""
+    meta = MODELS.entry(model).meta
+    if not meta.get("fixed_size"):
+        return model
+    family = meta.get("family")
+    return family if family in MODELS and not MODELS.entry(family).meta.get("fixed_size") else None
 
 
 def _side_params(side: Side, dataset: str | None) -> int | None:
@@ -415,6 +427,8 @@ class Advice:
         for role in ("teacher", "student"):
             side: Side = getattr(s, role)
             width, depth = side.shape()  # type: ignore[misc]
+            if MODELS.entry(side.model).meta.get("fixed_size"):  # type: ignore[arg-type]
+                width = depth = None
             raw[role] = {"name": side.model, "width": width, "depth": depth}
         data = raw.setdefault("data", {})
         if data.get("name") != s.dataset:
@@ -462,15 +476,20 @@ def interpolate_assistants(f: Facts, n: int) -> list[Assistant]:
         share = k / (n + 1)
         target = f.teacher_params ** (1 - share) * f.student_params ** share
         dataset = _dataset_for(s)
-        if teacher.model is None or dataset is None:
+        model = buildable(teacher.model) if teacher.model else None
+        if model is None or dataset is None:
             out.append(Assistant(None, None, None, round(target)))
             continue
         t_width, t_depth = teacher.shape()  # type: ignore[misc]
-        s_depth = student.shape()[1] if student.model and student.model == teacher.model else 1  # type: ignore[index]
+        s_depth = student.shape()[1] if student.model and _family(student.model) == _family(model) else 1  # type: ignore[index]
         depth = max(1, round(t_depth + share * (s_depth - t_depth)))
-        width = _width_for(teacher.model, depth, dataset, target, t_width)
-        out.append(Assistant(teacher.model, width, depth, parameters(teacher.model, width, depth, dataset)))
+        width = _width_for(model, depth, dataset, target, t_width)
+        out.append(Assistant(model, width, depth, parameters(model, width, depth, dataset)))
     return out
+
+
+def _family(model: str) -> str:
+    return MODELS.entry(model).meta.get("family", model)
 
 
 def _width_for(model: str, depth: int, dataset: str, target: float, ceiling: int) -> int:

@@ -111,6 +111,22 @@ def build_parser() -> argparse.ArgumentParser:
     advise.add_argument("--base", type=Path, metavar="CONFIG",
                         help="config whose other choices (training budget, tracking) --write keeps")
 
+    bench = commands.add_parser(
+        "bench", help="run the method zoo on one pair and write its results table",
+        description="Run every method on a dataset's benchmark pair (benchmarks/pairs/DATASET.yaml) for "
+                    "several seeds, log the studies, and write the table into a Markdown file.",
+    )
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    methods = bench_commands.add_parser("methods", help="every method, same pair and budget")
+    methods.add_argument("--dataset", required=True, help="dataset with a benchmark pair: digits, mnist1d")
+    methods.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds per method (default 3)")
+    methods.add_argument("--methods", metavar="LIST", help="comma-separated subset (default: every method)")
+    methods.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md",
+                         help="Markdown file to write the table into (default docs/results.md)")
+    methods.add_argument("--tracking-uri", metavar="URI",
+                         help="MLflow store or server; default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
+    methods.add_argument("--progress", action="store_true", help="show the per-epoch progress bars")
+
     dashboard = commands.add_parser(
         "dashboard", help="start the dashboard in the browser",
         description="Serve the Streamlit dashboard over the tracking store. An empty store is first "
@@ -370,6 +386,22 @@ def cmd_advise(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from kdcore import bench
+
+    if args.seeds < 1:
+        raise UsageError(f"--seeds: must be at least 1 (got {args.seeds})")
+    try:
+        chosen = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+        rows, reference = bench.run_methods(args.dataset, args.seeds, chosen, args.tracking_uri, args.progress)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    text = bench.table(args.dataset, rows, reference, args.seeds)
+    bench.write_section(args.out, args.dataset, text)
+    print(text + f"\nwritten to {args.out}")
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import os
     import subprocess
@@ -420,7 +452,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "studies": cmd_studies, "diagnose": cmd_diagnose,
-            "advise": cmd_advise, "dashboard": cmd_dashboard,
+            "advise": cmd_advise, "bench": cmd_bench, "dashboard": cmd_dashboard,
             "samples": cmd_samples}
 
 

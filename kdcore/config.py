@@ -64,13 +64,27 @@ class DataConfig(Section):
 class ModelConfig(Section):
     name: str = Field("mlp", description="Registered model (kdx list models).",
                       json_schema_extra={"registry": "models"})
-    width: int = Field(64, ge=1, le=4096, description="Hidden units (mlp) or channels (cnn) per block.")
-    depth: int = Field(2, ge=1, le=16, description="Number of hidden layers (mlp) or conv blocks (cnn).")
+    width: int | None = Field(
+        None, ge=1, le=4096,
+        description="Hidden units (mlp), channels (cnn) or the width knob of the family; empty = the model's default.",
+    )
+    depth: int | None = Field(
+        None, ge=1, le=16,
+        description="Hidden layers (mlp), conv blocks (cnn) or blocks per stage; empty = the model's default.",
+    )
 
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
         return _registered(MODELS, value)
+
+    @model_validator(mode="after")
+    def _fixed_size(self) -> ModelConfig:
+        if MODELS.entry(self.name).meta.get("fixed_size") and (self.width is not None or self.depth is not None):
+            family = MODELS.entry(self.name).meta.get("family")
+            hint = f", or use the {family} family to choose them" if family in MODELS else ""
+            raise ValueError(f"width: {self.name} has a fixed size; leave width and depth empty{hint}")
+        return self
 
 
 class DistillConfig(Section):
@@ -192,6 +206,13 @@ class ExperimentConfig(Section):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _method_fits_models(self) -> ExperimentConfig:
+        check = getattr(METHODS.get(self.distill.method), "check", None)
+        if check is not None:
+            check(self)  # a ValueError naming the field when a term cannot read these models
+        return self
+
     # --- persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -245,6 +266,9 @@ def _format_error(first: Any, prefix: str = "") -> str:
         msg = f"{msg} (got {first['input']!r})"
     if re.match(r"^[a-z_]+\.[a-z_0-9.]+: ", msg):  # a cross-field message already names its field
         return msg
+    own = re.match(r"^([a-z_]+): (.*)$", msg)  # a section's own message names a field inside it
+    if own and loc and first["type"] == "value_error":
+        return f"{loc}.{own[1]}: {own[2]}"
     return f"{loc}: {msg}" if loc else msg
 
 

@@ -271,6 +271,9 @@ def gate_knowledge(r: StudyResults) -> Gate:
     knowledge = r.params.get("kd.knowledge") or r.params.get("knowledge")
     if knowledge == "response":
         return Gate(4, name, "passed", reason="response knowledge needs only logits, which every model exposes")
+    if knowledge in {"feature", "relation", "multi"}:
+        return Gate(4, name, "passed", reason=f"{knowledge} terms read features that both models expose, with the "
+                    "shapes they need (checked when the config was validated; adapters bridge widths)")
     return _missing(4, name, f"no rule for knowledge type {knowledge!r}")
 
 

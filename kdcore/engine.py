@@ -88,17 +88,25 @@ def autocast_for(device: torch.device, amp: bool) -> tuple[Callable[[], Any], to
 
 # --- evaluation -----------------------------------------------------------------------------------
 @torch.inference_mode()
-def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool = False) -> torch.Tensor:
-    """Logits of ``model`` (in eval mode) on ``x``, batched, as float32 on ``device``."""
+def predict_outputs(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool = False,
+                    keys: frozenset[str] | set[str] = frozenset({"logits"})) -> dict[str, torch.Tensor]:
+    """``logits`` and/or named features of ``model`` (in eval mode) on ``x``, batched, float32 on ``device``."""
     was_training = model.training
     model.eval()
     autocast, _ = autocast_for(device, amp)
-    chunks = []
+    chunks: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
     for start in range(0, len(x), EVAL_BATCH):
         with autocast():
-            chunks.append(model(x[start:start + EVAL_BATCH].to(device)).logits.float())
+            out = model(x[start:start + EVAL_BATCH].to(device))
+        for key in keys:
+            chunks[key].append((out.logits if key == "logits" else out.features[key]).float())
     model.train(was_training)
-    return torch.cat(chunks)
+    return {key: torch.cat(parts) for key, parts in chunks.items()}
+
+
+def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool = False) -> torch.Tensor:
+    """Logits of ``model`` (in eval mode) on ``x``, batched, as float32 on ``device``."""
+    return predict_outputs(model, x, device, amp)["logits"]
 
 
 def predict_probs(model: nn.Module, split: Split, device: torch.device, amp: bool = False) -> torch.Tensor:

@@ -20,7 +20,7 @@ from kdcore import __version__
 from kdcore.config import ExperimentConfig, ModelConfig, config_from_yaml
 from kdcore.data.splits import DatasetSplits, cache_dir, load_dataset
 from kdcore.diagnostics import Finding, Gate, StudyResults, detect, evaluate_gates
-from kdcore.engine import fit, predict_logits, predict_probs, resolve_device, set_determinism
+from kdcore.engine import fit, predict_outputs, predict_probs, resolve_device, set_determinism
 from kdcore.methods.base import TeacherSource, build_method
 from kdcore.metrics import latency_ms, peak_memory_mb, per_class_accuracy, prediction_metrics
 from kdcore.models.base import build_model, count_parameters
@@ -30,6 +30,8 @@ from kdcore.tracker import STUDY_ROLE, RunRecord, Tracker
 FAILURE_TAG = "kd.failure_reason"
 WEIGHTS = "model/state_dict.pt"
 METRIC_PREFIX = {"val": "val", "test": "test", "test_shifted": "shift"}  # split -> metric key prefix
+EXAMPLE = 8  # training inputs a method sees at construction, to size its adapters to the features
+CACHE_BYTES = 1 << 30  # teacher outputs cached per study only up to 1 GiB; beyond, the teacher runs each step
 
 
 class StudyFailed(RuntimeError):
@@ -69,8 +71,9 @@ def weights_run(run: RunRecord) -> str:
 
 
 def model_spec(cfg: ModelConfig) -> str:
-    """Short architecture label used in tags and tables, e.g. ``mlp-w256-d3``."""
-    return f"{cfg.name}-w{cfg.width}-d{cfg.depth}"
+    """Short architecture label used in tags and tables, e.g. ``mlp-w256-d3`` or ``resnet20``."""
+    sizes = "".join(f"-{key[0]}{value}" for key in ("width", "depth") if (value := getattr(cfg, key)) is not None)
+    return f"{cfg.name}{sizes}"
 
 
 class Study:
@@ -229,10 +232,10 @@ class Study:
         source = None
         if METHODS.get(method).needs_teacher:
             assert teacher is not None, f"method {method} needs a teacher"
-            cache = (predict_logits(teacher.model, splits.train.x, self.device, cfg.train.amp)
-                     if splits.deterministic else None)
-            source = TeacherSource(teacher.model, cache)
-        distiller = build_method(method, model, source, cfg.distill)
+            source = TeacherSource(teacher.model)
+        distiller = build_method(method, model, source, cfg.distill, example=splits.train.x[:EXAMPLE])
+        if source is not None and splits.deterministic:
+            source.cache = self._teacher_cache(source, distiller.teacher_keys())
 
         if previous is not None:
             run_id = previous.run_id
@@ -248,6 +251,18 @@ class Study:
         result = self._finish_role(role, run_id, model, teacher)
         checkpoint.unlink(missing_ok=True)
         return result
+
+    def _teacher_cache(self, source: TeacherSource, keys: set[str]) -> dict[str, torch.Tensor] | None:
+        """The teacher's outputs on the whole training split, when they fit in CACHE_BYTES (else run it live)."""
+        assert self.splits is not None
+        x = self.splits.train.x
+        if "attentions" in keys:
+            return None
+        shapes = {k: v.shape[1:] for k, v in predict_outputs(source.model, x[:2], self.device, False, keys).items()}
+        size = len(x) * sum(torch.Size(s).numel() for s in shapes.values()) * 4
+        if size > CACHE_BYTES:
+            return None
+        return predict_outputs(source.model, x, self.device, self.cfg.train.amp, keys)
 
     def _load_weights(self, model_cfg: ModelConfig, run_id: str) -> nn.Module:
         assert self.splits is not None

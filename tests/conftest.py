@@ -13,6 +13,14 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    """One torch thread per test: on a busy machine, more threads make small models far slower."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def sqlite_uri(tmp_path, monkeypatch) -> str:
     monkeypatch.chdir(tmp_path)

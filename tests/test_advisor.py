@@ -121,8 +121,8 @@ def test_to_config_runs_progressive_advice_and_records_its_rationale() -> None:
 @pytest.mark.parametrize(("situation", "message"), [
     (CASES["explore"] | {"dataset": "digits", "teacher": {"model": "mlp"}, "student": {"model": "mlp"}},
      "online mechanism is not built"),
-    (CASES["structure"] | {"dataset": "digits", "teacher": {"model": "mlp"}, "student": {"model": "mlp"}},
-     "rkd method is not built"),
+    (CASES["no_teacher"] | {"dataset": "digits", "teacher": {"model": "mlp"}, "student": {"model": "mlp"}},
+     "self mechanism is not built"),
     (CASES["params_small"], "teacher.model: a parameter count cannot be trained"),
     ({"teacher": {"model": "mlp"}, "student": {"model": "mlp", "size": "tiny"}}, "dataset: name a registered"),
 ])
@@ -171,3 +171,11 @@ def test_the_tree_edges_connect_every_branch_to_its_step() -> None:
     edges = advisor.edges()
     assert ("situation", "step1") in edges and ("step3", "step4") in edges
     assert {child for _, child in edges} >= {b.id for b in advisor.TREE}
+
+
+@pytest.mark.parametrize(("needs", "method"), [(["structure"], "rkd"), (["patterns"], "fitnet"),
+                                                (["decisions", "structure"], "multi")])
+def test_knowledge_needs_become_runnable_methods(needs: list[str], method: str) -> None:
+    cfg = advise({"dataset": "digits", "teacher": {"model": "mlp", "size": "medium"},
+                  "student": {"model": "mlp", "size": "small"}, "needs": needs}).to_config()
+    assert cfg.distill.method == method and cfg.distill.mechanism == "offline"

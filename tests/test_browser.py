@@ -131,8 +131,8 @@ def test_launch_watch_and_compare_in_a_real_browser(dashboard, tmp_path: Path) -
         page.get_by_role("button", name="Compare selected").click()
         expect(page.get_by_text("2 studies, 6 runs")).to_be_visible()
         plots = page.locator(".js-plotly-plot")
-        expect(plots.nth(5)).to_be_visible()
-        assert plots.count() == 6
+        expect(plots.nth(6)).to_be_visible()
+        assert plots.count() == 7
         assert page.locator(".js-plotly-plot .scatterlayer .trace").count() > 0
         page.screenshot(path=str(shots / "compare.png"), full_page=True)
 

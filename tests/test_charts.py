@@ -253,3 +253,16 @@ def test_missing_data_gives_a_no_data_figure(build) -> None:
 
 def test_param_diff_of_nothing_is_an_empty_frame() -> None:
     assert charts.param_diff(pd.DataFrame()).empty
+
+
+def test_grouped_accuracy_means_each_method_and_colours_by_knowledge() -> None:
+    studies = pd.DataFrame({"method": ["kd", "kd", "rkd", "fitnet"], "knowledge": ["response", "response",
+                            "relation", "feature"], "student_acc": [0.8, 0.9, 0.7, 0.75], "baseline_acc": [0.72] * 4})
+    figure = charts.grouped_accuracy(studies, "method")
+    bars = {x: (y, trace.name) for trace in figure.data for x, y in zip(trace.x, trace.y, strict=True)}
+    assert bars["kd"] == (pytest.approx(0.85), "response") and bars["rkd"] == (0.7, "relation")
+    kd = next(t for t in figure.data if t.name == "response")
+    assert kd.error_y.array[0] == pytest.approx(np.std([0.8, 0.9], ddof=1))
+    by_type = charts.grouped_accuracy(studies, "knowledge")
+    assert sorted(x for t in by_type.data for x in t.x) == ["feature", "relation", "response"]
+    assert is_blank(charts.grouped_accuracy(studies.iloc[:0], "method"))

@@ -10,7 +10,7 @@ from tests.helpers import tiny_config
 
 
 @pytest.mark.parametrize(("override", "expected"), [
-    ("distill.method=nope", "distill.method: unknown method 'nope'; allowed: kd, none"),
+    ("distill.method=nope", "distill.method: unknown method 'nope'; allowed: at, dist, dkd, fitnet, kd, multi"),
     ("distill.temperature=-1", "distill.temperature: Input should be greater than 0 (got -1)"),
     ("distill.alpha=1.5", "distill.alpha: Input should be less than or equal to 1 (got 1.5)"),
     ("train.optimizer=rmsprop", "train.optimizer: Input should be 'adam', 'adamw' or 'sgd' (got 'rmsprop')"),
@@ -59,7 +59,16 @@ def test_teacher_fingerprint_ignores_what_cannot_change_the_teacher() -> None:
 
 
 def test_every_registered_name_is_accepted() -> None:
+    cnn = ["teacher.name=cnn2d", "student.name=cnn2d"]  # spatial features on both sides: every method applies
     for method in METHODS.names():
-        assert tiny_config(f"distill.method={method}").distill.method == method
+        assert tiny_config(*cnn, f"distill.method={method}").distill.method == method
     for model in MODELS.names():
         assert MODELS.entry(model).description
+
+
+def test_model_sizes_default_to_the_model_and_fixed_variants_refuse_them() -> None:
+    cfg = load_config(None, ["teacher.name=resnet20", "teacher.width=null", "teacher.depth=null"])
+    assert cfg.teacher.width is None and cfg.teacher.depth is None
+    with pytest.raises(ConfigError, match=r"^teacher\.width: resnet20 has a fixed size; leave width and depth empty, "
+                                          r"or use the resnet family"):
+        load_config(None, ["teacher.name=resnet20", "teacher.width=32"])

@@ -119,8 +119,15 @@ def test_compare_draws_every_chart(store) -> None:
     _, ids = store
     at = open_page("compare", selection=ids)
     charts = at.get("plotly_chart")
-    assert len(charts) == 6
+    assert len(charts) == 7
     import json
+
+    grouped = json.loads(charts[1].proto.spec)
+    assert grouped["layout"]["title"]["text"] == "Student accuracy by method"
+    assert [trace["name"] for trace in grouped["data"]] == ["response"]  # every selected study used kd
+    at.radio(key="group_by").set_value("knowledge").run()
+    assert json.loads(at.get("plotly_chart")[1].proto.spec)["layout"]["title"]["text"] == (
+        "Student accuracy by knowledge type")
 
     curves = json.loads(charts[0].proto.spec)
     names = [trace.get("name", "") for trace in curves["data"]]

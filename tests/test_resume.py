@@ -64,7 +64,7 @@ def test_finished_study_cannot_be_resumed() -> None:
 
 
 def test_non_finite_loss_stops_with_a_clear_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("kdcore.methods.kd.kd_kl", lambda s, t, temperature: (s * float("nan")).sum())
+    monkeypatch.setattr("kdcore.losses.response.kd_kl", lambda s, t, temperature: (s * float("nan")).sum())
     tracker = MemoryTracker()
     with pytest.raises(StudyFailed) as info:
         Study(tiny_config(), tracker, progress=False).run()

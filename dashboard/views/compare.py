@@ -46,6 +46,11 @@ def render() -> None:
     history = data.histories(uri, tuple(runs["run_id"]), tuple(data.CURVE_METRICS))
     st.plotly_chart(charts.curves(history, runs, metric, aggregate_seeds=aggregate), key="curves")
 
+    group_col, _ = st.columns([1, 3])
+    by = group_col.radio("Group students by", ["method", "knowledge"], horizontal=True, key="group_by",
+                         format_func={"method": "method", "knowledge": "knowledge type"}.get)
+    st.plotly_chart(charts.grouped_accuracy(chosen, by), key="grouped")
+
     left, right = st.columns(2)
     left.plotly_chart(charts.ratio_bars(chosen), key="ratios")
     right.plotly_chart(charts.compression_frontier(runs), key="frontier")

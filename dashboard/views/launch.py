@@ -18,6 +18,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits_kd.yaml"
 SECTIONS = {"data": "Data", "teacher": "Teacher", "student": "Student", "distill": "Distillation",
             "train": "Training", "tracking": "Tracking"}
 ACTIVE = ("queued", "running")
+TERM_COLUMNS = ["term", "weight", "student_layer", "teacher_layer"]
 
 
 def starting_config() -> dict[str, Any]:
@@ -72,10 +73,37 @@ def form(initial: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
                 slots[spec.path] = st.empty()
                 st.caption(spec.allowed())
     raw = nest(values)
+    term_editor(raw, version)
     errors = field_errors(raw)
     for path, message in errors.items():
         (slots.get(path) or st).error(message, icon=":material/error:")
     return raw, errors
+
+
+def term_editor(raw: dict[str, Any], version: int) -> None:
+    """For ``multi``: its weighted terms as an editable table, which becomes ``distill.params.terms``."""
+    distill = raw.get("distill", {})
+    if distill.get("method") != "multi":
+        return
+    from kdcore.methods.multi import Multi
+    from kdcore.methods.terms import TERMS
+
+    params = distill.get("params")
+    terms = params.get("terms") if isinstance(params, dict) else None
+    if not isinstance(terms, list) or not terms:
+        terms = [spec.model_dump() for spec in Multi.Params().terms]
+    st.markdown("**Terms of multi-level distillation** (one row per term; layers: penultimate, last, blockN)")
+    edited = st.data_editor(
+        pd.DataFrame(terms, columns=TERM_COLUMNS), num_rows="dynamic", key=f"form{version}.terms", width="stretch",
+        column_config={
+            "term": st.column_config.SelectboxColumn("term", options=list(TERMS), required=True),
+            "weight": st.column_config.NumberColumn("weight", min_value=0.0, default=1.0),
+            "student_layer": st.column_config.TextColumn("student layer", default="penultimate"),
+            "teacher_layer": st.column_config.TextColumn("teacher layer (empty = same name)"),
+        })
+    distill["params"] = {"terms": [{k: v for k, v in row.items() if (isinstance(v, str) and v) or
+                                    (isinstance(v, int | float) and not pd.isna(v))}
+                                   for row in edited.to_dict("records")]}
 
 
 @st.cache_data(ttl=60, show_spinner=False)

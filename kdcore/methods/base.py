@@ -31,22 +31,35 @@ class StepOutput:
 
 
 class TeacherSource:
-    """The frozen teacher's logits for a batch: looked up in a cache, or computed without grad.
+    """The frozen teacher's outputs for a batch: looked up in a cache, or computed without grad.
 
-    The cache holds the teacher's logits on the whole training split, computed once when the
-    data pipeline is deterministic; otherwise the teacher runs under inference mode each step.
+    The cache holds the teacher's outputs on the whole training split (``logits`` and any named
+    features a method reads), computed once when the data pipeline is deterministic; otherwise the
+    teacher runs under inference mode each step.
     """
 
-    def __init__(self, model: nn.Module, cache: torch.Tensor | None = None) -> None:
+    def __init__(self, model: nn.Module, cache: dict[str, torch.Tensor] | None = None) -> None:
         self.model = model.eval().requires_grad_(False)
-        self.cache = cache  # (N_train, K) or None
+        self.cache = cache  # key -> (N_train, ...) or None
 
     def logits(self, batch: Batch) -> torch.Tensor:
-        if self.cache is not None:
-            return self.cache[batch.index]
+        return self.outputs(batch, {"logits"})["logits"]
+
+    def outputs(self, batch: Batch, keys: set[str]) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """``logits``, named features and/or ``attentions`` of the teacher on this batch."""
+        if self.cache is not None and keys <= self.cache.keys():
+            return {key: self.cache[key][batch.index] for key in keys}
         with torch.inference_mode():
-            logits = self.model(batch.x).logits
-        return logits.clone()  # inference tensors cannot be saved for backward; a clone can
+            out = self.model(batch.x)
+        found: dict[str, torch.Tensor | list[torch.Tensor]] = {}
+        for key in keys:  # inference tensors cannot be saved for backward; clones can
+            if key == "logits":
+                found[key] = out.logits.clone()
+            elif key == "attentions":
+                found[key] = [a.clone() for a in out.attentions or []]
+            else:
+                found[key] = out.features[key].clone()
+        return found
 
 
 class Method(nn.Module, ABC):
@@ -59,7 +72,8 @@ class Method(nn.Module, ABC):
     knowledge: ClassVar[str] = "response"
     needs_teacher: ClassVar[bool] = True
 
-    def __init__(self, student: nn.Module, teacher: TeacherSource | None, cfg: Any) -> None:
+    def __init__(self, student: nn.Module, teacher: TeacherSource | None, cfg: Any,
+                 example: torch.Tensor | None = None) -> None:
         super().__init__()
         if self.needs_teacher and teacher is None:
             raise ValueError(f"method {type(self).__name__} needs a teacher")
@@ -75,6 +89,12 @@ class Method(nn.Module, ABC):
         """The student's parameters and the method's own adapters."""
         return self.parameters()
 
+    def teacher_keys(self) -> set[str]:
+        """The teacher outputs :meth:`step` reads (``logits``, feature names): what a study may cache."""
+        return {"logits"} if self.needs_teacher else set()
 
-def build_method(name: str, student: nn.Module, teacher: TeacherSource | None, cfg: Any) -> Method:
-    return METHODS.get(name)(student, teacher, cfg)
+
+def build_method(name: str, student: nn.Module, teacher: TeacherSource | None, cfg: Any,
+                 example: torch.Tensor | None = None) -> Method:
+    """The registered method ``name``; ``example`` (a few inputs) lets it size adapters to the features."""
+    return METHODS.get(name)(student, teacher, cfg, example)

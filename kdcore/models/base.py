@@ -26,8 +26,8 @@ class ModelOutput:
 def build_model(cfg: object, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Instantiate the registered model named by a ``ModelConfig``."""
     builder = MODELS.get(cfg.name)  # type: ignore[attr-defined]
-    return builder(input_shape=tuple(input_shape), num_classes=num_classes,
-                   width=cfg.width, depth=cfg.depth)  # type: ignore[attr-defined]
+    sizes = {key: value for key in ("width", "depth") if (value := getattr(cfg, key, None)) is not None}
+    return builder(input_shape=tuple(input_shape), num_classes=num_classes, **sizes)  # empty: the model's default
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -36,7 +36,7 @@ class CNN1d(nn.Module):
         return ModelOutput(self.head(z), features)
 
 
-@register_model("cnn1d", input_rank=2, family="cnn",
+@register_model("cnn1d", input_rank=2, family="cnn", spatial=True,
                 sizes={"tiny": (8, 1), "small": (16, 2), "medium": (32, 3), "large": (64, 4)})
 def cnn1d(input_shape: tuple[int, ...], num_classes: int, width: int = 32, depth: int = 3) -> CNN1d:
     """1-d CNN: `depth` conv-BN-ReLU blocks of `width` channels (kernel 5), for (C, L) sequences."""

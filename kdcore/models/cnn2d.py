@@ -39,7 +39,7 @@ class CNN2d(nn.Module):
         return ModelOutput(self.head(z), features)
 
 
-@register_model("cnn2d", input_rank=3, family="cnn",
+@register_model("cnn2d", input_rank=3, family="cnn", spatial=True,
                 sizes={"tiny": (8, 1), "small": (16, 2), "medium": (32, 2), "large": (64, 3)})
 def cnn2d(input_shape: tuple[int, ...], num_classes: int, width: int = 32, depth: int = 2) -> CNN2d:
     """2-d CNN: `depth` conv-BN-ReLU(-maxpool) blocks of `width` channels, for (C, H, W) images."""

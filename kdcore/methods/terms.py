@@ -1,0 +1,216 @@
+"""Loss terms as methods use them: what each term reads from student and teacher, and how it is fed.
+
+A method is a weighted list of :class:`TermSpec` (term name, weight, the feature each side reads).
+:class:`TermMethod` turns that list into the losses of one step, owns the adapters that map a
+student feature onto the teacher's shape, and says which teacher outputs it needs (so the study can
+cache them). Every method in ``kdcore/methods`` is a thin subclass that only chooses its terms, and
+``multi`` takes the list from the config: multi-level distillation.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+
+from kdcore.losses import feature, relation, response
+from kdcore.methods.base import Batch, Method, StepOutput, TeacherSource
+from kdcore.models.base import ModelOutput
+from kdcore.registry import DATASETS, MODELS
+
+LOGITS = "logits"
+ATTENTIONS = "attentions"
+LAYER = re.compile(r"^(penultimate|last|block[1-9][0-9]*)$")
+
+
+@dataclass(frozen=True)
+class Term:
+    """One loss term: its knowledge type, what it reads, and the function of (student, teacher, batch, cfg)."""
+
+    knowledge: str  # response | feature | relation
+    reads: str  # logits | feature | attentions
+    fn: Callable[[Any, Any, Batch, Any], torch.Tensor]
+    spatial: bool = False  # needs (B, C, ...) maps, not vectors
+    adapted: bool = False  # the student feature goes through an adapter to the teacher's shape
+
+
+TERMS: dict[str, Term] = {
+    "kd": Term("response", LOGITS, lambda s, t, b, c: response.kd_kl(s, t, c.temperature)),
+    "dkd_target": Term("response", LOGITS, lambda s, t, b, c: response.dkd(s, t, b.y, c.temperature, 1.0, 0.0)),
+    "dkd_nontarget": Term("response", LOGITS,
+                          lambda s, t, b, c: response.dkd(s, t, b.y, c.temperature, 0.0, 1.0)),
+    "dist_inter": Term("response", LOGITS, lambda s, t, b, c: response.dist(s, t, c.temperature, 1.0, 0.0)),
+    "dist_intra": Term("response", LOGITS, lambda s, t, b, c: response.dist(s, t, c.temperature, 0.0, 1.0)),
+    "hint": Term("feature", "feature", lambda s, t, b, c: feature.hint_mse(s, t), adapted=True),
+    "at": Term("feature", "feature", lambda s, t, b, c: feature.attention_transfer(s, t), spatial=True),
+    "rkd_distance": Term("relation", "feature", lambda s, t, b, c: relation.rkd_distance(s, t)),
+    "rkd_angle": Term("relation", "feature", lambda s, t, b, c: relation.rkd_angle(s, t)),
+    "sp": Term("relation", "feature", lambda s, t, b, c: relation.similarity_preserving(s, t)),
+    "pkt": Term("relation", "feature", lambda s, t, b, c: relation.pkt(s, t)),
+    "attention_pattern": Term("relation", ATTENTIONS, lambda s, t, b, c: relation.attention_pattern(s, t)),
+}
+
+
+class TermSpec(BaseModel):
+    """One weighted term of a method, with the feature each side reads (for feature and relation terms)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    term: str = Field(description="Loss term: " + ", ".join(TERMS))
+    weight: float = Field(1.0, ge=0, description="Multiplies the term (inside alpha).")
+    student_layer: str = Field("penultimate", description="Student feature: penultimate, last or blockN.")
+    teacher_layer: str | None = Field(None, description="Teacher feature; empty = the same name as the student's.")
+
+    @field_validator("term")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in TERMS:
+            raise ValueError(f"unknown term {value!r}; allowed: {', '.join(TERMS)}")
+        return value
+
+    @field_validator("student_layer", "teacher_layer")
+    @classmethod
+    def _layer(cls, value: str | None) -> str | None:
+        if value is not None and not LAYER.match(value):
+            raise ValueError(f"{value!r} is not a feature name; allowed: penultimate, last, block1, block2, ...")
+        return value
+
+    @property
+    def teacher(self) -> str:
+        return self.teacher_layer or self.student_layer
+
+
+def resolve_layer(name: str, features: dict[str, Any]) -> str:
+    """``last`` is the deepest ``blockN`` the model returns; other names are taken as they are."""
+    if name != "last":
+        return name
+    blocks = sorted((k for k in features if k.startswith("block")), key=lambda k: int(k[5:]))
+    return blocks[-1] if blocks else "penultimate"
+
+
+@functools.lru_cache(maxsize=64)
+def feature_shapes(model: str, width: int | None, depth: int | None, dataset: str) -> dict[str, tuple[int, ...]]:
+    """Names and shapes (without batch) of a model's features on a dataset's inputs, from one forward pass."""
+    from kdcore.models.base import build_model
+
+    meta = DATASETS.entry(dataset).meta
+    spec = type("Spec", (), {"name": model, "width": width, "depth": depth})()
+    net = build_model(spec, meta["input_shape"], meta["num_classes"]).eval()
+    with torch.no_grad():
+        out = net(torch.zeros(2, *meta["input_shape"]))
+    shapes = {name: tuple(value.shape[1:]) for name, value in out.features.items()}
+    if out.attentions:
+        shapes[ATTENTIONS] = tuple(out.attentions[0].shape[1:])
+    return shapes
+
+
+def check_terms(specs: list[TermSpec], cfg: Any, where: str) -> None:
+    """Raise a one-line ValueError when a term cannot work on the config's teacher and student."""
+    for i, spec in enumerate(specs):
+        term = TERMS[spec.term]
+        if term.reads == LOGITS:
+            continue
+        field = f"{where}.{i}" if where.endswith("terms") else where  # multi names the term; others the method
+        for role, layer in (("student", spec.student_layer), ("teacher", spec.teacher)):
+            model = getattr(cfg, role)
+            shapes = feature_shapes(model.name, model.width, model.depth, cfg.data.name)
+            if term.reads == ATTENTIONS:
+                if ATTENTIONS not in shapes:
+                    raise ValueError(f"{field}: term {spec.term} needs attention maps; {role} model {model.name} "
+                                     "returns none (use a model that exposes attentions)")
+                continue
+            name = resolve_layer(layer, shapes)
+            if name not in shapes:
+                raise ValueError(f"{field}: {role} model {model.name} has no feature {layer!r}; available: "
+                                 f"{', '.join(['last', *shapes])}")
+            if term.spatial and len(shapes[name]) < 2:
+                spatial = [e.name for e in MODELS if e.meta.get("spatial")]
+                raise ValueError(f"{field}: term {spec.term} needs spatial features, but {role} model {model.name} "
+                                 f"gives {name} of shape {shapes[name]}; models with spatial features: "
+                                 f"{', '.join(spatial)}")
+
+
+class TermMethod(Method):
+    """A method made of weighted terms; subclasses say which in :meth:`terms`."""
+
+    knowledge: ClassVar[str] = "response"
+
+    @classmethod
+    def check(cls, cfg: Any, field: str = "distill.method") -> None:
+        """Config-time check that every term fits the config's models (ValueError naming the field)."""
+        params = cls.Params.model_validate(cfg.distill.params) if hasattr(cls, "Params") else None
+        check_terms(cls.specs(params), cfg, field)
+
+    @classmethod
+    def specs(cls, params: Any) -> list[TermSpec]:
+        """The terms for validated ``params`` (a class-level view of :meth:`terms`, for config checks)."""
+        raise NotImplementedError
+
+    def __init__(self, student: nn.Module, teacher: TeacherSource | None, cfg: Any,
+                 example: torch.Tensor | None = None) -> None:
+        super().__init__(student, teacher, cfg, example)
+        self.params = self.Params.model_validate(cfg.params) if hasattr(self, "Params") else None
+        self.spec_list = self.specs(self.params)
+        self.adapters = nn.ModuleDict()
+        self.layers: list[tuple[str, str]] = []  # resolved (student, teacher) feature per term
+        needs_features = any(TERMS[s.term].reads != LOGITS for s in self.spec_list)
+        s_features: dict[str, torch.Tensor] = {}
+        t_features: dict[str, torch.Tensor] = {}
+        if needs_features:
+            if example is None or teacher is None:
+                raise ValueError(f"method {type(self).__name__} reads features: it needs an example batch")
+            with torch.no_grad():
+                was = student.training
+                s_features = student.eval()(example).features
+                student.train(was)
+                t_device = next(teacher.model.parameters()).device
+                t_features = {k: v.cpu() for k, v in teacher.model(example.to(t_device)).features.items()}
+        for i, spec in enumerate(self.spec_list):
+            term = TERMS[spec.term]
+            if term.reads != "feature":
+                self.layers.append(("", ""))
+                continue
+            s_name, t_name = resolve_layer(spec.student_layer, s_features), resolve_layer(spec.teacher, t_features)
+            self.layers.append((s_name, t_name))
+            if term.adapted:
+                self.adapters[str(i)] = feature.make_adapter(tuple(s_features[s_name].shape[1:]),
+                                                             tuple(t_features[t_name].shape[1:]))
+
+    def teacher_keys(self) -> set[str]:
+        """Which teacher outputs the terms read: logits and/or named features (what the study caches)."""
+        keys = {LOGITS}
+        for (_, t_name), spec in zip(self.layers, self.spec_list, strict=True):
+            reads = TERMS[spec.term].reads
+            keys.add(t_name if reads == "feature" else reads)
+        return keys
+
+    def step(self, batch: Batch) -> StepOutput:
+        assert self.teacher is not None
+        out: ModelOutput = self.student(batch.x)
+        teacher = self.teacher.outputs(batch, self.teacher_keys())
+        alpha = self.cfg.alpha
+        losses = {"ce": (1 - alpha) * F.cross_entropy(out.logits, batch.y)}
+        for i, (spec, (s_name, t_name)) in enumerate(zip(self.spec_list, self.layers, strict=True)):
+            term = TERMS[spec.term]
+            if term.reads == LOGITS:
+                s_value, t_value = out.logits, teacher[LOGITS]
+            elif term.reads == ATTENTIONS:
+                s_value, t_value = out.attentions, teacher[ATTENTIONS]
+            else:
+                s_value, t_value = out.features[s_name], teacher[t_name]
+                if str(i) in self.adapters:
+                    s_value = self.adapters[str(i)](s_value)
+            name = spec.term if spec.term not in losses else f"{spec.term}_{i}"
+            losses[name] = alpha * spec.weight * term.fn(s_value, t_value, batch, self.cfg)
+        return StepOutput(out.logits, losses)
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """The student's parameters and the adapters (trained with it, never deployed)."""
+        return self.parameters()
