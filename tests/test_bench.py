@@ -1,0 +1,53 @@
+"""kdx bench methods: the results table, written per dataset into one Markdown file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kdcore import bench
+from kdcore.cli import main
+from tests.helpers import TINY
+
+
+@pytest.fixture
+def tiny_pairs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    lines: dict[str, list[str]] = {}
+    for item in TINY:
+        key, value = item.split("=")
+        section, field = key.split(".")
+        lines.setdefault(section, []).append(f"  {field}: {value}")
+    (pairs / "digits.yaml").write_text("\n".join(f"{s}:\n" + "\n".join(v) for s, v in lines.items()) + "\n")
+    monkeypatch.setattr(bench, "PAIRS", pairs)
+    return tmp_path
+
+
+def test_bench_writes_one_row_per_method_with_mean_and_std(tiny_pairs: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tiny_pairs / "results.md"
+    out.write_text("# Results\n\n<!-- bench:mnist1d:start -->\nkept\n<!-- bench:mnist1d:end -->\n")
+    assert main(["bench", "methods", "--dataset", "digits", "--seeds", "2", "--methods", "kd,rkd",
+                 "--out", str(out)]) == 0
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| kd ") or line.startswith("| rkd ")]
+    assert len(rows) == 2 and all(" ± " in row for row in rows)
+    assert "| rkd | relation |" in text and "kept" in text  # the other dataset's table stays
+    assert main(["bench", "methods", "--dataset", "digits", "--seeds", "1", "--methods", "kd",
+                 "--out", str(out)]) == 0
+    again = out.read_text()
+    assert again.count("<!-- bench:digits:start -->") == 1 and "| rkd |" not in again and "kept" in again
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--dataset", "nope"], "--dataset: no benchmark pair for 'nope'; allowed: digits"),
+    (["--dataset", "digits", "--methods", "kd,nope"], "--methods: unknown nope"),
+    (["--dataset", "digits", "--seeds", "0"], "--seeds: must be at least 1"),
+])
+def test_bench_bad_input_is_one_line(tiny_pairs: Path, argv: list[str], message: str,
+                                     capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "methods", *argv, "--out", str(tiny_pairs / "r.md")]) == 2
+    assert capsys.readouterr().err.startswith(f"kdx: error: {message}")
+    assert not (tiny_pairs / "r.md").exists()
