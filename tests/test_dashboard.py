@@ -13,6 +13,7 @@ import yaml
 from streamlit.testing.v1 import AppTest
 
 from kdcore import launcher
+from kdcore.registry import METHODS
 from kdcore.study import Study
 from kdcore.tracking import MlflowTracker, list_studies
 from tests.helpers import tiny_config
@@ -275,3 +276,15 @@ def test_studies_shows_the_alerts_of_the_selected_studies(study) -> None:
     assert any("Findings of the selected studies" in s.value for s in at.subheader)
     assert any("Teacher overconfidence amplification" in e.value for e in at.error)
     assert f"relaunch-{study_id}-overconfidence" in [b.key for b in at.button]
+
+
+def test_launch_offers_every_method_with_a_term_editor_for_multi(empty_store: str) -> None:
+    at = open_page("launch")
+    method = at.selectbox(key="form0.distill.method")
+    assert set(method.options) == set(METHODS.names())
+    method.set_value("multi").run()
+    assert any("Terms of multi-level distillation" in m.value for m in at.markdown)
+    assert not next(b for b in at.button if b.label == "Launch").disabled
+    at.selectbox(key="form0.distill.method").set_value("at").run()  # the example's student is an MLP
+    assert any("needs spatial features" in e.value for e in at.error)
+    assert next(b for b in at.button if b.label == "Launch").disabled
