@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -149,9 +150,9 @@ class TermMethod(Method):
         check_terms(cls.specs(params), cfg, field)
 
     @classmethod
+    @abstractmethod
     def specs(cls, params: Any) -> list[TermSpec]:
-        """The terms for validated ``params`` (a class-level view of :meth:`terms`, for config checks)."""
-        raise NotImplementedError
+        """The weighted terms for validated ``params`` (a classmethod, so configs are checked before training)."""
 
     def __init__(self, student: nn.Module, teacher: TeacherSource | None, cfg: Any,
                  example: torch.Tensor | None = None) -> None:
