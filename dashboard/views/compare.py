@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, nav
+from kdcore.tracker import role_key
 
 MAX_PREDICTION_SERIES = 6
 
@@ -13,9 +14,8 @@ MAX_PREDICTION_SERIES = 6
 def prediction_series(uri: str, runs: pd.DataFrame) -> dict[str, tuple]:
     """(probs, labels) of the first few finished role runs: more series would not be legible."""
     series: dict[str, tuple] = {}
-    order = {"teacher": 0, "baseline": 1, "student": 2}
     finished = runs[runs["status"] == "FINISHED"].sort_values(
-        ["tags.kd.study_id", "tags.kd.role"], key=lambda c: c.map(order).fillna(9) if c.name == "tags.kd.role" else c)
+        ["tags.kd.study_id", "tags.kd.role"], key=lambda c: c.map(role_key) if c.name == "tags.kd.role" else c)
     for _, run in finished.head(MAX_PREDICTION_SERIES).iterrows():
         found = data.predictions(uri, run["run_id"])
         if found:
