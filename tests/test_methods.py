@@ -77,6 +77,8 @@ def test_cached_teacher_outputs_equal_the_live_teacher(method: str) -> None:
     (["distill.method=multi", "distill.params={terms: [{term: attention_pattern}]}"],
      "distill.params.terms.0: term attention_pattern needs attention maps"),
     (["distill.method=dkd", "distill.params={beta: 8}"], "distill.params.beta: unknown key"),
+    (["teacher.name=cnn2d", "distill.method=multi", "distill.params={terms: [{term: hint, student_layer: block1}]}"],
+     "distill.params.terms.0: term hint maps the student's block1 (8,) onto the teacher's block1 (32, 4, 4)"),
 ])
 def test_configs_that_cannot_work_are_one_line_errors(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as err:

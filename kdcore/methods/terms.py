@@ -119,6 +119,7 @@ def check_terms(specs: list[TermSpec], cfg: Any, where: str) -> None:
         if term.reads == LOGITS:
             continue
         field = f"{where}.{i}" if where.endswith("terms") else where  # multi names the term; others the method
+        found: dict[str, tuple[str, tuple[int, ...]]] = {}
         for role, layer in (("student", spec.student_layer), ("teacher", spec.teacher)):
             model = getattr(cfg, role)
             shapes = feature_shapes(model.name, model.width, model.depth, cfg.data.name)
@@ -131,11 +132,17 @@ def check_terms(specs: list[TermSpec], cfg: Any, where: str) -> None:
             if name not in shapes:
                 raise ValueError(f"{field}: {role} model {model.name} has no feature {layer!r}; available: "
                                  f"{', '.join(['last', *shapes])}")
+            found[role] = (name, shapes[name])
             if term.spatial and len(shapes[name]) < 2:
                 spatial = [e.name for e in MODELS if e.meta.get("spatial")]
                 raise ValueError(f"{field}: term {spec.term} needs spatial features, but {role} model {model.name} "
                                  f"gives {name} of shape {shapes[name]}; models with spatial features: "
                                  f"{', '.join(spatial)}")
+        if term.adapted and len(found.get("student", ("", ()))[1]) != len(found.get("teacher", ("", ()))[1]):
+            (s_name, s_shape), (t_name, t_shape) = found["student"], found["teacher"]
+            raise ValueError(f"{field}: term {spec.term} maps the student's {s_name} {s_shape} onto the teacher's "
+                             f"{t_name} {t_shape}, and an adapter cannot change the rank; read penultimate on both "
+                             "sides, or features of the same rank")
 
 
 class TermMethod(Method):
