@@ -103,6 +103,11 @@ class DistillConfig(Section):
         default_factory=list,
         description="Teacher assistants for the progressive mechanism, from the teacher's side to the student's.",
     )
+    stage_temperatures: list[float] = Field(
+        default_factory=list,
+        description="Progressive only: the temperature of each stage, assistant_1 first and the student last; "
+                    "empty = distill.temperature everywhere.",
+    )
     rationale: str | None = Field(
         None, max_length=4000,
         description="Why this mechanism and knowledge type (quality gate 8); kdx advise writes it.",
@@ -127,6 +132,13 @@ class DistillConfig(Section):
         if self.assistants and not uses_assistants:
             raise ValueError(f"distill.assistants: only the progressive mechanism uses assistants; leave it empty "
                              f"for {self.mechanism}")
+        if self.stage_temperatures:
+            stages = len(self.assistants) + 1
+            if not uses_assistants or len(self.stage_temperatures) != stages:
+                raise ValueError(f"distill.stage_temperatures: give one per stage of the chain ({stages} here: the "
+                                 "assistants, then the student), or leave it empty")
+            if not all(0 < value <= 100 for value in self.stage_temperatures):
+                raise ValueError("distill.stage_temperatures: each must be > 0 and <= 100")
         return self
 
     @model_validator(mode="after")

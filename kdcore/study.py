@@ -215,9 +215,15 @@ class Study:
                                extra_tags={"kd.teacher_fingerprint": fingerprint})
 
     def train_role(self, role: str, model_cfg: ModelConfig, method: str, teacher: RoleResult | None,
-                   extra_tags: dict[str, str] | None = None) -> RoleResult:
-        """Train one model of the study with ``method`` (taught by ``teacher``) and log it as a role."""
+                   extra_tags: dict[str, str] | None = None, temperature: float | None = None) -> RoleResult:
+        """Train one model of the study with ``method`` (taught by ``teacher``) and log it as a role.
+
+        ``temperature`` overrides ``distill.temperature`` for this role (a stage of a chain).
+        """
         cfg, splits = self.cfg, self.splits
+        distill = cfg.distill if temperature is None else cfg.distill.model_copy(update={"temperature": temperature})
+        if METHODS.get(method).needs_teacher:
+            extra_tags = {**(extra_tags or {}), "kd.temperature": f"{distill.temperature:g}"}
         assert splits is not None and self.study_id is not None
         previous = self._previous.get(role)
         if previous is not None and previous.status == "FINISHED":
@@ -233,7 +239,7 @@ class Study:
         if METHODS.get(method).needs_teacher:
             assert teacher is not None, f"method {method} needs a teacher"
             source = TeacherSource(teacher.model)
-        distiller = build_method(method, model, source, cfg.distill, example=splits.train.x[:EXAMPLE])
+        distiller = build_method(method, model, source, distill, example=splits.train.x[:EXAMPLE])
         if source is not None and splits.deterministic:
             source.cache = self._teacher_cache(source, distiller.teacher_keys())
 

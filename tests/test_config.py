@@ -72,3 +72,16 @@ def test_model_sizes_default_to_the_model_and_fixed_variants_refuse_them() -> No
     with pytest.raises(ConfigError, match=r"^teacher\.width: resnet20 has a fixed size; leave width and depth empty, "
                                           r"or use the resnet family"):
         load_config(None, ["teacher.name=resnet20", "teacher.width=32"])
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["distill.stage_temperatures=[2, 4]"], "distill.stage_temperatures: give one per stage of the chain (1 here"),
+    (["distill.mechanism=progressive", "distill.assistants=[{name: mlp, width: 16}]", "distill.stage_temperatures=[4]"],
+     "distill.stage_temperatures: give one per stage of the chain (2 here"),
+    (["distill.mechanism=progressive", "distill.assistants=[{name: mlp, width: 16}]",
+      "distill.stage_temperatures=[4, 0]"], "distill.stage_temperatures: each must be > 0 and <= 100"),
+])
+def test_stage_temperatures_fit_the_chain(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        tiny_config(*overrides)
+    assert str(err.value).startswith(message), str(err.value)

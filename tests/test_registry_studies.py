@@ -141,3 +141,13 @@ def test_incompatible_pairs_fail_at_validation_naming_the_field(method: str) -> 
         tiny_config(f"distill.method={method}")
     except ConfigError as err:
         assert str(err).startswith("distill.method: term ") and "spatial" in str(err)
+
+
+def test_each_stage_of_a_chain_distills_at_its_own_temperature() -> None:
+    cfg = tiny_config("distill.mechanism=progressive", *MECHANISM_OVERRIDES["progressive"],
+                      "distill.stage_temperatures=[8, 2]")
+    tracker = MemoryTracker()
+    summary = Study(cfg, tracker, progress=False).run()
+    runs = {r.tags["kd.role"]: r for r in tracker.find_runs({"kd.study_id": summary.study_id})}
+    assert runs["assistant_1"].tags["kd.temperature"] == "8" and runs["student"].tags["kd.temperature"] == "2"
+    assert "kd.temperature" not in runs["baseline"].tags  # labels only: no temperature

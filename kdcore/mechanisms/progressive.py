@@ -15,7 +15,9 @@ def progressive(study) -> None:
     cfg = study.cfg
     teacher = study.teacher_role()
     study.train_role("baseline", cfg.student, "none", teacher=teacher)
+    stages = [*(f"assistant_{k}" for k in range(1, len(cfg.distill.assistants) + 1)), "student"]
+    models = [*cfg.distill.assistants, cfg.student]
+    temperatures = cfg.distill.stage_temperatures or [cfg.distill.temperature] * len(stages)
     upper = teacher
-    for k, assistant in enumerate(cfg.distill.assistants, start=1):
-        upper = study.train_role(f"assistant_{k}", assistant, cfg.distill.method, teacher=upper)
-    study.train_role("student", cfg.student, cfg.distill.method, teacher=upper)
+    for role, model, temperature in zip(stages, models, temperatures, strict=True):
+        upper = study.train_role(role, model, cfg.distill.method, teacher=upper, temperature=temperature)
