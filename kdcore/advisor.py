@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from kdcore.config import first_error
 from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS, UnknownNameError
 
 # --- thresholds (the survey's numbers, named) -------------------------------------------------------
@@ -139,15 +140,7 @@ def situation(raw: dict[str, Any]) -> Situation:
     try:
         return Situation.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        msg = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            msg = "unknown key"
-        if ": " in msg and msg.split(": ")[0].isidentifier():  # a side's own message names its field
-            head, _, msg = msg.partition(": ")
-            loc = f"{loc}.{head}" if loc else head
-        raise AdviceError(f"{loc}: {msg}" if loc else msg) from None
+        raise AdviceError(first_error(err)) from None  # the config's wording: same fields, same messages
 
 
 # --- facts the branches read --------------------------------------------------------------------------

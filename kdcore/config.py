@@ -151,7 +151,7 @@ class DistillConfig(Section):
         try:
             params_model.model_validate(self.params)
         except ValidationError as err:
-            raise ValueError(_first_error(err, prefix="distill.params")) from None
+            raise ValueError(first_error(err, prefix="distill.params")) from None
         return self
 
 
@@ -261,7 +261,7 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _first_error(err: ValidationError, prefix: str = "") -> str:
+def first_error(err: ValidationError, prefix: str = "") -> str:
     """One line for the first problem: ``field.path: what is wrong (got value)``."""
     return _format_error(err.errors()[0], prefix)
 
@@ -317,7 +317,7 @@ def validate(raw: dict[str, Any]) -> ExperimentConfig:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
-        message = _first_error(err)
+        message = first_error(err)
         if first["type"] == "extra_forbidden":
             allowed = _allowed_keys(ExperimentConfig, [str(p) for p in first["loc"][:-1]])
             message += f"; allowed: {', '.join(allowed)}"
