@@ -390,7 +390,15 @@ class Advice:
         return out
 
     def runnable(self) -> str | None:
-        """Why ``to_config`` cannot build this advice yet, or None when it can."""
+        """Why ``to_config`` cannot build this advice, or None when it can."""
+        try:
+            self.to_config()
+        except AdviceError as err:
+            return str(err).removeprefix("advice: ")
+        return None
+
+    def _missing(self) -> str | None:
+        """What the advice lacks before a config can even be assembled."""
         if self.mechanism not in MECHANISMS:
             return (f"the {self.mechanism} mechanism is not built into kdcore yet (available: "
                     f"{', '.join(MECHANISMS.names())})")
@@ -412,7 +420,7 @@ class Advice:
         """
         from kdcore.config import ConfigError, validate
 
-        problem = self.runnable()
+        problem = self._missing()
         if problem:
             raise AdviceError(f"advice: {problem}")
         s = self.situation
@@ -430,10 +438,19 @@ class Advice:
         distill.update(method=self.method, mechanism=self.mechanism, temperature=self.temperature[2],
                        assistants=[{"name": a.name, "width": a.width, "depth": a.depth} for a in self.assistants],
                        rationale=self.rationale[:4000], params={})
+        for key in MECHANISM_FIELDS:  # the base's mechanism-specific values belong to its own mechanism
+            distill.pop(key, None)
+        if self.mechanism == "online":  # the teacher's side of the situation becomes the student's peer
+            distill["peers"] = [raw["teacher"]]
+        if self.mechanism == "self":  # born-again generations (distill.self_kind: spatial for early exits)
+            distill["self_kind"] = "temporal"
         try:
             return validate(raw)
         except ConfigError as err:
             raise AdviceError(f"advice: {err}") from None
+
+
+MECHANISM_FIELDS = ("stage_temperatures", "skip_to_teacher", "peers", "self_kind", "generations", "exit")
 
 
 def _assistant_label(a: Assistant) -> str:

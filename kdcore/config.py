@@ -108,6 +108,26 @@ class DistillConfig(Section):
         description="Progressive only: the temperature of each stage, assistant_1 first and the student last; "
                     "empty = distill.temperature everywhere.",
     )
+    skip_to_teacher: bool = Field(
+        False, description="Progressive only: every stage also learns from the original teacher, not only from "
+                           "the stage above (against degradation along the chain).",
+    )
+    peers: list[ModelConfig] = Field(
+        default_factory=list, max_length=3,
+        description="Online only: the models that learn together with the student (1 to 3), each from the others.",
+    )
+    self_kind: Literal["temporal", "spatial"] = Field(
+        "temporal", description="Self only: temporal = born-again generations; spatial = the student's deepest "
+                                "exit teaches early exits on its own blocks.",
+    )
+    generations: int = Field(
+        3, ge=1, le=5, description="Self, temporal: born-again generations after the first, each taught by the "
+                                   "one before; the last is the student.",
+    )
+    exit: int | None = Field(
+        None, ge=1, le=16, description="Self, spatial: the exit deployed as the student (1 = after the first "
+                                       "block); empty = the deepest.",
+    )
     rationale: str | None = Field(
         None, max_length=4000,
         description="Why this mechanism and knowledge type (quality gate 8); kdx advise writes it.",
@@ -124,17 +144,24 @@ class DistillConfig(Section):
         return _registered(MECHANISMS, value)
 
     @model_validator(mode="after")
-    def _assistants_fit_mechanism(self) -> DistillConfig:
-        uses_assistants = bool(MECHANISMS.entry(self.mechanism).meta.get("assistants"))
-        if uses_assistants and not self.assistants:
+    def _fields_fit_mechanism(self) -> DistillConfig:
+        """A mechanism's own fields (registry meta ``fields``) must keep their defaults under the others."""
+        own = MECHANISMS.entry(self.mechanism).meta.get("fields", ())
+        for entry in MECHANISMS:
+            for name in entry.meta.get("fields", ()):
+                if name not in own and getattr(self, name) != type(self).model_fields[name].get_default(
+                        call_default_factory=True):
+                    raise ValueError(f"distill.{name}: only the {entry.name} mechanism uses it; leave it empty "
+                                     f"for {self.mechanism}")
+        if "assistants" in own and not self.assistants:
             raise ValueError(f"distill.assistants: the {self.mechanism} mechanism needs at least one assistant, "
                              "e.g. [{name: mlp, width: 128, depth: 2}]")
-        if self.assistants and not uses_assistants:
-            raise ValueError(f"distill.assistants: only the progressive mechanism uses assistants; leave it empty "
-                             f"for {self.mechanism}")
+        if "peers" in own and not self.peers:
+            raise ValueError(f"distill.peers: the {self.mechanism} mechanism needs 1 to 3 peers besides the student, "
+                             "e.g. [{name: mlp, width: 64, depth: 2}]")
         if self.stage_temperatures:
             stages = len(self.assistants) + 1
-            if not uses_assistants or len(self.stage_temperatures) != stages:
+            if len(self.stage_temperatures) != stages:
                 raise ValueError(f"distill.stage_temperatures: give one per stage of the chain ({stages} here: the "
                                  "assistants, then the student), or leave it empty")
             if not all(0 < value <= 100 for value in self.stage_temperatures):
@@ -208,6 +235,7 @@ class ExperimentConfig(Section):
         shape = DATASETS.entry(self.data.name).meta["input_shape"]
         roles = {"teacher": self.teacher, "student": self.student}
         roles |= {f"distill.assistants.{i}": model for i, model in enumerate(self.distill.assistants)}
+        roles |= {f"distill.peers.{i}": model for i, model in enumerate(self.distill.peers)}
         for role, model in roles.items():
             rank = MODELS.entry(model.name).meta.get("input_rank")
             if rank is not None and rank != len(shape):
@@ -223,6 +251,13 @@ class ExperimentConfig(Section):
         check = getattr(METHODS.get(self.distill.method), "check", None)
         if check is not None:
             check(self)  # a ValueError naming the field when a term cannot read these models
+        return self
+
+    @model_validator(mode="after")
+    def _mechanism_fits(self) -> ExperimentConfig:
+        check = MECHANISMS.entry(self.distill.mechanism).meta.get("check")
+        if check is not None:
+            check(self)  # a ValueError naming the field when the mechanism cannot run this study
         return self
 
     # --- persistence -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,8 @@ class EpochReport:
     role: str
     epoch: int  # 0-based
     epochs: int
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # the student's
+    peers: dict[str, dict[str, float]] = field(default_factory=dict)  # co-trained peers' metrics, by role
 
 
 EpochCallback = Callable[[EpochReport], None]
@@ -166,7 +167,9 @@ def fit(
     schedule = build_schedule(optimizer, cfg, epochs)
     autocast, scaler = autocast_for(device, cfg.amp)
     x_train, y_train = splits.train.x.to(device), splits.train.y.to(device)
-    start_epoch, best_epoch, best_val_acc, best_state = 0, -1, -1.0, None
+    members = {role: method.student, **method.peers()}  # every model this loop trains and selects
+    start_epoch = 0
+    best = {name: Best() for name in members}
 
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
@@ -175,8 +178,8 @@ def fit(
         schedule.load_state_dict(state["schedule"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        start_epoch, best_epoch, best_val_acc = state["epoch"], state["best_epoch"], state["best_val_acc"]
-        best_state = state["best_state"]
+        start_epoch = state["epoch"]
+        best = {name: Best(*saved) for name, saved in state["best"].items()}
 
     bar = tqdm(total=epochs, initial=start_epoch, desc=f"{role:>9}", unit="ep", disable=not progress,
                dynamic_ncols=True, leave=True)
@@ -185,7 +188,7 @@ def fit(
         method.train()
         names: list[str] = []
         sums = torch.zeros((), device=device)  # per-term loss sums, weighted by batch size
-        correct = torch.zeros((), device=device, dtype=torch.long)
+        correct = {name: torch.zeros((), device=device, dtype=torch.long) for name in members}
         seen = 0
         for index in batch_order(len(y_train), cfg.batch_size, cfg.seed, epoch):
             index = index.to(device)
@@ -210,41 +213,53 @@ def fit(
                 scaler.step(optimizer)
                 scaler.update()
             sums = sums + terms.detach() * len(index)
-            correct += (out.logits.argmax(-1) == batch.y).sum()
+            for name, logits in {role: out.logits, **out.peer_logits}.items():
+                correct[name] += (logits.argmax(-1) == batch.y).sum()
             seen += len(index)
         lr = optimizer.param_groups[0]["lr"]
         schedule.step()
 
-        val_logits = predict_logits(method.student, splits.val.x, device, cfg.amp)
-        y_val = splits.val.y.to(device)
-        val_acc = (val_logits.argmax(-1) == y_val).float().mean().item()
-        metrics = dict(zip((f"train/loss_{k}" for k in names), (sums / seen).tolist(), strict=True))
-        metrics["train/loss"] = sum(metrics.values())
-        metrics.update({
-            "train/acc": correct.item() / seen,
-            "train/lr": lr,
-            "val/acc": val_acc,
-            "val/loss": F.cross_entropy(val_logits, y_val).item(),
-            "time/epoch_s": time.perf_counter() - started,
-        })
-        if val_acc > best_val_acc:
-            best_epoch, best_val_acc = epoch, val_acc
-            best_state = {k: v.detach().clone() for k, v in method.student.state_dict().items()}
+        losses = dict(zip(names, (sums / seen).tolist(), strict=True))
+        reports: dict[str, dict[str, float]] = {}
+        for name, model in members.items():
+            own = {key.partition("/")[2] if name != role else key: value for key, value in losses.items()
+                   if (key.startswith(f"{name}/") if name != role else "/" not in key)}
+            metrics = {f"train/loss_{key}": value for key, value in own.items()}
+            metrics["train/loss"] = sum(metrics.values())
+            val_logits = predict_logits(model, splits.val.x, device, cfg.amp)
+            y_val = splits.val.y.to(device)
+            val_acc = (val_logits.argmax(-1) == y_val).float().mean().item()
+            metrics |= {"train/acc": correct[name].item() / seen, "train/lr": lr, "val/acc": val_acc,
+                        "val/loss": F.cross_entropy(val_logits, y_val).item(),
+                        "time/epoch_s": time.perf_counter() - started}
+            if val_acc > best[name].val_acc:
+                best[name] = Best(epoch, val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            reports[name] = metrics
         if checkpoint is not None:
             _save_atomic(checkpoint, {
                 "epoch": epoch + 1, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "scaler": scaler.state_dict() if scaler else {},
-                "best_epoch": best_epoch, "best_val_acc": best_val_acc, "best_state": best_state,
+                "best": {name: (b.epoch, b.val_acc, b.state) for name, b in best.items()},
             })
-        report = EpochReport(role, epoch, epochs, metrics)
+        report = EpochReport(role, epoch, epochs, reports.pop(role), reports)
         for callback in callbacks:
             callback(report)
-        bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", val_acc=f"{val_acc:.3f}")
+        bar.set_postfix(loss=f"{report.metrics['train/loss']:.3f}", val_acc=f"{report.metrics['val/acc']:.3f}")
         bar.update(1)
     bar.close()
-    if best_state is not None:
-        method.student.load_state_dict(best_state)
-    return FitResult(best_epoch, best_val_acc, epochs - start_epoch)
+    for name, model in members.items():  # each member leaves at its own best validation epoch
+        if best[name].state is not None:
+            model.load_state_dict(best[name].state)
+    return FitResult(best[role].epoch, best[role].val_acc, epochs - start_epoch)
+
+
+@dataclass
+class Best:
+    """A member's best validation epoch so far and its weights then."""
+
+    epoch: int = -1
+    val_acc: float = -1.0
+    state: dict[str, torch.Tensor] | None = None
 
 
 def _save_atomic(path: Path, state: dict[str, Any]) -> None:

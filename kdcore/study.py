@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from kdcore import __version__
 from kdcore.config import ExperimentConfig, ModelConfig, config_from_yaml
 from kdcore.data.splits import DatasetSplits, cache_dir, load_dataset
 from kdcore.diagnostics import Finding, Gate, StudyResults, detect, evaluate_gates
-from kdcore.engine import fit, predict_outputs, predict_probs, resolve_device, set_determinism
-from kdcore.methods.base import TeacherSource, build_method
+from kdcore.engine import EpochReport, fit, predict_outputs, predict_probs, resolve_device, set_determinism
+from kdcore.methods.base import Method, TeacherSource, build_method
 from kdcore.metrics import latency_ms, peak_memory_mb, per_class_accuracy, prediction_metrics
 from kdcore.models.base import build_model, count_parameters
 from kdcore.registry import MECHANISMS, METHODS
@@ -158,14 +159,28 @@ class Study:
                             self.teacher_reused_from, self.findings, self.gates)
 
     def _default_name(self) -> str:
-        cfg = self.cfg
-        method = cfg.distill.method
+        cfg, distill = self.cfg, self.cfg.distill
+        method = distill.method
         if METHODS.get(method).needs_teacher:
-            method += f" T{cfg.distill.temperature:g}"
-        if cfg.distill.mechanism != "offline":
-            chain = f"({len(cfg.distill.assistants)})" if cfg.distill.assistants else ""
-            method = f"{cfg.distill.mechanism}{chain} {method}"
-        return f"{cfg.data.name} {model_spec(cfg.teacher)}->{model_spec(cfg.student)} {method} seed{cfg.train.seed}"
+            method += f" T{distill.temperature:g}"
+        mechanism = {
+            "offline": "",
+            "progressive": f"progressive({len(distill.assistants)}{', skip' if distill.skip_to_teacher else ''}) ",
+            "online": f"online({len(distill.peers) + 1} peers) ",
+            "self": (f"born-again({distill.generations}) " if distill.self_kind == "temporal"
+                     else f"self exits(exit {distill.exit or 'deepest'}) "),
+        }.get(distill.mechanism, f"{distill.mechanism} ")
+        pair = f"{self._teacher_label()}->{model_spec(cfg.student)}"
+        return f"{cfg.data.name} {pair} {mechanism}{method} seed{cfg.train.seed}"
+
+    def _teacher_label(self) -> str:
+        """Who teaches, for names and the ``kd.teacher`` tag: the teacher, the peers, or the student itself."""
+        distill = self.cfg.distill
+        if distill.mechanism == "online":
+            return "+".join(model_spec(peer) for peer in distill.peers)
+        if not MECHANISMS.entry(distill.mechanism).meta.get("teacher", True):
+            return "self"
+        return model_spec(self.cfg.teacher)
 
     def _tags(self, role: str, method: str, **extra: str) -> dict[str, str]:
         cfg = self.cfg
@@ -173,7 +188,7 @@ class Study:
             "kd.role": role, "kd.method": cfg.distill.method if role == STUDY_ROLE else method,
             "kd.mechanism": cfg.distill.mechanism,
             "kd.knowledge": METHODS.get(cfg.distill.method if role == STUDY_ROLE else method).knowledge,
-            "kd.dataset": cfg.data.name, "kd.teacher": model_spec(cfg.teacher),
+            "kd.dataset": cfg.data.name, "kd.teacher": self._teacher_label(),
             "kd.student": model_spec(cfg.student), "kd.version": __version__, **extra,
         }
         if role == STUDY_ROLE:
@@ -203,7 +218,7 @@ class Study:
                                           status="FINISHED")
             if same:
                 origin = weights_run(same[0])
-                model = self._load_weights(self.cfg.teacher, origin)
+                model = self._load_weights(self.builder(self.cfg.teacher), origin)
                 run_id = self.tracker.start_run(
                     "teacher", self._tags("teacher", "none", **{"kd.teacher_fingerprint": fingerprint,
                                                                  "kd.reused_from": origin}),
@@ -215,48 +230,83 @@ class Study:
                                extra_tags={"kd.teacher_fingerprint": fingerprint})
 
     def train_role(self, role: str, model_cfg: ModelConfig, method: str, teacher: RoleResult | None,
-                   extra_tags: dict[str, str] | None = None, temperature: float | None = None) -> RoleResult:
+                   extra_tags: dict[str, str] | None = None, temperature: float | None = None,
+                   more_teachers: Sequence[RoleResult] = ()) -> RoleResult:
         """Train one model of the study with ``method`` (taught by ``teacher``) and log it as a role.
 
-        ``temperature`` overrides ``distill.temperature`` for this role (a stage of a chain).
+        ``temperature`` overrides ``distill.temperature`` for this role (a stage of a chain);
+        ``more_teachers`` also teach it, each term averaged over all teachers (skip-to-teacher).
         """
         cfg, splits = self.cfg, self.splits
+        assert splits is not None
         distill = cfg.distill if temperature is None else cfg.distill.model_copy(update={"temperature": temperature})
+        tags = dict(extra_tags or {})
         if METHODS.get(method).needs_teacher:
-            extra_tags = {**(extra_tags or {}), "kd.temperature": f"{distill.temperature:g}"}
+            tags["kd.temperature"] = f"{distill.temperature:g}"
+
+        def make(models: dict[str, nn.Module]) -> Method:
+            sources = [TeacherSource(t.model) for t in ([teacher] if teacher else []) + list(more_teachers)]
+            if METHODS.get(method).needs_teacher and not sources:
+                raise ValueError(f"method {method} needs a teacher")
+            distiller = build_method(method, models[role], sources[0] if sources else None, distill,
+                                     example=splits.train.x[:EXAMPLE], more_teachers=sources[1:])
+            if splits.deterministic:
+                for k, source in enumerate(sources):
+                    source.cache = self._teacher_cache(source, distiller.teacher_keys(k))
+            return distiller
+
+        return self.train_models({role: self.builder(model_cfg)}, make, method, tags, teacher)[role]
+
+    def builder(self, model_cfg: ModelConfig) -> Callable[[], nn.Module]:
+        """Builds ``model_cfg``'s model for this study's data (fresh weights from the current seed state)."""
+        assert self.splits is not None
+        shape, classes = self.splits.input_shape, self.splits.num_classes
+        return lambda: build_model(model_cfg, shape, classes)
+
+    def train_models(self, models: dict[str, Callable[[], nn.Module]], make: Callable[[dict[str, nn.Module]], Method],
+                     method: str, extra_tags: dict[str, str], teacher: RoleResult | None) -> dict[str, RoleResult]:
+        """Train models together in one engine loop, each logged as its own role; the first is the method's student.
+
+        ``models`` maps role -> builder, called in order right after seeding (so the first role starts
+        from the same weights as the baseline); ``make`` turns the built models into the method, whose
+        ``peers()`` are the other roles. Finished roles of an interrupted attempt are reloaded, not retrained.
+        """
+        cfg, splits = self.cfg, self.splits
         assert splits is not None and self.study_id is not None
-        previous = self._previous.get(role)
-        if previous is not None and previous.status == "FINISHED":
-            origin = weights_run(previous)
-            model = self._load_weights(model_cfg, origin)
-            result = RoleResult(role, previous.run_id, model, previous.metrics, self._predict(model))
-            self.roles[role] = result
-            return result
+        previous = {role: self._previous.get(role) for role in models}
+        if all(run is not None and run.status == "FINISHED" for run in previous.values()):
+            results = {}
+            for role, run in previous.items():
+                assert run is not None
+                model = self._load_weights(models[role], weights_run(run))
+                results[role] = self.roles[role] = RoleResult(role, run.run_id, model, run.metrics,
+                                                              self._predict(model))
+            return results
 
         set_determinism(cfg.train.seed, cfg.train.threads)  # same init for baseline and student
-        model = build_model(model_cfg, splits.input_shape, splits.num_classes)
-        source = None
-        if METHODS.get(method).needs_teacher:
-            assert teacher is not None, f"method {method} needs a teacher"
-            source = TeacherSource(teacher.model)
-        distiller = build_method(method, model, source, distill, example=splits.train.x[:EXAMPLE])
-        if source is not None and splits.deterministic:
-            source.cache = self._teacher_cache(source, distiller.teacher_keys())
+        built = {role: build() for role, build in models.items()}
+        distiller = make(built)
+        run_ids: dict[str, str] = {}
+        for role, run in previous.items():
+            if run is not None:
+                run_ids[role] = run.run_id
+                self._reopen(run.run_id)
+            else:
+                run_ids[role] = self.tracker.start_run(role, self._tags(role, method, **extra_tags), cfg.flat(),
+                                                       parent_id=self.study_id)
+            self._open.append(run_ids[role])
 
-        if previous is not None:
-            run_id = previous.run_id
-            self._reopen(run_id)
-        else:
-            run_id = self.tracker.start_run(role, self._tags(role, method, **(extra_tags or {})), cfg.flat(),
-                                            parent_id=self.study_id)
-        self._open.append(run_id)
-        checkpoint = self.checkpoint_path(role)
-        fit(distiller, splits, cfg.train, role=role, epochs=cfg.train.epochs_for(role), device=self.device,
-            callbacks=[lambda report: self.tracker.log_metrics(run_id, report.metrics, report.epoch)],
-            checkpoint=checkpoint, progress=self.progress)
-        result = self._finish_role(role, run_id, model, teacher)
+        def log(report: EpochReport) -> None:
+            for role, metrics in {report.role: report.metrics, **report.peers}.items():
+                self.tracker.log_metrics(run_ids[role], metrics, report.epoch)
+
+        primary = next(iter(models))
+        checkpoint = self.checkpoint_path(primary)
+        fit(distiller, splits, cfg.train, role=primary, epochs=cfg.train.epochs_for(primary), device=self.device,
+            callbacks=[log], checkpoint=checkpoint, progress=self.progress)
+        results = {role: self._finish_role(role, run_ids[role], model, teacher) for role, model in built.items()}
         checkpoint.unlink(missing_ok=True)
-        return result
+        return results
 
     def _teacher_cache(self, source: TeacherSource, keys: set[str]) -> dict[str, torch.Tensor] | None:
         """The teacher's outputs on the whole training split, when they fit in CACHE_BYTES (else run it live)."""
@@ -270,9 +320,8 @@ class Study:
             return None
         return predict_outputs(source.model, x, self.device, self.cfg.train.amp, keys)
 
-    def _load_weights(self, model_cfg: ModelConfig, run_id: str) -> nn.Module:
-        assert self.splits is not None
-        model = build_model(model_cfg, self.splits.input_shape, self.splits.num_classes)
+    def _load_weights(self, build: Callable[[], nn.Module], run_id: str) -> nn.Module:
+        model = build()
         state = torch.load(io.BytesIO(self.tracker.read_bytes(run_id, WEIGHTS)), map_location="cpu",
                            weights_only=True)
         model.load_state_dict(state)
@@ -284,10 +333,21 @@ class Study:
         return {name: predict_probs(model, getattr(self.splits, name), self.device, self.cfg.train.amp)
                 for name in METRIC_PREFIX}
 
+    def cost_metrics(self, model: nn.Module) -> dict[str, float]:
+        """What deploying ``model`` costs: parameters, latency at batch 1 and 256, peak memory."""
+        assert self.splits is not None
+        example = self.splits.test.x[:1].to(self.device)
+        return {
+            "model/params": float(count_parameters(model)),
+            "model/latency_ms": latency_ms(model, example, batch_size=1),
+            "model/latency_ms_b256": latency_ms(model, example, batch_size=256, repeats=5),
+            "model/memory_mb": peak_memory_mb(model, example),
+        }
+
     def _finish_role(self, role: str, run_id: str, model: nn.Module, teacher: RoleResult | None,
                      log_weights: bool = True) -> RoleResult:
         """Evaluate the selected model on every split, log metrics and artifacts, close the run."""
-        splits, device = self.splits, self.device
+        splits = self.splits
         assert splits is not None
         probs = self._predict(model)
         reference = teacher.probs if teacher else {}
@@ -298,13 +358,7 @@ class Study:
         metrics["val/best_acc"] = metrics.pop("val/acc")
         for k, acc in enumerate(per_class_accuracy(probs["test"], splits.test.y, splits.num_classes)):
             metrics[f"test/acc_class_{k}"] = acc
-        example = splits.test.x[:1].to(device)
-        metrics |= {
-            "model/params": float(count_parameters(model)),
-            "model/latency_ms": latency_ms(model, example, batch_size=1),
-            "model/latency_ms_b256": latency_ms(model, example, batch_size=256, repeats=5),
-            "model/memory_mb": peak_memory_mb(model, example),
-        }
+        metrics |= self.cost_metrics(deployed(model))
         self.tracker.log_metrics(run_id, metrics, step=self.cfg.train.epochs_for(role))
         self.tracker.log_bytes(run_id, "predictions.npz", _predictions_npz(probs, splits))
         if log_weights:
@@ -315,6 +369,11 @@ class Study:
         result = RoleResult(role, run_id, model, metrics, probs)
         self.roles[role] = result
         return result
+
+
+def deployed(model: nn.Module) -> nn.Module:
+    """The part of a trained model that is shipped: a multi-exit network ships its chosen exit only."""
+    return model.deployed() if hasattr(model, "deployed") else model
 
 
 def _predictions_npz(probs: dict[str, torch.Tensor], splits: DatasetSplits) -> bytes:
@@ -383,4 +442,7 @@ def study_metrics(roles: dict[str, RoleResult]) -> dict[str, float]:
         b, s = roles["baseline"].metrics, roles["student"].metrics
         out["study/acc_ratio_baseline"] = s["test/acc"] / max(b["test/acc"], 1e-12)
         out["study/val_acc_ratio_baseline"] = s["val/best_acc"] / max(b["val/best_acc"], 1e-12)
+    cohort = [roles[r].metrics["test/acc"] for r in roles if r == "student" or r.startswith("peer_")]
+    if len(cohort) > 1:  # online: the student and its peers
+        out |= {"study/peer_best_acc": max(cohort), "study/peer_mean_acc": sum(cohort) / len(cohort)}
     return out

@@ -118,11 +118,24 @@ def test_to_config_runs_progressive_advice_and_records_its_rationale() -> None:
     assert cfg.distill.rationale.startswith("Advice: progressive") and "78.8x" in cfg.distill.rationale
 
 
+@pytest.mark.parametrize(("case", "mechanism"), [("explore", "online"), ("no_teacher", "self")])
+def test_to_config_builds_online_and_self_advice(case: str, mechanism: str) -> None:
+    advice = advise(CASES[case] | {"dataset": "digits", "teacher": {"model": "mlp", "size": "medium"},
+                                   "student": {"model": "mlp", "size": "small"}})
+    base = {"distill": {"stage_temperatures": [2.0, 4.0]}}  # a leftover of another mechanism is dropped
+    cfg = advice.to_config(base)
+    assert advice.mechanism == mechanism and cfg.distill.mechanism == mechanism and not advice.runnable()
+    assert cfg.distill.stage_temperatures == []
+    if mechanism == "online":  # the situation's other side learns beside the student
+        assert [(p.name, p.width, p.depth) for p in cfg.distill.peers] == [("mlp", 64, 2)]
+    else:
+        assert cfg.distill.self_kind == "temporal" and cfg.distill.generations == 3
+
+
 @pytest.mark.parametrize(("situation", "message"), [
-    (CASES["explore"] | {"dataset": "digits", "teacher": {"model": "mlp"}, "student": {"model": "mlp"}},
-     "online mechanism is not built"),
-    (CASES["no_teacher"] | {"dataset": "digits", "teacher": {"model": "mlp"}, "student": {"model": "mlp"}},
-     "self mechanism is not built"),
+    (CASES["explore"] | {"dataset": "digits", "teacher": {"model": "mlp"}, "student": {"model": "mlp"},
+                         "needs": ["patterns"]},
+     "distill.method: the online mechanism exchanges outputs between peers"),
     (CASES["params_small"], "teacher.model: a parameter count cannot be trained"),
     ({"teacher": {"model": "mlp"}, "student": {"model": "mlp", "size": "tiny"}}, "dataset: name a registered"),
 ])

@@ -75,13 +75,39 @@ def test_model_sizes_default_to_the_model_and_fixed_variants_refuse_them() -> No
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["distill.stage_temperatures=[2, 4]"], "distill.stage_temperatures: give one per stage of the chain (1 here"),
+    (["distill.stage_temperatures=[2, 4]"],
+     "distill.stage_temperatures: only the progressive mechanism uses it; leave it empty for offline"),
     (["distill.mechanism=progressive", "distill.assistants=[{name: mlp, width: 16}]", "distill.stage_temperatures=[4]"],
      "distill.stage_temperatures: give one per stage of the chain (2 here"),
     (["distill.mechanism=progressive", "distill.assistants=[{name: mlp, width: 16}]",
       "distill.stage_temperatures=[4, 0]"], "distill.stage_temperatures: each must be > 0 and <= 100"),
 ])
 def test_stage_temperatures_fit_the_chain(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        tiny_config(*overrides)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["distill.peers=[{name: mlp}]"], "distill.peers: only the online mechanism uses it; leave it empty for offline"),
+    (["distill.skip_to_teacher=true"], "distill.skip_to_teacher: only the progressive mechanism uses it"),
+    (["distill.generations=2"], "distill.generations: only the self mechanism uses it"),
+    (["distill.exit=1"], "distill.exit: only the self mechanism uses it"),
+    (["distill.mechanism=online"], "distill.peers: the online mechanism needs 1 to 3 peers"),
+    (["distill.mechanism=online", "distill.peers=[{name: mlp}, {name: mlp}, {name: mlp}, {name: mlp}]"],
+     "distill.peers: List should have at most 3 items"),
+    (["distill.mechanism=online", "distill.peers=[{name: cnn1d}]"], "distill.peers.0.name: model cnn1d needs 2-d"),
+    (["distill.mechanism=online", "distill.method=fitnet", "distill.peers=[{name: mlp}]"],
+     "distill.method: the online mechanism exchanges outputs between peers"),
+    (["distill.mechanism=self", "distill.self_kind=spatial", "distill.method=fitnet"],
+     "distill.method: the spatial self mechanism"),
+    (["distill.mechanism=self", "distill.self_kind=spatial", "student.depth=1"],
+     "student.depth: spatial self-distillation needs a student of at least 2 blocks"),
+    (["distill.mechanism=self", "distill.self_kind=spatial", "student.depth=2", "distill.exit=3"],
+     "distill.exit: the student has exits 1 to 2"),
+    (["distill.mechanism=progressive", "distill.assistants=[]"], "distill.assistants: the progressive mechanism needs"),
+])
+def test_mechanism_fields_are_checked(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         tiny_config(*overrides)
     assert str(err.value).startswith(message), str(err.value)

@@ -93,4 +93,4 @@ def test_multi_combines_all_three_knowledge_types_with_named_layers() -> None:
     _, _, _, distiller, batch = setup("multi", f"distill.params={terms}")
     out = distiller.step(batch)
     assert set(out.losses) == {"ce", "kd", "hint", "at", "rkd_distance"}
-    assert distiller.layers[1] == ("block1", "block1") and distiller.layers[2] == ("block2", "block2")
+    assert distiller.layers[0][1] == ("block1", "block1") and distiller.layers[0][2] == ("block2", "block2")

@@ -7,8 +7,8 @@ so that it is never among the trainable parameters and its outputs can come from
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -28,6 +28,8 @@ class Batch:
 class StepOutput:
     logits: torch.Tensor  # (B, K) the student's
     losses: dict[str, torch.Tensor]  # name -> already weighted scalar; the engine sums them
+    # Co-trained peers' logits (role -> (B, K)); their loss names are prefixed "role/".
+    peer_logits: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class TeacherSource:
@@ -72,13 +74,18 @@ class Method(nn.Module, ABC):
     knowledge: ClassVar[str] = "response"
     needs_teacher: ClassVar[bool] = True
 
+    many_teachers: ClassVar[bool] = False  # True: it can also learn from ``more_teachers``
+
     def __init__(self, student: nn.Module, teacher: TeacherSource | None, cfg: Any,
-                 example: torch.Tensor | None = None) -> None:
+                 example: torch.Tensor | None = None, more_teachers: Sequence[TeacherSource] = ()) -> None:
         super().__init__()
         if self.needs_teacher and teacher is None:
             raise ValueError(f"method {type(self).__name__} needs a teacher")
+        if more_teachers and not self.many_teachers:
+            raise ValueError(f"method {type(self).__name__} learns from one teacher only")
         self.student = student
         self.teacher = teacher  # not a submodule: never trained, never in state_dict
+        self.more_teachers = list(more_teachers)  # e.g. the original teacher of a chain (skip-to-teacher)
         self.cfg = cfg
 
     @abstractmethod
@@ -89,12 +96,20 @@ class Method(nn.Module, ABC):
         """The student's parameters and the method's own adapters."""
         return self.parameters()
 
-    def teacher_keys(self) -> set[str]:
-        """The teacher outputs :meth:`step` reads (``logits``, feature names): what a study may cache."""
+    def peers(self) -> dict[str, nn.Module]:
+        """Models trained in the same loop as the student, by role (online learning); none by default.
+
+        The engine evaluates, selects and reports each as its own role.
+        """
+        return {}
+
+    def teacher_keys(self, source: int = 0) -> set[str]:
+        """The outputs :meth:`step` reads from teacher ``source`` (0 = ``teacher``, then ``more_teachers``):
+        ``logits`` and feature names, what a study may cache."""
         return {"logits"} if self.needs_teacher else set()
 
 
 def build_method(name: str, student: nn.Module, teacher: TeacherSource | None, cfg: Any,
-                 example: torch.Tensor | None = None) -> Method:
+                 example: torch.Tensor | None = None, more_teachers: Sequence[TeacherSource] = ()) -> Method:
     """The registered method ``name``; ``example`` (a few inputs) lets it size adapters to the features."""
-    return METHODS.get(name)(student, teacher, cfg, example)
+    return METHODS.get(name)(student, teacher, cfg, example, more_teachers)

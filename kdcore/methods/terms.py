@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -161,16 +161,17 @@ class TermMethod(Method):
     def specs(cls, params: Any) -> list[TermSpec]:
         """The weighted terms for validated ``params`` (a classmethod, so configs are checked before training)."""
 
+    many_teachers: ClassVar[bool] = True
+
     def __init__(self, student: nn.Module, teacher: TeacherSource | None, cfg: Any,
-                 example: torch.Tensor | None = None) -> None:
-        super().__init__(student, teacher, cfg, example)
+                 example: torch.Tensor | None = None, more_teachers: Sequence[TeacherSource] = ()) -> None:
+        super().__init__(student, teacher, cfg, example, more_teachers)
         self.params = self.Params.model_validate(cfg.params) if hasattr(self, "Params") else None
         self.spec_list = self.specs(self.params)
-        self.adapters = nn.ModuleDict()
-        self.layers: list[tuple[str, str]] = []  # resolved (student, teacher) feature per term
+        self.adapters = nn.ModuleDict()  # "i" for term i on the teacher; "i@k" on more_teachers[k - 1]
+        self.layers: list[list[tuple[str, str]]] = []  # per teacher source: resolved (student, teacher) per term
         needs_features = any(TERMS[s.term].reads != LOGITS for s in self.spec_list)
         s_features: dict[str, torch.Tensor] = {}
-        t_features: dict[str, torch.Tensor] = {}
         if needs_features:
             if example is None or teacher is None:
                 raise ValueError(f"method {type(self).__name__} reads features: it needs an example batch")
@@ -178,23 +179,34 @@ class TermMethod(Method):
                 was = student.training
                 s_features = student.eval()(example).features
                 student.train(was)
-                t_device = next(teacher.model.parameters()).device
-                t_features = {k: v.cpu() for k, v in teacher.model(example.to(t_device)).features.items()}
-        for i, spec in enumerate(self.spec_list):
-            term = TERMS[spec.term]
-            if term.reads != "feature":
-                self.layers.append(("", ""))
-                continue
-            s_name, t_name = resolve_layer(spec.student_layer, s_features), resolve_layer(spec.teacher, t_features)
-            self.layers.append((s_name, t_name))
-            if term.adapted:
-                self.adapters[str(i)] = feature.make_adapter(tuple(s_features[s_name].shape[1:]),
-                                                             tuple(t_features[t_name].shape[1:]))
+        for k, source in enumerate(self.sources):
+            t_features: dict[str, torch.Tensor] = {}
+            if needs_features:
+                with torch.no_grad():
+                    t_device = next(source.model.parameters()).device
+                    t_features = {n: v.cpu() for n, v in source.model(example.to(t_device)).features.items()}
+            layers: list[tuple[str, str]] = []
+            for i, spec in enumerate(self.spec_list):
+                term = TERMS[spec.term]
+                if term.reads != "feature":
+                    layers.append(("", ""))
+                    continue
+                s_name, t_name = resolve_layer(spec.student_layer, s_features), resolve_layer(spec.teacher, t_features)
+                layers.append((s_name, t_name))
+                if term.adapted:
+                    self.adapters[_adapter_key(i, k)] = feature.make_adapter(tuple(s_features[s_name].shape[1:]),
+                                                                            tuple(t_features[t_name].shape[1:]))
+            self.layers.append(layers)
 
-    def teacher_keys(self) -> set[str]:
-        """Which teacher outputs the terms read: logits and/or named features (what the study caches)."""
+    @property
+    def sources(self) -> list[TeacherSource]:
+        """Every teacher this method learns from; each term is averaged over them."""
+        return [self.teacher, *self.more_teachers] if self.teacher is not None else []
+
+    def teacher_keys(self, source: int = 0) -> set[str]:
+        """Which outputs of teacher ``source`` the terms read: logits and/or named features (what the study caches)."""
         keys = {LOGITS}
-        for (_, t_name), spec in zip(self.layers, self.spec_list, strict=True):
+        for (_, t_name), spec in zip(self.layers[source], self.spec_list, strict=True):
             reads = TERMS[spec.term].reads
             keys.add(t_name if reads == "feature" else reads)
         return keys
@@ -202,23 +214,60 @@ class TermMethod(Method):
     def step(self, batch: Batch) -> StepOutput:
         assert self.teacher is not None
         out: ModelOutput = self.student(batch.x)
-        teacher = self.teacher.outputs(batch, self.teacher_keys())
         alpha = self.cfg.alpha
         losses = {"ce": (1 - alpha) * F.cross_entropy(out.logits, batch.y)}
-        for i, (spec, (s_name, t_name)) in enumerate(zip(self.spec_list, self.layers, strict=True)):
-            term = TERMS[spec.term]
-            if term.reads == LOGITS:
-                s_value, t_value = out.logits, teacher[LOGITS]
-            elif term.reads == ATTENTIONS:
-                s_value, t_value = out.attentions, teacher[ATTENTIONS]
-            else:
-                s_value, t_value = out.features[s_name], teacher[t_name]
-                if str(i) in self.adapters:
-                    s_value = self.adapters[str(i)](s_value)
-            name = spec.term if spec.term not in losses else f"{spec.term}_{i}"
-            losses[name] = alpha * spec.weight * term.fn(s_value, t_value, batch, self.cfg)
+        parts: dict[str, list[torch.Tensor]] = {}
+        for k, source in enumerate(self.sources):
+            teacher = source.outputs(batch, self.teacher_keys(k))
+            for i, (spec, (s_name, t_name)) in enumerate(zip(self.spec_list, self.layers[k], strict=True)):
+                term = TERMS[spec.term]
+                if term.reads == LOGITS:
+                    s_value, t_value = out.logits, teacher[LOGITS]
+                elif term.reads == ATTENTIONS:
+                    s_value, t_value = out.attentions, teacher[ATTENTIONS]
+                else:
+                    s_value, t_value = out.features[s_name], teacher[t_name]
+                    if _adapter_key(i, k) in self.adapters:
+                        s_value = self.adapters[_adapter_key(i, k)](s_value)
+                name = spec.term if all(x.term != spec.term for x in self.spec_list[:i]) else f"{spec.term}_{i}"
+                parts.setdefault(name, []).append(alpha * spec.weight * term.fn(s_value, t_value, batch, self.cfg))
+        losses |= {name: torch.stack(values).mean() for name, values in parts.items()}  # averaged over teachers
         return StepOutput(out.logits, losses)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """The student's parameters and the adapters (trained with it, never deployed)."""
         return self.parameters()
+
+
+def _adapter_key(term: int, source: int) -> str:
+    return str(term) if source == 0 else f"{term}@{source}"
+
+
+def response_specs(cfg: Any, user: str) -> list[TermSpec]:
+    """The config method's terms when all of them read logits; else a ValueError naming ``distill.method``.
+
+    ``user`` says who needs outputs only, e.g. "the online mechanism exchanges outputs between peers".
+    """
+    from kdcore.registry import METHODS
+
+    cls = METHODS.get(cfg.distill.method)
+    specs: list[TermSpec] = []
+    if hasattr(cls, "specs"):
+        params = cls.Params.model_validate(cfg.distill.params) if hasattr(cls, "Params") else None
+        specs = cls.specs(params)
+    if not specs or any(TERMS[spec.term].reads != LOGITS for spec in specs):
+        usable = [e.name for e in METHODS if e.obj.knowledge == "response" and hasattr(e.obj, "specs")]
+        raise ValueError(f"distill.method: {user}, so it needs a method on logits alone; allowed: "
+                         f"{', '.join(usable)} (or multi with response terms)")
+    return specs
+
+
+def response_losses(specs: list[TermSpec], student: torch.Tensor, teachers: list[torch.Tensor], batch: Batch,
+                    cfg: Any) -> dict[str, torch.Tensor]:
+    """Each logits term of ``specs`` from ``student`` towards each of ``teachers`` (averaged), alpha-weighted."""
+    out: dict[str, torch.Tensor] = {}
+    for i, spec in enumerate(specs):
+        name = spec.term if spec.term not in out else f"{spec.term}_{i}"
+        value = torch.stack([TERMS[spec.term].fn(student, t, batch, cfg) for t in teachers]).mean()
+        out[name] = cfg.alpha * spec.weight * value
+    return out

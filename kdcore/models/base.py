@@ -23,6 +23,51 @@ class ModelOutput:
     attentions: list[torch.Tensor] | None = None
 
 
+class BlockNet(nn.Module):
+    """A model as ``stem -> blocks -> neck -> head``: the one forward that names the features.
+
+    Every family fills ``stem`` (input to the first block), ``blocks`` (the stages whose outputs are
+    ``block1`` ... ``blockN``), ``neck`` (last block -> the penultimate vector) and ``head``. Sharing the
+    forward lets self-distillation cut the network after any block (:class:`ExitNet`).
+    """
+
+    stem: nn.Module
+    blocks: nn.ModuleList
+    neck: nn.Module
+    head: nn.Module
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        h = self.stem(x)
+        features: dict[str, torch.Tensor] = {}
+        for i, block in enumerate(self.blocks, start=1):
+            h = block(h)
+            features[f"block{i}"] = h
+        z = self.neck(h)  # (B, D)
+        features["penultimate"] = z
+        return ModelOutput(self.head(z), features)
+
+
+class ExitNet(nn.Module):
+    """The first ``len(blocks)`` blocks of a :class:`BlockNet` and a classifier on the last of them.
+
+    It shares its modules with the full network, so it is the deployed early exit: its parameters,
+    latency and accuracy are those of the truncated model alone.
+    """
+
+    def __init__(self, stem: nn.Module, blocks: list[nn.Module], classifier: nn.Module) -> None:
+        super().__init__()
+        self.stem, self.blocks, self.classifier = stem, nn.ModuleList(blocks), classifier
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        h = self.stem(x)
+        features: dict[str, torch.Tensor] = {}
+        for i, block in enumerate(self.blocks, start=1):
+            h = block(h)
+            features[f"block{i}"] = h
+        features["penultimate"] = h.flatten(1) if h.dim() == 2 else h.flatten(2).mean(-1)
+        return ModelOutput(self.classifier(h), features)
+
+
 def build_model(cfg: object, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Instantiate the registered model named by a ``ModelConfig``."""
     builder = MODELS.get(cfg.name)  # type: ignore[attr-defined]

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from kdcore.models.base import ModelOutput
+from kdcore.models.base import BlockNet
 from kdcore.registry import register_model
 
 
-class CNN1d(nn.Module):
+class CNN1d(BlockNet):
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int, depth: int) -> None:
         super().__init__()
         channels, _ = input_shape
+        self.stem = nn.Identity()  # (B, C, L)
         blocks = []
         for i in range(depth):
             # The first block keeps the resolution; later ones halve it, like a small ResNet stem.
@@ -22,18 +22,9 @@ class CNN1d(nn.Module):
                 nn.ReLU(),
             ))
         self.blocks = nn.ModuleList(blocks)
-        self.pool = nn.AdaptiveAvgPool1d(4)  # keeps coarse position, which MNIST-1D labels depend on
+        # (B, width, L_i) -> (B, width * 4): pooling to 4 keeps coarse position, which MNIST-1D labels depend on
+        self.neck = nn.Sequential(nn.AdaptiveAvgPool1d(4), nn.Flatten(1))
         self.head = nn.Linear(width * 4, num_classes)
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        h = x  # (B, C, L)
-        features: dict[str, torch.Tensor] = {}
-        for i, block in enumerate(self.blocks, start=1):
-            h = block(h)  # (B, width, L_i)
-            features[f"block{i}"] = h
-        z = self.pool(h).flatten(1)  # (B, width * 4)
-        features["penultimate"] = z
-        return ModelOutput(self.head(z), features)
 
 
 @register_model("cnn1d", input_rank=2, family="cnn", spatial=True,

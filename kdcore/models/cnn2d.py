@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from kdcore.models.base import ModelOutput
+from kdcore.models.base import BlockNet
 from kdcore.registry import register_model
 
 
-class CNN2d(nn.Module):
+class CNN2d(BlockNet):
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int, depth: int) -> None:
         super().__init__()
         channels, height, width_px = input_shape
+        self.stem = nn.Identity()  # (B, C, H, W)
         blocks = []
         size = min(height, width_px)
         for i in range(depth):
@@ -26,17 +26,8 @@ class CNN2d(nn.Module):
                 size //= 2
             blocks.append(nn.Sequential(*layers))
         self.blocks = nn.ModuleList(blocks)
+        self.neck = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))  # (B, width) global average pool
         self.head = nn.Linear(width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        h = x  # (B, C, H, W)
-        features: dict[str, torch.Tensor] = {}
-        for i, block in enumerate(self.blocks, start=1):
-            h = block(h)  # (B, width, H_i, W_i)
-            features[f"block{i}"] = h
-        z = h.mean(dim=(2, 3))  # (B, width) global average pool
-        features["penultimate"] = z
-        return ModelOutput(self.head(z), features)
 
 
 @register_model("cnn2d", input_rank=3, family="cnn", spatial=True,

@@ -5,30 +5,22 @@ from __future__ import annotations
 import math
 from itertools import pairwise
 
-import torch
 from torch import nn
 
-from kdcore.models.base import ModelOutput
+from kdcore.models.base import BlockNet
 from kdcore.registry import register_model
 
 
-class MLP(nn.Module):
+class MLP(BlockNet):
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int, depth: int) -> None:
         super().__init__()
         sizes = [math.prod(input_shape)] + [width] * depth
+        self.stem = nn.Flatten(1)  # (B, D)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in pairwise(sizes)
         )
+        self.neck = nn.Identity()  # the last hidden layer is the penultimate feature
         self.head = nn.Linear(width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        h = x.flatten(1)  # (B, D)
-        features: dict[str, torch.Tensor] = {}
-        for i, block in enumerate(self.blocks, start=1):
-            h = block(h)  # (B, width)
-            features[f"block{i}"] = h
-        features["penultimate"] = h
-        return ModelOutput(self.head(h), features)
 
 
 @register_model("mlp", input_rank=None, family="mlp",

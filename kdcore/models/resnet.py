@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdcore.models.base import ModelOutput
+from kdcore.models.base import BlockNet
 from kdcore.registry import register_model
 
 PRESETS = ("tiny", "small", "medium", "large")
@@ -43,7 +43,7 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class ResNet(nn.Module):
+class ResNet(BlockNet):
     """Stem, three stages of ``blocks`` basic blocks, global average pooling, linear head.
 
     ``channels`` = (stem, stage 1, stage 2, stage 3), e.g. (16, 16, 32, 64) for resnet20 and
@@ -60,19 +60,10 @@ class ResNet(nn.Module):
         for (c_in, c_out), stride in zip(pairwise(channels), (1, 2, 2), strict=True):
             stages.append(nn.Sequential(*(BasicBlock(c_in if b == 0 else c_out, c_out, stride if b == 0 else 1)
                                           for b in range(blocks))))
-        self.stages = nn.ModuleList(stages)
+        self.blocks = nn.ModuleList(stages)  # stage i gives (B, C_i, H / 2^(i-1), W / 2^(i-1))
+        self.neck = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))  # (B, C3) global average pool
         self.head = nn.Linear(channels[-1], num_classes)
         init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        h = self.stem(x)  # (B, C0, H, W)
-        features: dict[str, torch.Tensor] = {}
-        for i, stage in enumerate(self.stages, start=1):
-            h = stage(h)  # (B, C_i, H / 2^(i-1), W / 2^(i-1))
-            features[f"block{i}"] = h
-        z = h.mean(dim=(2, 3))  # (B, C3) global average pool
-        features["penultimate"] = z
-        return ModelOutput(self.head(z), features)
 
 
 def init_weights(model: nn.Module) -> None:

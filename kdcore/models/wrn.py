@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdcore.models.base import ModelOutput
+from kdcore.models.base import BlockNet
 from kdcore.models.resnet import init_weights, register_variant
 from kdcore.registry import register_model
 
@@ -38,7 +38,7 @@ class WideBlock(nn.Module):
         return out + (x if self.shortcut is None else self.shortcut(a))
 
 
-class WideResNet(nn.Module):
+class WideResNet(BlockNet):
     """WRN-``depth``-``widen``: depth = 6n + 4 layers, channels 16, 16k, 32k, 64k."""
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, depth: int, widen: int) -> None:
@@ -53,20 +53,12 @@ class WideResNet(nn.Module):
         for (c_in, c_out), stride in zip(pairwise(channels), (1, 2, 2), strict=True):
             stages.append(nn.Sequential(*(WideBlock(c_in if b == 0 else c_out, c_out, stride if b == 0 else 1)
                                           for b in range(blocks))))
-        self.stages = nn.ModuleList(stages)
-        self.bn = nn.BatchNorm2d(channels[-1])  # the last stage's output is not yet activated
+        # Stage i gives (B, C_i, H / 2^(i-1), W / 2^(i-1)), the residual sum before activation, as
+        # RepDistiller's f1..f3 (is_feat, preact=False); the neck activates the last one, then pools.
+        self.blocks = nn.ModuleList(stages)
+        self.neck = nn.Sequential(nn.BatchNorm2d(channels[-1]), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
         self.head = nn.Linear(channels[-1], num_classes)
         init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        h = self.stem(x)  # (B, 16, H, W)
-        features: dict[str, torch.Tensor] = {}
-        for i, stage in enumerate(self.stages, start=1):
-            h = stage(h)  # (B, C_i, H / 2^(i-1), W / 2^(i-1)), residual sum before activation
-            features[f"block{i}"] = h  # as RepDistiller's f1..f3 (is_feat, preact=False)
-        z = F.relu(self.bn(h)).mean(dim=(2, 3))  # (B, 64k) global average pool
-        features["penultimate"] = z
-        return ModelOutput(self.head(z), features)
 
 
 # name -> (depth N, widen factor k)
