@@ -45,12 +45,13 @@ def test_large_cnn_to_tiny_mlp_on_mnist1d_is_progressive_and_opens_launch_prefil
     assert at.selectbox(key=f"form{at.session_state['form_version']}.distill.mechanism").value == "progressive"
 
 
-def test_an_unbuilt_mechanism_disables_launch_and_says_why(advisor_page: AppTest) -> None:
+def test_advice_that_cannot_run_disables_launch_and_says_why(advisor_page: AppTest) -> None:
     at = advisor_page
     at.toggle(key="adv.peers").set_value(True).run()
-    assert at.metric[0].value == "online"
+    assert at.metric[0].value == "online" and not at.button[0].disabled  # peers learn from each other's outputs
+    at.multiselect(key="adv.needs").set_value(["patterns"]).run()  # ...but features cannot be exchanged
     assert at.button[0].disabled
-    assert any("online mechanism is not built" in c.value for c in at.caption)
+    assert any("online mechanism exchanges outputs between peers" in c.value for c in at.caption)
 
 
 def test_typed_accuracies_decide_the_gap_and_the_policy_is_shown(advisor_page: AppTest) -> None:

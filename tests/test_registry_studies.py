@@ -96,9 +96,13 @@ def test_one_epoch_study(dataset: str, model: str, method: str) -> None:
 
 
 # What each mechanism needs beyond the tiny config; a new mechanism must add its line here.
-MECHANISM_OVERRIDES = {"offline": [], "progressive": ["distill.assistants=[{name: mlp, width: 16, depth: 1}]"]}
+MECHANISM_OVERRIDES = {"offline": [], "progressive": ["distill.assistants=[{name: mlp, width: 16, depth: 1}]"],
+                       "online": ["distill.peers=[{name: mlp, width: 16, depth: 1}]"],
+                       "self": ["distill.generations=2"]}
 MECHANISM_ROLES = {"offline": {"teacher", "baseline", "student"},
-                   "progressive": {"teacher", "baseline", "assistant_1", "student"}}
+                   "progressive": {"teacher", "baseline", "assistant_1", "student"},
+                   "online": {"baseline", "student", "peer_1"},
+                   "self": {"baseline", "generation_1", "student"}}
 
 
 def test_every_mechanism_has_a_tiny_study() -> None:
@@ -113,6 +117,8 @@ def test_one_epoch_study_per_mechanism(mechanism: str) -> None:
     assert set(summary.roles) == MECHANISM_ROLES[mechanism]
     runs = {r.tags["kd.role"]: r for r in tracker.find_runs({"kd.study_id": summary.study_id})}
     assert all(run.status == "FINISHED" for run in runs.values())
+    assert set(runs) == MECHANISM_ROLES[mechanism] | {"study"}  # one nested run per role under the study
+    assert all(run.tags["mlflow.parentRunId"] == summary.study_id for role, run in runs.items() if role != "study")
     if mechanism == "progressive":  # each stage is measured against the stage that taught it
         probs = {role: np.load(io.BytesIO(tracker.read_bytes(runs[role].run_id, "predictions.npz")))["test_probs"]
                  for role in ("assistant_1", "student")}
