@@ -1,9 +1,10 @@
-"""The method zoo's results table: every method on one teacher/student pair and budget, over seeds.
+"""Results tables over seeds: the method zoo on one pair, and the mechanisms on one pair.
 
-``kdx bench methods`` runs the studies (logged like any other, in their own experiment), then writes
-one table per dataset into a Markdown file: test accuracy mean ± std, the ratios to the teacher and
-to the baseline, wall time per study, and the findings that fired. Each dataset's table sits between
-its own markers, so running one dataset again replaces only its table.
+``kdx bench methods`` runs every method on one teacher/student pair and budget; ``kdx bench mechanisms``
+runs a suite of variants (offline, chains, peers, generations) of one base config. The studies are
+logged like any other, in their own experiment; then a table goes into a Markdown file: test accuracy
+mean ± std, the ratios, the accuracy of every other role, wall time per study, and the findings that
+fired. Each table sits between its own markers, so running it again replaces only that table.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from kdcore.registry import METHODS
 
 BENCH_EXPERIMENT = "kd-bench-methods"
 PAIRS = Path(__file__).resolve().parent.parent / "benchmarks" / "pairs"  # <dataset>.yaml: the pair and budget
+SUITES = Path(__file__).resolve().parent.parent / "benchmarks" / "mechanisms"  # <suite>.yaml: base and variants
 
 
 @dataclass
@@ -114,3 +116,89 @@ def write_section(path: Path, dataset: str, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(new)
     tmp.replace(path)
+
+
+@dataclass
+class SuiteRow:
+    """One variant of a mechanism suite over seeds: the accuracy of every role of its studies."""
+
+    label: str
+    mechanism: str
+    roles: dict[str, list[float]]  # role -> test accuracy per seed
+    ratio_baseline: list[float]
+    wall_s: list[float]
+    findings: Counter
+
+    def cells(self) -> list[str]:
+        from kdcore.tracker import role_key
+
+        others = [r for r in sorted(self.roles, key=role_key) if r not in ("teacher", "baseline", "student")]
+        stages = ", ".join(f"{r} {100 * statistics.fmean(self.roles[r]):.1f}" for r in others) or "–"
+        fired = ", ".join(f"{code} ×{n}" for code, n in sorted(self.findings.items())) or "none"
+        return [self.label, self.mechanism, MethodRow._mean_std(self.roles["student"], 100), stages,
+                MethodRow._mean_std(self.ratio_baseline, digits=3), f"{statistics.fmean(self.wall_s):.1f}", fired]
+
+
+def suite_file(name: str) -> Path:
+    path = SUITES / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in SUITES.glob("*.yaml")))
+        raise ValueError(f"--suite: no mechanism suite {name!r}; allowed: {known}")
+    return path
+
+
+def load_suite(name: str) -> tuple[Path, list[str], list[tuple[str, list[str]]]]:
+    """A suite's base config, its shared overrides and its (label, overrides) variants, checked up front."""
+    import yaml
+
+    path = suite_file(name)
+    raw = yaml.safe_load(path.read_text()) or {}
+    base = (path.parent / str(raw.get("base", ""))).resolve()
+    shared = [str(o) for o in raw.get("overrides", [])]
+    variants = [(str(v["label"]), [str(o) for o in v.get("overrides", [])]) for v in raw.get("variants", [])]
+    if not variants:
+        raise ValueError(f"{path.name}: variants: list at least one variant with a label")
+    for label, overrides in variants:  # a bad variant fails before any study trains
+        try:
+            load_config(base, [*shared, *overrides])
+        except ValueError as err:
+            raise ValueError(f"{path.name}: variant {label!r}: {err}") from None
+    return base, shared, variants
+
+
+def run_suite(name: str, seeds: int, uri: str | None = None, progress: bool = False) -> list[SuiteRow]:
+    """Every variant of the suite for ``seeds`` seeds; seeds outermost, so each seed's teacher is reused."""
+    from kdcore.study import Study
+    from kdcore.tracking import MlflowTracker
+
+    base, shared, variants = load_suite(name)
+    tracker = MlflowTracker(uri, BENCH_EXPERIMENT)
+    rows = {label: SuiteRow(label, "", {}, [], [], Counter()) for label, _ in variants}
+    for seed in range(seeds):
+        for label, overrides in variants:
+            cfg = load_config(base, [*shared, *overrides, f"train.seed={seed}",
+                                     f"tracking.experiment={BENCH_EXPERIMENT}"])
+            summary = Study(cfg, tracker, progress=progress).run()
+            row = rows[label]
+            row.mechanism = cfg.distill.mechanism
+            for role, metrics in summary.roles.items():
+                row.roles.setdefault(role, []).append(metrics["test/acc"])
+            row.ratio_baseline.append(summary.metrics["study/acc_ratio_baseline"])
+            row.wall_s.append(summary.metrics["study/wall_s"])
+            row.findings.update(f.code for f in summary.findings)
+    return list(rows.values())
+
+
+def suite_table(name: str, rows: list[SuiteRow], seeds: int) -> str:
+    """A suite's section: the baseline and teacher it is read against, then one row per variant."""
+    baseline = [a for row in rows for a in row.roles.get("baseline", [])]
+    teacher = [a for row in rows for a in row.roles.get("teacher", [])]
+    head = (f"### Mechanisms: {name}, {seeds} seeds\n\nConfig: `benchmarks/mechanisms/{name}.yaml`. Baseline (the "
+            f"student trained alone) {MethodRow._mean_std(baseline, 100)}%"
+            + (f", teacher {MethodRow._mean_std(teacher, 100)}%" if teacher else "")
+            + " test accuracy (mean ± std over every study).\n\n")
+    columns = ["variant", "mechanism", "student test acc % (mean ± std)", "other roles, test acc % (mean)",
+               "student / baseline", "wall s / study", "findings fired (studies)"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    return head + "\n".join(lines) + "\n"

@@ -112,9 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="config whose other choices (training budget, tracking) --write keeps")
 
     bench = commands.add_parser(
-        "bench", help="run the method zoo on one pair and write its results table",
-        description="Run every method on a dataset's benchmark pair (benchmarks/pairs/DATASET.yaml) for "
-                    "several seeds, log the studies, and write the table into a Markdown file.",
+        "bench", help="run the method zoo or a mechanism suite and write its results table",
+        description="Run every method on a dataset's benchmark pair (benchmarks/pairs/DATASET.yaml), or a "
+                    "suite of mechanism variants (benchmarks/mechanisms/SUITE.yaml), for several seeds; log "
+                    "the studies and write the table into a Markdown file.",
     )
     bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
     methods = bench_commands.add_parser("methods", help="every method, same pair and budget")
@@ -126,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     methods.add_argument("--tracking-uri", metavar="URI",
                          help="MLflow store or server; default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
     methods.add_argument("--progress", action="store_true", help="show the per-epoch progress bars")
+    suite = bench_commands.add_parser("mechanisms", help="a suite of mechanism variants on one pair")
+    suite.add_argument("--suite", required=True, help="suite in benchmarks/mechanisms/, e.g. mnist1d_hard")
+    suite.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds per variant (default 3)")
+    suite.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md",
+                       help="Markdown file to write the table into (default docs/results.md)")
+    suite.add_argument("--tracking-uri", metavar="URI",
+                       help="MLflow store or server; default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
+    suite.add_argument("--progress", action="store_true", help="show the per-epoch progress bars")
 
     dashboard = commands.add_parser(
         "dashboard", help="start the dashboard in the browser",
@@ -392,12 +401,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise UsageError(f"--seeds: must be at least 1 (got {args.seeds})")
     try:
-        chosen = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-        rows, reference = bench.run_methods(args.dataset, args.seeds, chosen, args.tracking_uri, args.progress)
+        if args.bench_command == "mechanisms":
+            section = f"mechanisms:{args.suite}"
+            text = bench.suite_table(args.suite, bench.run_suite(args.suite, args.seeds, args.tracking_uri,
+                                                                 args.progress), args.seeds)
+        else:
+            section = args.dataset
+            chosen = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+            rows, reference = bench.run_methods(args.dataset, args.seeds, chosen, args.tracking_uri, args.progress)
+            text = bench.table(args.dataset, rows, reference, args.seeds)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    text = bench.table(args.dataset, rows, reference, args.seeds)
-    bench.write_section(args.out, args.dataset, text)
+    bench.write_section(args.out, section, text)
     print(text + f"\nwritten to {args.out}")
     return 0
 

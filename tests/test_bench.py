@@ -51,3 +51,41 @@ def test_bench_bad_input_is_one_line(tiny_pairs: Path, argv: list[str], message:
     assert main(["bench", "methods", *argv, "--out", str(tiny_pairs / "r.md")]) == 2
     assert capsys.readouterr().err.startswith(f"kdx: error: {message}")
     assert not (tiny_pairs / "r.md").exists()
+
+
+@pytest.fixture
+def tiny_suite(tiny_pairs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    suites = tiny_pairs / "suites"
+    suites.mkdir()
+    (suites / "tiny.yaml").write_text(
+        "base: ../pairs/digits.yaml\noverrides: [train.epochs=1]\nvariants:\n"
+        "  - {label: plain KD}\n"
+        "  - {label: chain, overrides: [distill.mechanism=progressive,\n"
+        "                               'distill.assistants=[{name: mlp, width: 16}]']}\n"
+        "  - {label: peers, overrides: [distill.mechanism=online, 'distill.peers=[{name: mlp, width: 16}]']}\n")
+    (suites / "broken.yaml").write_text("base: ../pairs/digits.yaml\nvariants:\n"
+                                        "  - {label: no peers, overrides: [distill.mechanism=online]}\n")
+    monkeypatch.setattr(bench, "SUITES", suites)
+    return tiny_pairs
+
+
+def test_mechanism_suite_writes_one_row_per_variant_with_every_role(tiny_suite: Path) -> None:
+    out = tiny_suite / "results.md"
+    assert main(["bench", "mechanisms", "--suite", "tiny", "--seeds", "2", "--out", str(out)]) == 0
+    text = out.read_text()
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in text.splitlines()
+            if line.startswith("| ") and " ± " in line and not line.startswith("| variant")}
+    assert set(rows) == {"plain KD", "chain", "peers"}
+    assert "assistant_1 " in rows["chain"] and "peer_1 " in rows["peers"] and "| offline | " in rows["plain KD"]
+    assert text.count("<!-- bench:mechanisms:tiny:start -->") == 1 and "Baseline (the student trained alone)" in text
+
+
+@pytest.mark.parametrize(("suite", "message"), [
+    ("nope", "--suite: no mechanism suite 'nope'; allowed: broken, tiny"),
+    ("broken", "broken.yaml: variant 'no peers': distill.peers: the online mechanism needs 1 to 3 peers"),
+])
+def test_a_bad_suite_fails_before_training(tiny_suite: Path, suite: str, message: str,
+                                           capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "mechanisms", "--suite", suite, "--out", str(tiny_suite / "r.md")]) == 2
+    assert capsys.readouterr().err.startswith(f"kdx: error: {message}")
+    assert not (tiny_suite / "r.md").exists()
