@@ -429,12 +429,69 @@ def chain_accuracy(runs: pd.DataFrame, keep: float = 0.90) -> go.Figure:
         figure.add_trace(go.Scatter(x=stages[1:], y=floors, mode="markers", name=f"{keep:.0%} of the previous stage",
                                     marker={"symbol": "line-ew-open", "size": 28, "line": {"width": 2},
                                             "color": "#555"}, hovertemplate="%{x} needs %{y:.1%}<extra></extra>"))
-    baseline = table.loc[table["_role"] == "baseline", "_value"]
-    if not baseline.empty:
-        figure.add_hline(y=float(baseline.iloc[0]), line_dash="dot", line_color=ROLE_COLORS["baseline"],
-                         annotation_text="baseline (student trained alone)", annotation_position="bottom right")
+    _reference_lines(figure, table)
     figure.update_layout(title=title, xaxis_title="stage", yaxis_title="test accuracy", xaxis_type="category",
                          yaxis_tickformat=".0%")
+    return figure
+
+
+def _reference_lines(figure: go.Figure, table: pd.DataFrame) -> None:
+    """The teacher's and the baseline's test accuracy as horizontal lines, where the study has them."""
+    for role, text, position in (("teacher", "teacher", "top right"),
+                                 ("baseline", "baseline (student trained alone)", "bottom right")):
+        found = table.loc[table["_role"] == role, "_value"]
+        if not found.empty:
+            figure.add_hline(y=float(found.iloc[0]), line_dash="dot", line_color=ROLE_COLORS[role],
+                             annotation_text=text, annotation_position=position)
+
+
+# --- mechanisms ---------------------------------------------------------------------------------------
+def generations(runs: pd.DataFrame) -> go.Figure:
+    """Born-again self-distillation: test accuracy across generations, from generation 0 (the baseline,
+    trained on labels alone) through generation_k to the student (the last generation)."""
+    title = "Accuracy across born-again generations"
+    table = _by_stage(runs, "metrics.test/acc")
+    table = table[table["_role"].map(lambda r: r in ("baseline", "student") or r.startswith("generation_"))]
+    if len(table) < 2:
+        return empty(title)
+    labels = [f"{i}: {role}" for i, role in enumerate(table["_role"])]
+    figure = go.Figure(go.Scatter(x=labels, y=table["_value"].to_numpy(), mode="lines+markers+text",
+                                  text=[f"{v:.1%}" for v in table["_value"]], textposition="top center",
+                                  marker={"size": 12, "color": [_stage_color(r) for r in table["_role"]]},
+                                  line={"color": "#888"}, name="test accuracy", showlegend=False))
+    _reference_lines(figure, table[table["_role"] == "baseline"])
+    figure.update_layout(title=title, xaxis_title="generation", yaxis_title="test accuracy", xaxis_type="category",
+                         yaxis_tickformat=".0%")
+    return figure
+
+
+def exits(history: pd.DataFrame, chosen: int | None = None) -> go.Figure:
+    """Deep-to-shallow self-distillation: each exit's test accuracy (left axis) and latency (right axis),
+    with its parameter count; the deployed exit is ringed. ``history`` holds the student's ``exit/*``
+    metrics, one step per exit."""
+    title = "Exits: accuracy against cost"
+    if not _has(history, "key", "step", "value"):
+        return empty(title)
+    table = history.pivot_table(index="step", columns="key", values="value", aggfunc="last").sort_index()
+    if "exit/test_acc" not in table:
+        return empty(title)
+    steps = [int(k) for k in table.index]
+    params = table.get("exit/params", pd.Series(np.nan, index=table.index))
+    chosen = chosen or steps[-1]
+    figure = go.Figure(go.Bar(
+        x=[f"exit {k}" for k in steps], y=table["exit/test_acc"].to_numpy(), name="test accuracy",
+        text=[f"{a:.1%}<br>{p:,.0f} params" for a, p in zip(table["exit/test_acc"], params, strict=True)],
+        textposition="outside", marker_color=[ROLE_COLORS["student"] if k == chosen else OTHER_COLORS[0]
+                                              for k in steps],
+        marker_line={"width": [3 if k == chosen else 0 for k in steps], "color": "#333"}))
+    if "exit/latency_ms" in table:
+        figure.add_trace(go.Scatter(x=[f"exit {k}" for k in steps], y=table["exit/latency_ms"].to_numpy(),
+                                    mode="lines+markers", yaxis="y2", name="latency ms / sample",
+                                    line={"color": "#555", "dash": "dash"}))
+    figure.update_layout(title=f"{title} (exit {chosen} deployed)", xaxis_title="exit (after block k)",
+                         yaxis_title="test accuracy", yaxis_tickformat=".0%", yaxis_range=[0, 1.15],
+                         yaxis2={"title": {"text": "latency ms / sample"}, "overlaying": "y", "side": "right",
+                                 "rangemode": "tozero"}, legend={"orientation": "h", "y": -0.2})
     return figure
 
 

@@ -34,6 +34,18 @@ class FieldSpec:
     exclusive_min: bool = False
     exclusive_max: bool = False
     optional: bool = False
+    mechanism: str | None = None  # only this mechanism uses the field (registry meta "fields")
+    when: tuple[tuple[str, Any], ...] = ()  # (sibling field, value) pairs that must hold for it to apply
+
+    def applies(self, values: dict[str, Any]) -> bool:
+        """Whether the field matters given the values chosen so far (e.g. peers only under online)."""
+        section = self.section
+        if self.mechanism is not None and values.get(f"{section}.mechanism", self.mechanism) != self.mechanism:
+            return False
+        if section == "teacher" and not MECHANISMS.entry(values.get("distill.mechanism", "offline")).meta.get(
+                "teacher", True):
+            return False
+        return all(values.get(f"{section}.{name}", value) == value for name, value in self.when)
 
     @property
     def section(self) -> str:
@@ -79,6 +91,7 @@ def _section_default(section: str) -> BaseModel:
 def config_fields() -> list[FieldSpec]:
     """One spec per user-settable config field, in the config's own order."""
     specs = []
+    owner = {name: entry.name for entry in MECHANISMS for name in entry.meta.get("fields", ())}
     for section, section_field in ExperimentConfig.model_fields.items():
         model: type[BaseModel] = section_field.annotation  # type: ignore[assignment]
         defaults = _section_default(section)
@@ -89,7 +102,8 @@ def config_fields() -> list[FieldSpec]:
             annotation, optional = _unwrap(field.annotation)
             extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
             common = {"path": path, "default": getattr(defaults, name), "description": field.description or "",
-                      "optional": optional}
+                      "optional": optional, "mechanism": owner.get(name) if section == "distill" else None,
+                      "when": tuple(extra.get("when", {}).items())}
             if "registry" in extra:
                 specs.append(FieldSpec(kind="choice", options=tuple(REGISTRIES[extra["registry"]].names()), **common))
             elif get_origin(annotation) is Literal:

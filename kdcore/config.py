@@ -123,10 +123,12 @@ class DistillConfig(Section):
     generations: int = Field(
         3, ge=1, le=5, description="Self, temporal: born-again generations after the first, each taught by the "
                                    "one before; the last is the student.",
+        json_schema_extra={"when": {"self_kind": "temporal"}},
     )
     exit: int | None = Field(
         None, ge=1, le=16, description="Self, spatial: the exit deployed as the student (1 = after the first "
                                        "block); empty = the deepest.",
+        json_schema_extra={"when": {"self_kind": "spatial"}},
     )
     rationale: str | None = Field(
         None, max_length=4000,

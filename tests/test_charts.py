@@ -204,11 +204,34 @@ def test_chain_accuracy_marks_a_stage_below_90_percent_of_the_previous_one() -> 
     assert list(floors.x) == ["assistant_1", "assistant_2", "assistant_10", "student"]
     assert list(floors.y) == pytest.approx([0.81, 0.765, 0.63, 0.621])
     assert floors.name == "90% of the previous stage"
-    assert [shape.y0 for shape in figure.layout.shapes] == [0.72]  # the baseline, not a stage
-    assert "baseline" in figure.layout.annotations[0].text
+    assert [shape.y0 for shape in figure.layout.shapes] == [0.9, 0.72]  # teacher and baseline lines
+    assert [a.text for a in figure.layout.annotations] == ["teacher", "baseline (student trained alone)"]
     stricter = charts.chain_accuracy(chain_table(), keep=0.99)
     assert stricter.data[1].name == "99% of the previous stage"
     assert list(stricter.data[0].marker.color).count(charts.CRITICAL) == 3
+
+
+def test_generations_run_from_the_baseline_through_each_generation_to_the_student() -> None:
+    runs = pd.DataFrame({"tags.kd.role": ["student", "generation_2", "baseline", "generation_1", "generation_10"],
+                         "metrics.test/acc": [0.8, 0.78, 0.7, 0.75, 0.79]})
+    figure = charts.generations(runs)
+    assert list(figure.data[0].x) == ["0: baseline", "1: generation_1", "2: generation_2", "3: generation_10",
+                                      "4: student"]
+    assert list(figure.data[0].y) == [0.7, 0.75, 0.78, 0.79, 0.8]
+    assert is_blank(charts.generations(runs.iloc[[2]]))  # a baseline alone is no curve
+
+
+def test_exits_ring_the_deployed_exit_and_plot_latency_on_the_right() -> None:
+    rows = [("exit/test_acc", k, a) for k, a in ((1, 0.6), (2, 0.7), (3, 0.8))]
+    rows += [("exit/latency_ms", k, 0.01 * k) for k in (1, 2, 3)] + [("exit/params", k, 100 * k) for k in (1, 2, 3)]
+    history = pd.DataFrame(rows, columns=["key", "step", "value"])
+    figure = charts.exits(history, chosen=2)
+    bars, latency = figure.data
+    assert list(bars.x) == ["exit 1", "exit 2", "exit 3"] and list(bars.y) == [0.6, 0.7, 0.8]
+    assert list(bars.marker.line.width) == [0, 3, 0] and "200 params" in bars.text[1]
+    assert latency.yaxis == "y2" and list(latency.y) == pytest.approx([0.01, 0.02, 0.03])
+    assert "exit 3 deployed" in charts.exits(history).layout.title.text  # the deepest by default
+    assert is_blank(charts.exits(history[history["key"] == "exit/params"]))
 
 
 def test_kd_loss_vs_accuracy_puts_the_loss_left_and_accuracies_right() -> None:

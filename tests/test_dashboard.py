@@ -288,3 +288,58 @@ def test_launch_offers_every_method_with_a_term_editor_for_multi(empty_store: st
     at.selectbox(key="form0.distill.method").set_value("at").run()  # the example's student is an MLP
     assert any("needs spatial features" in e.value for e in at.error)
     assert next(b for b in at.button if b.label == "Launch").disabled
+
+
+MECHANISM_FIELDS = {"offline": set(), "progressive": {"assistants", "stage_temperatures", "skip_to_teacher"},
+                    "online": {"peers"}, "self": {"self_kind", "generations"}}
+
+
+@pytest.mark.parametrize("mechanism", list(MECHANISM_FIELDS))
+def test_launch_shows_each_mechanism_with_its_own_fields(empty_store: str, mechanism: str) -> None:
+    at = open_page("launch")
+    at.selectbox(key="form0.distill.mechanism").set_value(mechanism).run()
+    assert not at.exception
+    keys = {w.key.removeprefix("form0.distill.") for w in at.main if getattr(w, "key", None)
+            and str(w.key).startswith("form0.distill.")}
+    own = {"assistants", "stage_temperatures", "skip_to_teacher", "peers", "self_kind", "generations", "exit"}
+    assert keys & own == MECHANISM_FIELDS[mechanism]
+    teacher_shown = any(str(getattr(w, "key", "")).startswith("form0.teacher.") for w in at.main)
+    assert teacher_shown == (mechanism in ("offline", "progressive"))
+    if mechanism == "self":  # spatial swaps the generations for the exit
+        at.selectbox(key="form0.distill.self_kind").set_value("spatial").run()
+        keys = {str(w.key) for w in at.main if getattr(w, "key", None)}
+        assert "form0.distill.exit" in keys and "form0.distill.generations" not in keys
+
+
+def test_launch_runs_an_online_study_from_the_form(empty_store: str) -> None:
+    at = open_page("launch")
+    at.selectbox(key="form0.distill.mechanism").set_value("online").run()
+    assert any("peers" in e.value for e in at.error)  # online needs a peer: the form says so
+    at.text_area(key="form0.distill.peers").set_value("[{name: mlp, width: 16, depth: 1}]").run()
+    assert not at.error and not next(b for b in at.button if b.label == "Launch").disabled
+
+
+MECHANISM_STUDIES = {
+    "progressive": (["distill.mechanism=progressive", "distill.assistants=[{name: mlp, width: 16, depth: 1}]",
+                     "distill.skip_to_teacher=true"], "The chain, every stage also taught by the teacher"),
+    "online": (["distill.mechanism=online", "distill.peers=[{name: mlp, width: 16, depth: 1}]"], "Peers: best"),
+    "born-again": (["distill.mechanism=self", "distill.generations=2"], "Born-again generations"),
+    "exits": (["distill.mechanism=self", "distill.self_kind=spatial", "student.depth=2", "distill.exit=1"],
+              "Exits of the self-distilled student"),
+}
+
+
+@pytest.mark.parametrize("kind", list(MECHANISM_STUDIES))
+def test_study_detail_draws_what_each_mechanism_adds(empty_store: str, kind: str) -> None:
+    overrides, heading = MECHANISM_STUDIES[kind]
+    tracker = MlflowTracker(empty_store, "kd-explorer")
+    study_id = Study(tiny_config(*overrides, "train.epochs=2"), tracker, progress=False).run().study_id
+    at = open_page("study", study=study_id)
+    assert any(h.value.startswith(heading) for h in at.subheader), [h.value for h in at.subheader]
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    titles = [f["layout"].get("title", {}).get("text", "") for f in figures]
+    expected = {"progressive": "Accuracy along the chain", "online": "val/acc per epoch",
+                "born-again": "Accuracy across born-again generations", "exits": "Exits: accuracy against cost"}
+    assert any(t.startswith(expected[kind]) for t in titles), titles
+    if kind == "online":  # the peers' own chart, beside the page's curve of every role
+        assert titles.count("val/acc per epoch") == 2

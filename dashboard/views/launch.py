@@ -58,6 +58,13 @@ def widget(spec: FieldSpec, value: Any, key: str) -> Any:
     return None if spec.optional and not text.strip() else text
 
 
+def mechanism_of(initial: dict[str, Any]) -> str:
+    """The mechanism chosen in the form (its widget may sit further down the page than the teacher)."""
+    version = st.session_state.get("form_version", 0)
+    return st.session_state.get(f"form{version}.distill.mechanism",
+                                initial.get("distill", {}).get("mechanism", "offline"))
+
+
 def form(initial: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """Render every field; return the raw config and the problems found, shown under their fields."""
     version = st.session_state.get("form_version", 0)
@@ -67,11 +74,21 @@ def form(initial: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     for i, (section, title) in enumerate(SECTIONS.items()):
         with columns[i % 3].container(border=True):
             st.markdown(f"**{title}**")
+            if section == "teacher":
+                teacher_slot = st.empty()
             for spec in (s for s in specs if s.section == section):
                 current = initial.get(section, {}).get(spec.path.split(".")[1], spec.default)
+                if not spec.applies(values | {"distill.mechanism": mechanism_of(initial)}
+                                    if section == "teacher" else values):
+                    values[spec.path] = spec.default  # another mechanism's field: left at its default
+                    continue
                 values[spec.path] = widget(spec, current, key=f"form{version}.{spec.path}")
                 slots[spec.path] = st.empty()
                 st.caption(spec.allowed())
+            if section == "teacher" and "teacher.name" not in slots:
+                values.update({f"teacher.{k}": v for k, v in initial.get("teacher", {}).items()})
+                teacher_slot.caption("This mechanism trains no teacher: the student learns from peers or from "
+                                     "itself.")
     raw = nest(values)
     term_editor(raw, version)
     errors = field_errors(raw)

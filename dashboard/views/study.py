@@ -73,6 +73,39 @@ def diagnosis(uri: str, study: pd.Series, runs: pd.DataFrame) -> None:
         "reason": st.column_config.TextColumn("reason", width="large")})
 
 
+EXIT_METRICS = ("exit/test_acc", "exit/val_acc", "exit/latency_ms", "exit/params")
+
+
+def mechanism_section(uri: str, runs: pd.DataFrame) -> None:
+    """What the study's mechanism adds: the chain's stages, the peers' curves together, the born-again
+    generations, or the exits of a self-distilled student."""
+    mechanism = runs["tags.kd.mechanism"].dropna().iloc[0] if "tags.kd.mechanism" in runs else "offline"
+    roles = runs["tags.kd.role"]
+    if mechanism == "progressive":
+        skip = runs.get("tags.kd.skip_to_teacher", pd.Series(dtype=str)).eq("true").any()
+        st.subheader("The chain" + (", every stage also taught by the teacher" if skip else ""))
+        st.plotly_chart(charts.chain_accuracy(runs), key="mechanism-chain")
+    elif mechanism == "online":
+        cohort = runs[roles.eq("student") | roles.str.startswith("peer_") | roles.eq("baseline")]
+        accs = cohort.loc[~cohort["tags.kd.role"].eq("baseline"), "metrics.test/acc"].astype(float)
+        st.subheader(f"Peers: best {accs.max():.1%}, mean {accs.mean():.1%} test accuracy")
+        metric = st.selectbox("Peers' curve", data.CURVE_METRICS, index=1, key="peer-curve")
+        history = data.histories(uri, tuple(cohort["run_id"]), tuple(data.CURVE_METRICS))
+        st.plotly_chart(charts.curves(history, cohort, metric, aggregate_seeds=False), key="mechanism-peers")
+    elif mechanism == "self" and roles.str.startswith("generation_").any():
+        st.subheader("Born-again generations")
+        st.plotly_chart(charts.generations(runs), key="mechanism-generations")
+    elif mechanism == "self":
+        student = runs[roles.eq("student")]
+        if student.empty:
+            return
+        history = data.histories(uri, tuple(student["run_id"]), EXIT_METRICS)
+        chosen = student.get("tags.kd.exit", pd.Series(["deepest"])).iloc[0]
+        st.subheader("Exits of the self-distilled student")
+        st.plotly_chart(charts.exits(history, int(chosen) if str(chosen).isdigit() else None),
+                        key="mechanism-exits")
+
+
 def render() -> None:
     st.title("Study detail")
     uri = data.store_uri()
@@ -96,6 +129,7 @@ def render() -> None:
 
     present = [c for c in ROLE_COLUMNS if c in runs]
     st.dataframe(runs[present].rename(columns=ROLE_COLUMNS), hide_index=True, width="stretch")
+    mechanism_section(uri, runs)
 
     metric = st.selectbox("Curve", data.CURVE_METRICS, index=1)
     history = data.histories(uri, tuple(runs["run_id"]), tuple(data.CURVE_METRICS))
