@@ -252,18 +252,30 @@ def gate_held_out(r: StudyResults) -> Gate:
 
 
 def gate_capacity(r: StudyResults) -> Gate:
+    """Above a 3x teacher/baseline performance gap, a chain must exist and each of its stages must
+    bridge at most 3x (the stage above over the stage below, in test accuracy)."""
     name = "Capacity gap assessed; assistants used above a 3x performance gap"
     # The gap a student must bridge: the teacher over the student trained alone (the baseline).
     t = r.metric("teacher", "test/acc")
     s = r.metric("baseline", "test/acc") or r.metric("student", "test/acc")
     if not t or not s:
-        return _missing(3, name, "needs teacher and baseline (or student) accuracy")
+        return _missing(3, name, "needs teacher and baseline (or student) accuracy; a study without a teacher "
+                                 "(online, self) has no gap to bridge")
     gap = t / s
     assistants = _assistant_roles(r)
     numbers = {"performance_ratio": gap, "assistants": float(len(assistants))}
     if r.metric("student", "model/params") and r.metric("teacher", "model/params"):
         numbers["parameter_ratio"] = r.metric("teacher", "model/params") / r.metric("student", "model/params")
-    return Gate(3, name, _verdict(gap <= PROGRESSIVE_GAP or bool(assistants)), numbers)
+    chain = [r.metric(role, "test/acc") for role in ("teacher", *assistants, "student")]
+    if assistants and all(chain):
+        numbers["largest_stage_ratio"] = max(up / low for up, low in pairwise(chain))
+    if gap <= PROGRESSIVE_GAP:
+        return Gate(3, name, "passed", numbers, "the gap is small enough for direct distillation")
+    if not assistants:
+        return Gate(3, name, "failed", numbers, f"a {gap:.1f}x gap without assistants")
+    ok = numbers.get("largest_stage_ratio", math.inf) <= PROGRESSIVE_GAP
+    return Gate(3, name, _verdict(ok), numbers,
+                "every stage of the chain bridges at most 3x" if ok else "a stage of the chain still bridges over 3x")
 
 
 def gate_knowledge(r: StudyResults) -> Gate:

@@ -176,7 +176,18 @@ def test_capacity_gate_over_3x_needs_assistants() -> None:
     assert dx.gate_capacity(results(student=0.3, baseline=0.3, teacher=0.95)).status == "failed"
     r = results(student=0.3, baseline=0.3, teacher=0.95)
     r.metrics["assistant_1"] = {"test/acc": 0.6}
-    assert dx.gate_capacity(r).status == "passed"
+    gate = dx.gate_capacity(r)
+    assert gate.status == "passed" and gate.numbers["largest_stage_ratio"] == pytest.approx(2.0)  # 0.6 / 0.3
+
+
+def test_capacity_gate_reads_every_stage_of_the_chain() -> None:
+    r = results(student=0.25, baseline=0.3, teacher=0.95)
+    r.metrics["assistant_1"] = {"test/acc": 0.9}  # the assistant keeps up; the last stage bridges 3.6x
+    gate = dx.gate_capacity(r)
+    assert gate.status == "failed" and gate.numbers["largest_stage_ratio"] == pytest.approx(3.6)
+    assert "still bridges over 3x" in gate.reason
+    del r.metrics["teacher"]  # online and self studies have no teacher
+    assert dx.gate_capacity(r).status == "not measurable"
 
 
 def test_boundary_gate_reads_the_examples_the_teacher_misses() -> None:
