@@ -25,11 +25,11 @@ from kdcore.models.base import BlockNet, ExitNet, ModelOutput, build_model
 from kdcore.registry import MODELS, register_mechanism
 
 EXITS = "the spatial self mechanism teaches the early exits from the deepest exit's outputs"
-EXIT_HIDDEN = 128  # hidden units of an early exit's classifier, at most
 
 
 def exit_classifier(shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Pool a block's output (keeping 4 positions of a sequence, like cnn1d), then a one-hidden-layer classifier."""
+    """Pool a block's output the way the model families' own necks do (4 positions of a sequence, one
+    of an image), then a linear layer: an exit costs the blocks it keeps plus this one layer."""
     pool: list[nn.Module] = []
     if len(shape) == 2:  # (C, L)
         pool, size = [nn.AdaptiveAvgPool1d(4)], shape[0] * 4
@@ -37,8 +37,7 @@ def exit_classifier(shape: tuple[int, ...], num_classes: int) -> nn.Module:
         pool, size = [nn.AdaptiveAvgPool2d(1)], shape[0]
     else:  # (D,)
         size = shape[0]
-    hidden = min(size, EXIT_HIDDEN)
-    return nn.Sequential(*pool, nn.Flatten(1), nn.Linear(size, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+    return nn.Sequential(*pool, nn.Flatten(1), nn.Linear(size, num_classes))
 
 
 class MultiExit(nn.Module):
