@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kdcore.cli import main
+from kdcore.config import load_config
 from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS
 from tests.helpers import TINY
 
@@ -151,8 +152,8 @@ def test_advise_reads_a_situation_file_and_flags_win(tmp_path: Path, capsys: pyt
 @pytest.mark.parametrize(("argv", "message"), [
     (["--teacher", "mlp:huge", "--student", "mlp"], "teacher.size: mlp has no size 'huge'"),
     (["--teacher", "mlp", "--student", "mlp", "--needs", "vibes"], "needs.0:"),
-    (["--dataset", "digits", "--teacher", "mlp", "--student", "mlp", "--several-learners", "--write", "x.yaml"],
-     "advice: the online mechanism is not built into kdcore yet"),
+    (["--dataset", "digits", "--teacher", "mlp", "--student", "mlp", "--several-learners", "--needs", "patterns",
+      "--write", "x.yaml"], "advice: distill.method: the online mechanism exchanges outputs between peers"),
 ])
 def test_advise_bad_input_is_one_line_and_writes_nothing(
         argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -162,3 +163,12 @@ def test_advise_bad_input_is_one_line_and_writes_nothing(
     err = capsys.readouterr().err
     assert err.startswith(f"kdx: error: {message}") and err.count("\n") == 1
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_advise_writes_a_runnable_online_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["advise", "--dataset", "digits", "--teacher", "mlp:medium", "--student", "mlp:small",
+                 "--several-learners", "--write", "online.yaml"]) == 0
+    cfg = load_config(tmp_path / "online.yaml")
+    assert cfg.distill.mechanism == "online" and [p.name for p in cfg.distill.peers] == ["mlp"]
