@@ -104,3 +104,37 @@ def test_every_study_logs_its_findings_and_gates() -> None:
     assert tracker.get_run(summary.study_id).tags["kd.findings"] == ",".join(f["code"] for f in findings)
     metrics = tracker.get_run(summary.study_id).metrics
     assert metrics["study/gates_passed"] + metrics["study/gates_failed"] + metrics["study/gates_not_measurable"] == 10
+
+
+@pytest.mark.parametrize(("mechanism", "roles"), [
+    (["distill.mechanism=online", "distill.peers=[{name: mlp, width: 16, depth: 1}]"], ("student", "peer_1")),
+    (["distill.mechanism=self", "distill.self_kind=spatial", "student.depth=2", "distill.exit=1"], ("student",)),
+])
+def test_a_crashed_group_of_models_resumes_identically(monkeypatch: pytest.MonkeyPatch, mechanism: list[str],
+                                                        roles: tuple[str, ...]) -> None:
+    """Peers (or a multi-exit student) trained in one loop continue together from their checkpoint."""
+    from kdcore.mechanisms.online import MutualLearning
+    from kdcore.mechanisms.self_distill import ExitDistillation
+
+    cfg = tiny_config(f"train.epochs={EPOCHS}", *mechanism)
+    reference = Study(cfg, MemoryTracker(), progress=False).run()
+    method = MutualLearning if "online" in mechanism[0] else ExitDistillation
+    original, calls = method.step, {"n": 0}
+
+    def step(self, batch):
+        calls["n"] += 1
+        if calls["n"] > 2 * -(-int(0.7 * 1797) // cfg.train.batch_size) + 3:
+            raise RuntimeError("simulated power cut")
+        return original(self, batch)
+
+    monkeypatch.setattr(method, "step", step)
+    tracker = MemoryTracker()
+    with pytest.raises(StudyFailed) as info:
+        Study(cfg, tracker, progress=False).run()
+    runs = {r.tags["kd.role"]: r for r in tracker.find_runs({"kd.study_id": info.value.study_id})}
+    assert all(runs[role].status == "FAILED" for role in roles)
+    monkeypatch.undo()
+    resumed = Study.resume(info.value.study_id, tracker, progress=False).run()
+    for role in roles:
+        assert resumed.roles[role]["test/acc"] == reference.roles[role]["test/acc"]
+        assert resumed.roles[role]["val/best_acc"] == reference.roles[role]["val/best_acc"]
