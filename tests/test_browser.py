@@ -177,6 +177,7 @@ def test_advice_from_the_advisor_page_becomes_a_diagnosed_study(dashboard, tmp_p
 
         page.goto(f"{url}/study?id={advised['study_id']}")
         expect(page.get_by_text("advised study").first).to_be_visible()
+        expect(page.get_by_text("The chain", exact=True)).to_be_visible()  # the stages, with teacher and baseline
         expect(page.get_by_text("Quality gates:")).to_be_visible()
         titles = [f["title"] for f in json.loads(read_artifact(advised["study_id"], "findings.json", uri))]
         for title in titles:
@@ -186,4 +187,30 @@ def test_advice_from_the_advisor_page_becomes_a_diagnosed_study(dashboard, tmp_p
         page.set_viewport_size({"width": 1500, "height": 3400})
         page.wait_for_timeout(2500)
         page.screenshot(path=str(shots / "study.png"))
+        browser.close()
+
+
+def test_study_detail_shows_peers_and_exits(dashboard, tmp_path: Path) -> None:
+    """An online study's peers and a self-distilled student's exits, as Study detail draws them."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, uri = dashboard
+    shots = screenshots(tmp_path)
+    studies = {
+        "study_online.png": (["distill.mechanism=online", "distill.peers=[{name: mlp, width: 64, depth: 2}]"],
+                             "Peers: best"),
+        "study_exits.png": (["distill.mechanism=self", "distill.self_kind=spatial", "student.width=32",
+                             "student.depth=3", "distill.exit=2"], "Exits of the self-distilled student"),
+    }
+    with sync_playwright() as p:
+        browser, page = open_browser(p)
+        for shot, (overrides, heading) in studies.items():
+            cfg = tiny_config(*overrides, "train.epochs=12", "train.lr=0.01")
+            study_id = Study(cfg, MlflowTracker(uri), progress=False).run().study_id
+            page.goto(f"{url}/study?id={study_id}")
+            expect(page.get_by_text(heading, exact=False).first).to_be_visible()
+            page.get_by_text(heading, exact=False).first.scroll_into_view_if_needed()
+            expect(page.locator(".js-plotly-plot").first).to_be_visible()
+            page.wait_for_timeout(3000)
+            page.screenshot(path=str(shots / shot))
         browser.close()

@@ -26,6 +26,10 @@ def choose_study(uri: str) -> str | None:
         nav.link("launch", "Launch one")
         return None
     ids = studies["study_id"].tolist()
+    if st.query_params.get("id") and st.query_params.get("id") not in ids:  # a link to a study newer than the cache
+        data.clear()
+        studies = data.studies(uri)
+        ids = studies["study_id"].tolist()
     if st.session_state.get("study") not in ids:  # arriving by link: the URL names the study
         st.session_state["study"] = st.query_params.get("id") if st.query_params.get("id") in ids else ids[0]
     # Names repeat (same config, another seed or temperature); the short id tells them apart.
