@@ -328,11 +328,9 @@ def measured_situation(r: StudyResults) -> advisor.Situation | None:
         spec["params"] = int(spec["params"]) if spec["params"] else None
         return spec
 
-    mechanism = p.get("distill.mechanism", "offline")
     need = {"response": "decisions", "feature": "patterns", "relation": "structure"}.get(p.get("kd.knowledge", ""))
     raw = {"dataset": p.get("data.name") or None, "teacher": side("teacher", "teacher"),
-           "student": side("student", "baseline"), "needs": [need or "decisions"],
-           "several_learners": mechanism == "online", "proven_teacher": mechanism != "self"}
+           "student": side("student", "baseline"), "needs": [need or "decisions"]}
     try:
         return advisor.situation(raw)
     except advisor.AdviceError:
@@ -347,8 +345,12 @@ def gate_mechanism(r: StudyResults) -> Gate:
     rationale = r.params.get("distill.rationale") or r.params.get("kd.advice")
     if rationale:
         return Gate(8, name, "passed", reason=f"recorded: {rationale}")
-    situation = measured_situation(r)
     used = r.params.get("distill.mechanism")
+    if used in ("online", "self"):
+        return _missing(8, name, f"no rationale is recorded, and what makes {used} right (several learners "
+                                 "exploring, or no teacher at all) is not something a study measures; record one "
+                                 "with distill.rationale (kdx advise writes it)")
+    situation = measured_situation(r)
     if situation is None or not used:
         return _missing(8, name, "no rationale is recorded, and the study's models cannot be re-assessed")
     advice = advisor.advise(situation)

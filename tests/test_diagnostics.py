@@ -256,3 +256,13 @@ def test_boundary_gate_allows_two_points_below_the_baseline(student_right: int, 
                      "student": {"test_probs": np.vstack([right[:student_right], wrong[student_right:]])}}
     gate = dx.gate_boundary(r)
     assert gate.status == status and gate.numbers["examples"] == 100
+
+
+@pytest.mark.parametrize("mechanism", ["online", "self"])
+def test_mechanism_gate_needs_a_rationale_for_online_and_self(mechanism: str) -> None:
+    r = results()
+    r.params["distill.mechanism"] = mechanism
+    gate = dx.gate_mechanism(r)
+    assert gate.status == "not measurable" and "not something a study measures" in gate.reason
+    r.params["distill.rationale"] = "several learners explore together"
+    assert dx.gate_mechanism(r).status == "passed"

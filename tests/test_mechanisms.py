@@ -119,6 +119,8 @@ def test_spatial_self_distillation_deploys_the_chosen_exit(exit_: int | None) ->
     assert {"train/loss_ce", "train/loss_ce_exit1", "train/loss_kd_exit1", "train/loss_kd_exit2"} <= set(
         student.metrics)
     assert student.tags["kd.exit"] == str(exit_ or "deepest")
+    # The baseline is the deployed exit trained alone: the same architecture, without the other exits.
+    assert summary.roles["baseline"]["model/params"] == summary.roles["student"]["model/params"]
 
 
 # --- progressive, skip-to-teacher ------------------------------------------------------------------

@@ -7,6 +7,7 @@
   after each of the student's blocks; the deepest exit learns from the labels and teaches every
   shallower exit through the method's logit terms, in one training. The exit ``distill.exit`` is
   what gets deployed, and every exit's accuracy, size and latency are logged (``exit/*``, step = exit).
+  The baseline is that exit's architecture trained alone, so the comparison is like for like.
   The paper's extra feature hints between exits are left out: exits exchange outputs only.
 """
 
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdcore.engine import predict_probs
-from kdcore.methods.base import Batch, Method, StepOutput
+from kdcore.methods.base import Batch, Method, StepOutput, build_method
 from kdcore.methods.terms import TermSpec, feature_shapes, response_losses, response_specs
 from kdcore.models.base import BlockNet, ExitNet, ModelOutput, build_model
 from kdcore.registry import MODELS, register_mechanism
@@ -124,8 +125,8 @@ def check(cfg: Any) -> None:
 def self_distill(study) -> None:
     """The student teaches itself: born-again generations (temporal) or deep-to-shallow exits (spatial)."""
     cfg = study.cfg
-    previous = study.train_role("baseline", cfg.student, "none", teacher=None)  # generation 0
     if cfg.distill.self_kind == "temporal":
+        previous = study.train_role("baseline", cfg.student, "none", teacher=None)  # generation 0
         for k in range(1, cfg.distill.generations + 1):
             role = "student" if k == cfg.distill.generations else f"generation_{k}"
             previous = study.train_role(role, cfg.student, cfg.distill.method, teacher=previous,
@@ -135,11 +136,16 @@ def self_distill(study) -> None:
     shape, classes = splits.input_shape, splits.num_classes
     specs = response_specs(cfg, EXITS)
 
-    def build() -> MultiExit:
+    def multi_exit() -> MultiExit:
         return MultiExit(build_model(cfg.student, shape, classes), shape, classes, cfg.distill.exit)
 
-    student = study.train_models({"student": build}, lambda built: ExitDistillation(built["student"], cfg.distill,
-                                                                                    specs),
+    # The baseline is the deployed exit's own architecture trained alone on the labels, so that the
+    # student is compared with the same model without self-distillation.
+    study.train_models({"baseline": lambda: multi_exit().deployed()},
+                       lambda built: build_method("none", built["baseline"], None, cfg.distill), "none", {},
+                       teacher=None)
+    student = study.train_models({"student": multi_exit},
+                                 lambda built: ExitDistillation(built["student"], cfg.distill, specs),
                                  cfg.distill.method, {"kd.exit": str(cfg.distill.exit or "deepest")},
                                  teacher=None)["student"]
     multi: MultiExit = student.model
