@@ -88,6 +88,14 @@ def capacity_mismatch(r: StudyResults) -> Finding | None:
     student, baseline = r.metric("student", "test/acc"), r.metric("baseline", "test/acc")
     if student is None or baseline is None or baseline - student <= COLLAPSE_MARGIN + EPS:
         return None
+    evidence = {"student_acc": student, "baseline_acc": baseline, "drop_points": _pts(baseline - student),
+                "threshold_points": _pts(COLLAPSE_MARGIN)}
+    mechanism = r.params.get("distill.mechanism", "offline")
+    if mechanism in TEACHERLESS_FIXES:  # no teacher to shrink or bridge: the student's own teachers pull it down
+        alpha = _float(r.params.get("distill.alpha"))
+        lower = [f"distill.alpha={alpha / 2:g}"] if alpha else []
+        return Finding("capacity_mismatch", "Capacity mismatch collapse", "critical", evidence,
+                       TEACHERLESS_FIXES[mechanism], lower)
     fix = "Insert a teacher assistant of intermediate capacity, or distill from a smaller teacher."
     overrides: list[str] = []
     situation = measured_situation(r)
@@ -101,9 +109,22 @@ def capacity_mismatch(r: StudyResults) -> Finding | None:
                    "smaller teacher.")
             models = ", ".join(f"{{name: {a.name}, width: {a.width}, depth: {a.depth}}}" for a in chain)
             overrides = ["distill.mechanism=progressive", f"distill.assistants=[{models}]"]
-    return Finding("capacity_mismatch", "Capacity mismatch collapse", "critical",
-                   {"student_acc": student, "baseline_acc": baseline, "drop_points": _pts(baseline - student),
-                    "threshold_points": _pts(COLLAPSE_MARGIN)}, fix, overrides)
+    return Finding("capacity_mismatch", "Capacity mismatch collapse", "critical", evidence, fix, overrides)
+
+
+# What to try when a student without an external teacher ends below the baseline.
+TEACHERLESS_FIXES = {
+    "online": "Halve alpha so the labels weigh more than the peers, or choose peers closer to the student's capacity.",
+    "self": "Halve alpha so the labels weigh more than the earlier generation or the deepest exit; for exits, "
+            "deploy a deeper one, for generations, train fewer.",
+}
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def _test_probs(r: StudyResults, role: str) -> np.ndarray | None:

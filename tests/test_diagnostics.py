@@ -266,3 +266,11 @@ def test_mechanism_gate_needs_a_rationale_for_online_and_self(mechanism: str) ->
     assert gate.status == "not measurable" and "not something a study measures" in gate.reason
     r.params["distill.rationale"] = "several learners explore together"
     assert dx.gate_mechanism(r).status == "passed"
+
+
+@pytest.mark.parametrize("mechanism", ["online", "self"])
+def test_capacity_mismatch_without_a_teacher_offers_more_weight_on_the_labels(mechanism: str) -> None:
+    r = results(student=0.80, baseline=0.90)
+    r.params |= {"distill.mechanism": mechanism, "distill.alpha": "0.9"}
+    finding = dx.capacity_mismatch(r)
+    assert finding.fix_overrides == ["distill.alpha=0.45"] and "assistant" not in finding.fix
