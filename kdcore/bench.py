@@ -147,14 +147,14 @@ def suite_file(name: str) -> Path:
     return path
 
 
-def load_suite(name: str) -> tuple[Path, list[str], list[tuple[str, list[str]]]]:
+def load_suite(name: str, extra: list[str] | None = None) -> tuple[Path, list[str], list[tuple[str, list[str]]]]:
     """A suite's base config, its shared overrides and its (label, overrides) variants, checked up front."""
     import yaml
 
     path = suite_file(name)
     raw = yaml.safe_load(path.read_text()) or {}
     base = (path.parent / str(raw.get("base", ""))).resolve()
-    shared = [str(o) for o in raw.get("overrides", [])]
+    shared = [str(o) for o in raw.get("overrides", [])] + list(extra or [])
     variants = [(str(v["label"]), [str(o) for o in v.get("overrides", [])]) for v in raw.get("variants", [])]
     if not variants:
         raise ValueError(f"{path.name}: variants: list at least one variant with a label")
@@ -166,12 +166,16 @@ def load_suite(name: str) -> tuple[Path, list[str], list[tuple[str, list[str]]]]
     return base, shared, variants
 
 
-def run_suite(name: str, seeds: int, uri: str | None = None, progress: bool = False) -> list[SuiteRow]:
-    """Every variant of the suite for ``seeds`` seeds; seeds outermost, so each seed's teacher is reused."""
+def run_suite(name: str, seeds: int, uri: str | None = None, progress: bool = False,
+              extra: list[str] | None = None) -> list[SuiteRow]:
+    """Every variant of the suite for ``seeds`` seeds; seeds outermost, so each seed's teacher is reused.
+
+    ``extra`` overrides apply to every variant (e.g. ``distill.alpha=0.5``), after the suite's own.
+    """
     from kdcore.study import Study
     from kdcore.tracking import MlflowTracker
 
-    base, shared, variants = load_suite(name)
+    base, shared, variants = load_suite(name, extra or [])
     tracker = MlflowTracker(uri, BENCH_EXPERIMENT)
     rows = {label: SuiteRow(label, "", {}, [], [], Counter()) for label, _ in variants}
     for seed in range(seeds):
@@ -189,11 +193,13 @@ def run_suite(name: str, seeds: int, uri: str | None = None, progress: bool = Fa
     return list(rows.values())
 
 
-def suite_table(name: str, rows: list[SuiteRow], seeds: int) -> str:
+def suite_table(name: str, rows: list[SuiteRow], seeds: int, extra: list[str] | None = None) -> str:
     """A suite's section: the baseline and teacher it is read against, then one row per variant."""
     baseline = [a for row in rows for a in row.roles.get("baseline", [])]
     teacher = [a for row in rows for a in row.roles.get("teacher", [])]
-    head = (f"### Mechanisms: {name}, {seeds} seeds\n\nConfig: `benchmarks/mechanisms/{name}.yaml`. Baseline (the "
+    also = f" with {', '.join(f'`{o}`' for o in extra)}" if extra else ""
+    head = (f"### Mechanisms: {name}{also}, {seeds} seeds\n\nConfig: `benchmarks/mechanisms/{name}.yaml`{also}. "
+            f"Baseline (the "
             f"student trained alone) {MethodRow._mean_std(baseline, 100)}%"
             + (f", teacher {MethodRow._mean_std(teacher, 100)}%" if teacher else "")
             + " test accuracy (mean ± std over every study).\n\n")

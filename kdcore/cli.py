@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     suite = bench_commands.add_parser("mechanisms", help="a suite of mechanism variants on one pair")
     suite.add_argument("--suite", required=True, help="suite in benchmarks/mechanisms/, e.g. mnist1d_hard")
     suite.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds per variant (default 3)")
+    suite.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override for every variant, e.g. distill.alpha=0.5 (repeatable); its table is kept "
+                            "apart from the suite's plain one")
     suite.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md",
                        help="Markdown file to write the table into (default docs/results.md)")
     suite.add_argument("--tracking-uri", metavar="URI",
@@ -402,9 +405,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--seeds: must be at least 1 (got {args.seeds})")
     try:
         if args.bench_command == "mechanisms":
-            section = f"mechanisms:{args.suite}"
-            text = bench.suite_table(args.suite, bench.run_suite(args.suite, args.seeds, args.tracking_uri,
-                                                                 args.progress), args.seeds)
+            section = ":".join(["mechanisms", args.suite, *args.set])
+            rows = bench.run_suite(args.suite, args.seeds, args.tracking_uri, args.progress, args.set)
+            text = bench.suite_table(args.suite, rows, args.seeds, args.set)
         else:
             section = args.dataset
             chosen = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None

@@ -78,6 +78,12 @@ def test_mechanism_suite_writes_one_row_per_variant_with_every_role(tiny_suite: 
     assert set(rows) == {"plain KD", "chain", "peers"}
     assert "assistant_1 " in rows["chain"] and "peer_1 " in rows["peers"] and "| offline | " in rows["plain KD"]
     assert text.count("<!-- bench:mechanisms:tiny:start -->") == 1 and "Baseline (the student trained alone)" in text
+    assert main(["bench", "mechanisms", "--suite", "tiny", "--seeds", "1", "--set", "distill.alpha=0.5",
+                 "--out", str(out)]) == 0
+    both = out.read_text()  # the plain table stays; the overridden one gets its own section
+    assert both.count("<!-- bench:mechanisms:tiny:start -->") == 1
+    assert "<!-- bench:mechanisms:tiny:distill.alpha=0.5:start -->" in both
+    assert "### Mechanisms: tiny with `distill.alpha=0.5`, 1 seeds" in both
 
 
 @pytest.mark.parametrize(("suite", "message"), [
