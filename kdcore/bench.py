@@ -108,8 +108,9 @@ def write_section(path: Path, dataset: str, text: str) -> None:
     start, end = f"<!-- bench:{dataset}:start -->", f"<!-- bench:{dataset}:end -->"
     block = f"{start}\n{text}{end}\n"
     old = path.read_text() if path.is_file() else (
-        "# Method zoo results\n\nMade by `kdx bench methods --dataset DATASET --seeds 3`: every method on one "
-        "teacher/student pair and one budget. Methods that lose to the baseline are left as they came out.\n\n")
+        "# Results\n\nMade by `kdx bench methods --dataset DATASET --seeds 3` (every method on one teacher/student "
+        "pair and one budget) and `kdx bench mechanisms --suite SUITE --seeds 3` (mechanism variants of one "
+        "config). Variants that lose to the baseline are left as they came out.\n\n")
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
     new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + block
     path.parent.mkdir(parents=True, exist_ok=True)
