@@ -270,11 +270,17 @@ def format_summary(s: StudySummary, uri: str) -> str:
         lines.append(f"  {role:<11} {_pct(m['val/best_acc']):>8} {_pct(m['test/acc']):>9} {_pct(m['shift/acc']):>10} "
                      f"{int(m['model/params']):>9,} {m['model/latency_ms']:>10.4f}")
     st = s.metrics
-    lines.append(
-        f"  student/teacher {_num(st.get('study/acc_ratio_teacher'))}   "
-        f"student/baseline {_num(st.get('study/acc_ratio_baseline'))}   "
-        f"params {_num(st.get('study/param_ratio'))}x fewer   speed-up {_num(st.get('study/speedup'))}x"
-    )
+    if "teacher" in s.roles:
+        lines.append(
+            f"  student/teacher {_num(st.get('study/acc_ratio_teacher'))}   "
+            f"student/baseline {_num(st.get('study/acc_ratio_baseline'))}   "
+            f"params {_num(st.get('study/param_ratio'))}x fewer   speed-up {_num(st.get('study/speedup'))}x"
+        )
+    else:  # online and self studies train no teacher
+        peers = (f"   best peer {_pct(st['study/peer_best_acc'])}, mean {_pct(st['study/peer_mean_acc'])}"
+                 if "study/peer_best_acc" in st else "")
+        lines.append(f"  student/baseline {_num(st.get('study/acc_ratio_baseline'))}{peers}   (no teacher: "
+                     f"{cfg.distill.mechanism} mechanism)")
     passed = sum(g.status == "passed" for g in s.gates)
     lines.append(f"  quality gates passed {passed}/{len(s.gates)}; findings: "
                  + (", ".join(f"{f.title} ({f.severity})" for f in s.findings) or "none"))

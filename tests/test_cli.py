@@ -42,6 +42,14 @@ def test_run_prints_summary_and_studies_lists_it(config_file: Path, capsys: pyte
     assert study_id in listing and "FINISHED" in listing and "digits" in listing
 
 
+def test_run_of_an_online_study_reports_its_peers(config_file: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", str(config_file), "distill.mechanism=online", "distill.peers=[{name: mlp, width: 16}]",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "peer_1" in out and "best peer" in out and "(no teacher: online mechanism)" in out
+    assert "student/teacher" not in out
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["run", "missing.yaml"], "config file 'missing.yaml' does not exist"),
     (["run", "{cfg}", "distill.method=nope"], "distill.method: unknown method 'nope'"),
