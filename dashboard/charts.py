@@ -556,3 +556,51 @@ def grouped_accuracy(studies: pd.DataFrame, by: str = "method") -> go.Figure:
                          legend_title="knowledge", barmode="group",
                          xaxis={"categoryorder": "array", "categoryarray": list(groups.index.astype(str))})
     return figure
+
+
+# --- what the models see and attend to -----------------------------------------------------------------
+def attention_maps(maps: dict[str, np.ndarray], tokens: list[str], title: str = "Attention") -> go.Figure:
+    """One heatmap per role, side by side: ``maps`` role -> (T, T) attention probabilities (query rows, key
+    columns) of one example, layer and head; ``tokens`` label both axes."""
+    if not maps:
+        return empty(title, "no attention maps logged")
+    from plotly.subplots import make_subplots
+
+    roles = sorted(maps, key=role_key)
+    figure = make_subplots(rows=1, cols=len(roles), subplot_titles=roles, horizontal_spacing=0.04)
+    ticks = [f"{i}:{t}" for i, t in enumerate(tokens)]  # positions keep repeated characters apart
+    for col, role in enumerate(roles, start=1):
+        z = np.asarray(maps[role], dtype=float)
+        n = z.shape[-1]
+        figure.add_trace(go.Heatmap(z=z, x=ticks[:n], y=ticks[:n], coloraxis="coloraxis",
+                                    hovertemplate=f"{role}: query %{{y}} attends to %{{x}}: %{{z:.2f}}<extra></extra>"),
+                         row=1, col=col)
+        figure.update_yaxes(autorange="reversed", row=1, col=col, showticklabels=col == 1)
+    figure.update_layout(title=title, coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1},
+                         height=360 + 10 * len(tokens))
+    return figure
+
+
+def paired_views(rgb: np.ndarray, depth: np.ndarray, captions: list[str]) -> go.Figure:
+    """Each sample's two views side by side: RGB (k, 3, H, W) in [0, 1] on the top row, its depth map
+    (k, 1, H, W), near = dark, on the row below; ``captions`` name each column."""
+    k = len(rgb)
+    if k == 0:
+        return empty("RGB and depth", "no samples")
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(rows=2, cols=k, subplot_titles=captions + [""] * k, vertical_spacing=0.08,
+                           horizontal_spacing=0.02)
+    for i in range(k):
+        image = (np.clip(np.asarray(rgb[i], dtype=float), 0, 1).transpose(1, 2, 0) * 255).astype(np.uint8)
+        figure.add_trace(go.Image(z=image, hovertemplate="RGB<extra></extra>"), row=1, col=i + 1)
+        figure.add_trace(go.Heatmap(z=np.asarray(depth[i][0], dtype=float), coloraxis="coloraxis",
+                                    hovertemplate="depth %{z:.2f}<extra></extra>"), row=2, col=i + 1)
+        figure.update_yaxes(autorange="reversed", row=2, col=i + 1)
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    figure.update_layout(title="The same scenes, as the RGB camera (top) and the depth sensor (bottom) see them",
+                         coloraxis={"colorscale": "gray", "cmin": 0, "cmax": 1,
+                                    "colorbar": {"title": "distance / far"}}, height=420,
+                         margin={"t": 90})
+    return figure

@@ -6,6 +6,7 @@ page never shows a stale table for long and never pays for the same query twice 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from typing import Any
@@ -17,6 +18,8 @@ import streamlit as st
 from kdcore import tracking
 from kdcore.tracker import role_key
 from kdcore.tracking import resolve_uri
+
+ATTENTIONS = "attentions.npz"
 
 CACHE_SECONDS = 30
 CURVE_METRICS = ["train/loss", "val/acc", "val/loss", "train/acc", "train/loss_ce", "train/loss_kd"]
@@ -63,6 +66,28 @@ def predictions(uri: str, run_id: str) -> dict[str, np.ndarray]:
         return tracking.load_predictions(run_id, uri)
     except Exception:  # a role that failed before it was evaluated has no predictions
         return {}
+
+
+@st.cache_data(ttl=CACHE_SECONDS * 10, show_spinner=False)
+def attentions(uri: str, run_id: str) -> dict[str, np.ndarray]:
+    """A role's logged attention maps (``maps``: layers, N, heads, T, T) and their ``inputs``; {} when it has none."""
+    try:
+        raw = tracking.read_artifact(run_id, ATTENTIONS, uri)
+    except Exception:  # not a transformer, or a role that failed before it was evaluated
+        return {}
+    with np.load(io.BytesIO(raw)) as found:
+        return {key: found[key] for key in found.files}
+
+
+@st.cache_data(show_spinner=False)
+def test_samples(config_text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` test inputs and labels of a study's dataset, rebuilt from its config (generated or packaged
+    data only: the same split the study was evaluated on)."""
+    from kdcore.config import config_from_yaml
+    from kdcore.data.splits import load_dataset
+
+    test = load_dataset(config_from_yaml(config_text).data).test
+    return test.x[:k].numpy(), test.y[:k].numpy()
 
 
 @st.cache_data(ttl=CACHE_SECONDS * 10, show_spinner=False)

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kdcore.config import first_error
-from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS, UnknownNameError
+from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS, UnknownNameError, model_fits
 
 # --- thresholds (the survey's numbers, named) -------------------------------------------------------
 SMALL_PARAM_GAP = 2.0  # teacher at most 2x the student's parameters: a small gap
@@ -178,8 +178,8 @@ def _dataset_for(s: Situation) -> str | None:
     """The situation's dataset, else the first registered one both models accept (to count parameters)."""
     if s.dataset is not None:
         return s.dataset
-    ranks = {MODELS.entry(side.model).meta.get("input_rank") for side in (s.teacher, s.student) if side.model}
-    fitting = [e.name for e in DATASETS if all(r is None or len(e.meta["input_shape"]) == r for r in ranks)]
+    models = [side.model for side in (s.teacher, s.student) if side.model]
+    fitting = [e.name for e in DATASETS if all(model_fits(m, e.name) for m in models)]
     return fitting[0] if fitting else None
 
 
@@ -444,13 +444,32 @@ class Advice:
             distill["peers"] = [raw["teacher"]]
         if self.mechanism == "self":  # born-again generations (distill.self_kind: spatial for early exits)
             distill["self_kind"] = "temporal"
+        if self.mechanism == "cross_modal":  # the sides' modalities are the dataset's views
+            views = DATASETS.entry(s.dataset).meta.get("views", {})
+            distill |= {f"{role}_view": side.modality for role, side in (("teacher", s.teacher), ("student", s.student))
+                        if side.modality in views}
+        if self.method == "multi" and all(_family(getattr(s, role).model) == "transformer"
+                                          for role in ("teacher", "student")):
+            distill |= transformer_terms(self.mechanism, len(self.assistants))
         try:
             return validate(raw)
         except ConfigError as err:
             raise AdviceError(f"advice: {err}") from None
 
 
-MECHANISM_FIELDS = ("stage_temperatures", "skip_to_teacher", "peers", "self_kind", "generations", "exit")
+MECHANISM_FIELDS = ("stage_temperatures", "stage_params", "skip_to_teacher", "peers", "self_kind", "generations",
+                    "exit", "teacher_view", "student_view", "align", "align_epochs")
+# Transformer to transformer: the first stage learns the next-token distribution and where the teacher
+# attends; later stages, between models of closer size, also match hidden states (MiniLM-style chains).
+FIRST_STAGE_TERMS = [{"term": "kd"}, {"term": "attention_pattern"}]
+LATER_STAGE_TERMS = [{"term": "kd"}, {"term": "hint", "student_layer": "last"}, {"term": "attention_pattern"}]
+
+
+def transformer_terms(mechanism: str, assistants: int) -> dict[str, Any]:
+    """The multi method's terms for a transformer pair: per stage for a chain, the first stage's otherwise."""
+    if mechanism == "progressive" and assistants:
+        return {"stage_params": [{"terms": FIRST_STAGE_TERMS}] + [{"terms": LATER_STAGE_TERMS}] * assistants}
+    return {"params": {"terms": FIRST_STAGE_TERMS}}
 
 
 def _assistant_label(a: Assistant) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdcore.config import load_config
@@ -129,15 +129,22 @@ class SuiteRow:
     ratio_baseline: list[float]
     wall_s: list[float]
     findings: Counter
+    shift: list[float] = field(default_factory=list)  # the student's accuracy on the shifted test split
+    param_ratio: list[float] = field(default_factory=list)  # teacher / student parameters (studies with a teacher)
+    speedup: list[float] = field(default_factory=list)  # teacher / student latency at batch 1
+    gates: list[float] = field(default_factory=list)  # gates passed per study
 
     def cells(self) -> list[str]:
         from kdcore.tracker import role_key
 
         others = [r for r in sorted(self.roles, key=role_key) if r not in ("teacher", "baseline", "student")]
-        stages = ", ".join(f"{r} {100 * statistics.fmean(self.roles[r]):.1f}" for r in others) or "–"
+        stages = ", ".join(f"{r} {MethodRow._mean_std(self.roles[r], 100, 1)}" for r in others) or "–"
         fired = ", ".join(f"{code} ×{n}" for code, n in sorted(self.findings.items())) or "none"
+        cost = (f"{statistics.fmean(self.param_ratio):.1f}x / {statistics.fmean(self.speedup):.1f}x"
+                if self.param_ratio else "–")
         return [self.label, self.mechanism, MethodRow._mean_std(self.roles["student"], 100), stages,
-                MethodRow._mean_std(self.ratio_baseline, digits=3), f"{statistics.fmean(self.wall_s):.1f}", fired]
+                MethodRow._mean_std(self.shift, 100), MethodRow._mean_std(self.ratio_baseline, digits=3), cost,
+                f"{statistics.fmean(self.gates):.1f}/10", f"{statistics.fmean(self.wall_s):.1f}", fired]
 
 
 def suite_file(name: str) -> Path:
@@ -189,6 +196,11 @@ def run_suite(name: str, seeds: int, uri: str | None = None, progress: bool = Fa
             for role, metrics in summary.roles.items():
                 row.roles.setdefault(role, []).append(metrics["test/acc"])
             row.ratio_baseline.append(summary.metrics["study/acc_ratio_baseline"])
+            row.shift.append(summary.roles["student"]["shift/acc"])
+            if "study/param_ratio" in summary.metrics:
+                row.param_ratio.append(summary.metrics["study/param_ratio"])
+                row.speedup.append(summary.metrics["study/speedup"])
+            row.gates.append(float(sum(g.status == "passed" for g in summary.gates)))
             row.wall_s.append(summary.metrics["study/wall_s"])
             row.findings.update(f.code for f in summary.findings)
     return list(rows.values())
@@ -204,8 +216,9 @@ def suite_table(name: str, rows: list[SuiteRow], seeds: int, extra: list[str] | 
             f"student trained alone) {MethodRow._mean_std(baseline, 100)}%"
             + (f", teacher {MethodRow._mean_std(teacher, 100)}%" if teacher else "")
             + " test accuracy (mean ± std over every study).\n\n")
-    columns = ["variant", "mechanism", "student test acc % (mean ± std)", "other roles, test acc % (mean)",
-               "student / baseline", "wall s / study", "findings fired (studies)"]
+    columns = ["variant", "mechanism", "student test acc % (mean ± std)", "other roles, test acc % (mean ± std)",
+               "student shift acc %", "student / baseline", "teacher / student params, speed", "gates passed",
+               "wall s / study", "findings fired (studies)"]
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
     return head + "\n".join(lines) + "\n"

@@ -15,7 +15,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS, UnknownNameError
+from kdcore.registry import (
+    DATASETS,
+    MECHANISMS,
+    METHODS,
+    MODELS,
+    UnknownNameError,
+    fitting_models,
+    inputs_of,
+    model_fits,
+)
 
 
 class ConfigError(ValueError):
@@ -108,6 +117,11 @@ class DistillConfig(Section):
         description="Progressive only: the temperature of each stage, assistant_1 first and the student last; "
                     "empty = distill.temperature everywhere.",
     )
+    stage_params: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Progressive only: distill.params of each stage, assistant_1 first and the student last, e.g. "
+                    "other terms per stage for the multi method; empty = distill.params everywhere.",
+    )
     skip_to_teacher: bool = Field(
         False, description="Progressive only: every stage also learns from the original teacher, not only from "
                            "the stage above (against degradation along the chain).",
@@ -129,6 +143,22 @@ class DistillConfig(Section):
         None, ge=1, le=16, description="Self, spatial: the exit deployed as the student (1 = after the first "
                                        "block); empty = the deepest.",
         json_schema_extra={"when": {"self_kind": "spatial"}},
+    )
+    teacher_view: str | None = Field(
+        None, description="Cross-modal only: the view of the paired inputs the teacher sees, e.g. rgb; "
+                          "empty = the dataset's first view.",
+    )
+    student_view: str | None = Field(
+        None, description="Cross-modal only: the view the student sees, e.g. depth; empty = the dataset's last view.",
+    )
+    align: bool = Field(
+        True, description="Cross-modal only: learn an alignment network from the student's features to the "
+                          "teacher's on paired samples first; false skips alignment and pairing, to show the failure.",
+    )
+    align_epochs: int = Field(
+        3, ge=1, le=1000, description="Cross-modal, aligned: the first epochs of the student's budget train the "
+                                      "alignment alone, before distillation.",
+        json_schema_extra={"when": {"align": True}},
     )
     rationale: str | None = Field(
         None, max_length=4000,
@@ -168,19 +198,24 @@ class DistillConfig(Section):
                                  "assistants, then the student), or leave it empty")
             if not all(0 < value <= 100 for value in self.stage_temperatures):
                 raise ValueError("distill.stage_temperatures: each must be > 0 and <= 100")
+        if self.stage_params and len(self.stage_params) != len(self.assistants) + 1:
+            raise ValueError(f"distill.stage_params: give one per stage of the chain ({len(self.assistants) + 1} "
+                             "here: the assistants, then the student), or leave it empty")
         return self
 
     @model_validator(mode="after")
     def _method_params(self) -> DistillConfig:
         params_model = getattr(METHODS.get(self.method), "Params", None)
-        if params_model is None:
-            if self.params:
-                raise ValueError(f"distill.params: method {self.method} takes no extra parameters")
-            return self
-        try:
-            params_model.model_validate(self.params)
-        except ValidationError as err:
-            raise ValueError(first_error(err, prefix="distill.params")) from None
+        stages = {f"distill.stage_params.{i}": params for i, params in enumerate(self.stage_params)}
+        for field, params in {"distill.params": self.params, **stages}.items():
+            if params_model is None:
+                if params:
+                    raise ValueError(f"{field}: method {self.method} takes no extra parameters")
+                continue
+            try:
+                params_model.model_validate(params)
+            except ValidationError as err:
+                raise ValueError(first_error(err, prefix=field)) from None
         return self
 
 
@@ -239,19 +274,21 @@ class ExperimentConfig(Section):
         roles |= {f"distill.assistants.{i}": model for i, model in enumerate(self.distill.assistants)}
         roles |= {f"distill.peers.{i}": model for i, model in enumerate(self.distill.peers)}
         for role, model in roles.items():
-            rank = MODELS.entry(model.name).meta.get("input_rank")
-            if rank is not None and rank != len(shape):
-                fitting = [e.name for e in MODELS if e.meta.get("input_rank") in (None, len(shape))]
+            if not model_fits(model.name, self.data.name):
+                meta = MODELS.entry(model.name).meta
+                kind, given = meta.get("inputs", "tensor"), inputs_of(self.data.name)
+                needs = f"{kind} inputs" if kind != given else f"{meta['input_rank']}-d inputs"
+                gives = f"gives {given} of shape" if kind != given else "gives shape"
                 raise ValueError(
-                    f"{role}.name: model {model.name} needs {rank}-d inputs but dataset {self.data.name} gives "
-                    f"shape {tuple(shape)}; allowed: {', '.join(fitting)}"
+                    f"{role}.name: model {model.name} needs {needs} but dataset {self.data.name} {gives} "
+                    f"{tuple(shape)}; allowed: {', '.join(fitting_models(self.data.name))}"
                 )
         return self
 
     @model_validator(mode="after")
     def _method_fits_models(self) -> ExperimentConfig:
         check = getattr(METHODS.get(self.distill.method), "check", None)
-        if check is not None:
+        if check is not None and not self.distill.stage_params:  # per-stage params: the chain checks each stage
             check(self)  # a ValueError naming the field when a term cannot read these models
         return self
 
@@ -285,6 +322,8 @@ class ExperimentConfig(Section):
         train["epochs"] = self.train.epochs_for("teacher")
         payload = {"version": version, "data": self.data.model_dump(mode="json"),
                    "teacher": self.teacher.model_dump(mode="json"), "train": train}
+        if self.distill.mechanism == "cross_modal":  # a teacher of one view is not a teacher of another
+            payload["view"] = self.distill.teacher_view or next(iter(DATASETS.entry(self.data.name).meta["views"]))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

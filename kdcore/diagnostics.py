@@ -259,7 +259,7 @@ def gate_accuracy(r: StudyResults) -> Gate:
     s, t, b = (r.metric(role, "val/best_acc") for role in ("student", "teacher", "baseline"))
     if s is None or t is None or b is None:
         return _missing(1, name, "needs validation accuracy of student, teacher and baseline")
-    ratios = {"student_over_teacher": s / t, "student_over_baseline": s / b}
+    ratios = {"student_over_teacher": s / t if t else math.nan, "student_over_baseline": s / b if b else math.nan}
     return Gate(1, name, _verdict(s >= GATE_TEACHER_RATIO * t or s >= GATE_BASELINE_RATIO * b), ratios)
 
 

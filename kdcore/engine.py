@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from kdcore import targets
 from kdcore.data.splits import DatasetSplits, Split
 from kdcore.methods.base import Batch, Method
 
@@ -111,8 +111,9 @@ def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, amp:
 
 
 def predict_probs(model: nn.Module, split: Split, device: torch.device, amp: bool = False) -> torch.Tensor:
-    """Softmax probabilities on a split, on the CPU, for the metrics."""
-    return predict_logits(model, split.x, device, amp).softmax(-1).cpu()
+    """Softmax probabilities on a split's scored rows (samples, or scored positions), on the CPU, for the metrics."""
+    logits = predict_logits(model, split.x, device, amp).cpu()
+    return targets.scored(logits, split.y)[0].softmax(-1)
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -186,6 +187,7 @@ def fit(
     for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
         method.train()
+        method.begin_epoch(epoch)
         names: list[str] = []
         sums = torch.zeros((), device=device)  # per-term loss sums, weighted by batch size
         correct = {name: torch.zeros((), device=device, dtype=torch.long) for name in members}
@@ -214,7 +216,7 @@ def fit(
                 scaler.update()
             sums = sums + terms.detach() * len(index)
             for name, logits in {role: out.logits, **out.peer_logits}.items():
-                correct[name] += (logits.argmax(-1) == batch.y).sum()
+                correct[name] += targets.correct(logits, batch.y).sum()
             seen += len(index)
         lr = optimizer.param_groups[0]["lr"]
         schedule.step()
@@ -228,9 +230,9 @@ def fit(
             metrics["train/loss"] = sum(metrics.values())
             val_logits = predict_logits(model, splits.val.x, device, cfg.amp)
             y_val = splits.val.y.to(device)
-            val_acc = (val_logits.argmax(-1) == y_val).float().mean().item()
+            val_acc = targets.correct(val_logits, y_val).float().mean().item()
             metrics |= {"train/acc": correct[name].item() / seen, "train/lr": lr, "val/acc": val_acc,
-                        "val/loss": F.cross_entropy(val_logits, y_val).item(),
+                        "val/loss": targets.cross_entropy(val_logits, y_val).item(),
                         "time/epoch_s": time.perf_counter() - started}
             if val_acc > best[name].val_acc:
                 best[name] = Best(epoch, val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()})

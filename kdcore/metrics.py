@@ -10,6 +10,8 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+from kdcore import targets
+
 ECE_BINS = 15
 
 
@@ -41,7 +43,8 @@ def agreement(probs: torch.Tensor, reference_probs: torch.Tensor) -> float:
 
 
 def per_class_accuracy(probs: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float]:
-    """Accuracy within each true class (NaN for a class absent from the split)."""
+    """Accuracy within each true class (NaN for a class absent from the split); per token for sequences."""
+    labels = targets.scored_labels(labels)
     predicted = probs.argmax(-1)
     out = []
     for k in range(num_classes):
@@ -50,15 +53,32 @@ def per_class_accuracy(probs: torch.Tensor, labels: torch.Tensor, num_classes: i
     return out
 
 
+def exact_match(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of sequences whose every scored position is right; ``probs`` holds the (M, V) scored rows."""
+    wrong = (probs.argmax(-1) != targets.scored_labels(labels)).float()
+    per_sample = torch.zeros(len(labels)).index_add_(0, targets.positions(labels), wrong)
+    return (per_sample == 0).float().mean().item()
+
+
 def prediction_metrics(
     probs: torch.Tensor, labels: torch.Tensor, teacher_probs: torch.Tensor | None, prefix: str
 ) -> dict[str, float]:
-    """The per-split metrics of the schema: ``<prefix>/acc``, ``/entropy``, ``/ece``, ``/agreement``."""
+    """The per-split metrics of the schema: ``<prefix>/acc``, ``/entropy``, ``/ece``, ``/agreement``.
+
+    For sequences ``probs`` holds the scored positions and ``labels`` the (N, T) targets: ``acc`` is the
+    exact match per sequence, ``token_acc`` and ``perplexity`` are per scored position, the rest per position.
+    """
+    rows = targets.scored_labels(labels)
     out = {
-        f"{prefix}/acc": accuracy(probs, labels),
+        f"{prefix}/acc": accuracy(probs, rows),
         f"{prefix}/entropy": mean_entropy(probs),
-        f"{prefix}/ece": expected_calibration_error(probs, labels),
+        f"{prefix}/ece": expected_calibration_error(probs, rows),
     }
+    if targets.is_sequence(labels):
+        out[f"{prefix}/token_acc"] = out[f"{prefix}/acc"]
+        out[f"{prefix}/acc"] = exact_match(probs, labels)
+        nll = -probs.gather(1, rows[:, None]).clamp_min(1e-12).log().mean().item()
+        out[f"{prefix}/perplexity"] = math.exp(nll)
     if teacher_probs is not None:
         out[f"{prefix}/agreement"] = agreement(probs, teacher_probs)
     return out

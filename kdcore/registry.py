@@ -94,3 +94,20 @@ register_dataset = DATASETS.register
 register_model = MODELS.register
 register_method = METHODS.register
 register_mechanism = MECHANISMS.register
+
+
+def inputs_of(dataset: str) -> str:
+    """What a dataset feeds its models: ``tokens`` (ids with per-position targets) or ``tensor``."""
+    return "tokens" if DATASETS.entry(dataset).meta.get("targets") == "tokens" else "tensor"
+
+
+def model_fits(model: str, dataset: str) -> bool:
+    """Whether a registered model takes a registered dataset's inputs: the same kind, and the rank it needs."""
+    meta, shape = MODELS.entry(model).meta, DATASETS.entry(dataset).meta["input_shape"]
+    rank = meta.get("input_rank")
+    return (rank is None or rank == len(shape)) and meta.get("inputs", "tensor") == inputs_of(dataset)
+
+
+def fitting_models(dataset: str) -> list[str]:
+    """Every registered model that takes the dataset's inputs."""
+    return [name for name in MODELS.names() if model_fits(name, dataset)]

@@ -22,14 +22,18 @@ from kdcore.config import ExperimentConfig, ModelConfig, config_from_yaml
 from kdcore.data.splits import DatasetSplits, cache_dir, load_dataset
 from kdcore.diagnostics import Finding, Gate, StudyResults, detect, evaluate_gates
 from kdcore.engine import EpochReport, fit, predict_outputs, predict_probs, resolve_device, set_determinism
+from kdcore.mechanisms.cross_modal import views
 from kdcore.methods.base import Method, TeacherSource, build_method
 from kdcore.metrics import latency_ms, peak_memory_mb, per_class_accuracy, prediction_metrics
 from kdcore.models.base import build_model, count_parameters
-from kdcore.registry import MECHANISMS, METHODS
+from kdcore.registry import DATASETS, MECHANISMS, METHODS
+from kdcore.targets import scored_labels
 from kdcore.tracker import STUDY_ROLE, RunRecord, Tracker
 
 FAILURE_TAG = "kd.failure_reason"
 WEIGHTS = "model/state_dict.pt"
+ATTENTIONS = "attentions.npz"  # a transformer role's attention maps on the first test inputs
+ATTENTION_EXAMPLES = 8
 METRIC_PREFIX = {"val": "val", "test": "test", "test_shifted": "shift"}  # split -> metric key prefix
 EXAMPLE = 8  # training inputs a method sees at construction, to size its adapters to the features
 CACHE_BYTES = 1 << 30  # teacher outputs cached per study only up to 1 GiB; beyond, the teacher runs each step
@@ -169,6 +173,8 @@ class Study:
             "online": f"online({len(distill.peers) + 1} peers) ",
             "self": (f"born-again({distill.generations}) " if distill.self_kind == "temporal"
                      else f"self exits(exit {distill.exit or 'deepest'}) "),
+            "cross_modal": "cross-modal({}->{}{}) ".format(*views(cfg), "" if distill.align else ", unaligned")
+            if distill.mechanism == "cross_modal" else "",
         }.get(distill.mechanism, f"{distill.mechanism} ")
         pair = f"{self._teacher_label()}->{model_spec(cfg.student)}"
         return f"{cfg.data.name} {pair} {mechanism}{method} seed{cfg.train.seed}"
@@ -210,37 +216,44 @@ class Study:
         return cache_dir() / "checkpoints" / str(self.study_id) / f"{role}.pt"
 
     # --- roles -----------------------------------------------------------------------------------
-    def teacher_role(self) -> RoleResult:
-        """The teacher: kept from this study's earlier attempt, reused from an identical one, or trained."""
+    def teacher_role(self, view: str | None = None) -> RoleResult:
+        """The teacher: kept from this study's earlier attempt, reused from an identical one, or trained.
+
+        ``view`` names the part of paired multi-view inputs it sees (cross-modal); empty = all of them.
+        """
         fingerprint = self.cfg.teacher_fingerprint(__version__)
+        view_tag = {"kd.view": view} if view else {}
         if "teacher" not in self._previous:
             same = self.tracker.find_runs({"kd.role": "teacher", "kd.teacher_fingerprint": fingerprint},
                                           status="FINISHED")
             if same:
                 origin = weights_run(same[0])
-                model = self._load_weights(self.builder(self.cfg.teacher), origin)
+                model = self._load_weights(self.builder(self.cfg.teacher, view), origin)
                 run_id = self.tracker.start_run(
                     "teacher", self._tags("teacher", "none", **{"kd.teacher_fingerprint": fingerprint,
-                                                                 "kd.reused_from": origin}),
+                                                                 "kd.reused_from": origin, **view_tag}),
                     self.cfg.flat(), parent_id=self.study_id)
                 self._open.append(run_id)
                 self.teacher_reused_from = origin
                 return self._finish_role("teacher", run_id, model, teacher=None, log_weights=False)
-        return self.train_role("teacher", self.cfg.teacher, "none", teacher=None,
+        return self.train_role("teacher", self.cfg.teacher, "none", teacher=None, view=view,
                                extra_tags={"kd.teacher_fingerprint": fingerprint})
 
     def train_role(self, role: str, model_cfg: ModelConfig, method: str, teacher: RoleResult | None,
                    extra_tags: dict[str, str] | None = None, temperature: float | None = None,
-                   more_teachers: Sequence[RoleResult] = ()) -> RoleResult:
+                   more_teachers: Sequence[RoleResult] = (), view: str | None = None,
+                   params: dict | None = None) -> RoleResult:
         """Train one model of the study with ``method`` (taught by ``teacher``) and log it as a role.
 
-        ``temperature`` overrides ``distill.temperature`` for this role (a stage of a chain);
-        ``more_teachers`` also teach it, each term averaged over all teachers (skip-to-teacher).
+        ``temperature`` and ``params`` override ``distill.temperature`` and ``distill.params`` for this role
+        (a stage of a chain); ``more_teachers`` also teach it, each term averaged over all teachers
+        (skip-to-teacher); ``view`` is the part of multi-view inputs the model sees.
         """
         cfg, splits = self.cfg, self.splits
         assert splits is not None
-        distill = cfg.distill if temperature is None else cfg.distill.model_copy(update={"temperature": temperature})
-        tags = dict(extra_tags or {})
+        update = {k: v for k, v in (("temperature", temperature), ("params", params)) if v is not None}
+        distill = cfg.distill.model_copy(update=update) if update else cfg.distill
+        tags = dict(extra_tags or {}) | ({"kd.view": view} if view else {})
         if METHODS.get(method).needs_teacher:
             tags["kd.temperature"] = f"{distill.temperature:g}"
 
@@ -252,16 +265,18 @@ class Study:
                                      example=splits.train.x[:EXAMPLE], more_teachers=sources[1:])
             if splits.deterministic:
                 for k, source in enumerate(sources):
-                    source.cache = self._teacher_cache(source, distiller.teacher_keys(k))
+                    source.cache = self.teacher_cache(source, distiller.teacher_keys(k))
             return distiller
 
-        return self.train_models({role: self.builder(model_cfg)}, make, method, tags, teacher)[role]
+        return self.train_models({role: self.builder(model_cfg, view)}, make, method, tags, teacher)[role]
 
-    def builder(self, model_cfg: ModelConfig) -> Callable[[], nn.Module]:
-        """Builds ``model_cfg``'s model for this study's data (fresh weights from the current seed state)."""
+    def builder(self, model_cfg: ModelConfig, view: str | None = None) -> Callable[[], nn.Module]:
+        """Builds ``model_cfg``'s model for this study's data (fresh weights from the current seed state);
+        with ``view``, one that reads only that view of the dataset's paired inputs."""
         assert self.splits is not None
         shape, classes = self.splits.input_shape, self.splits.num_classes
-        return lambda: build_model(model_cfg, shape, classes)
+        channels = (view, DATASETS.entry(self.cfg.data.name).meta["views"][view]) if view else None
+        return lambda: build_model(model_cfg, shape, classes, channels)
 
     def train_models(self, models: dict[str, Callable[[], nn.Module]], make: Callable[[dict[str, nn.Module]], Method],
                      method: str, extra_tags: dict[str, str], teacher: RoleResult | None) -> dict[str, RoleResult]:
@@ -308,7 +323,7 @@ class Study:
         checkpoint.unlink(missing_ok=True)
         return results
 
-    def _teacher_cache(self, source: TeacherSource, keys: set[str]) -> dict[str, torch.Tensor] | None:
+    def teacher_cache(self, source: TeacherSource, keys: set[str]) -> dict[str, torch.Tensor] | None:
         """The teacher's outputs on the whole training split, when they fit in CACHE_BYTES (else run it live)."""
         assert self.splits is not None
         x = self.splits.train.x
@@ -361,6 +376,9 @@ class Study:
         metrics |= self.cost_metrics(deployed(model))
         self.tracker.log_metrics(run_id, metrics, step=self.cfg.train.epochs_for(role))
         self.tracker.log_bytes(run_id, "predictions.npz", _predictions_npz(probs, splits))
+        maps = _attentions_npz(model, splits.test.x[:ATTENTION_EXAMPLES].to(self.device))
+        if maps is not None:
+            self.tracker.log_bytes(run_id, ATTENTIONS, maps)
         if log_weights:
             buffer = io.BytesIO()
             torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
@@ -376,12 +394,28 @@ def deployed(model: nn.Module) -> nn.Module:
     return model.deployed() if hasattr(model, "deployed") else model
 
 
+@torch.inference_mode()
+def _attentions_npz(model: nn.Module, x: torch.Tensor) -> bytes | None:
+    """The attention maps of a model that returns them, on a few test inputs: ``maps`` (layers, N, heads, T, T)
+    as float16 and the ``inputs``; None for a model without attention."""
+    was = model.training
+    out = model.eval()(x)
+    model.train(was)
+    if not out.attentions:
+        return None
+    buffer = io.BytesIO()
+    maps = torch.stack([a.float().cpu() for a in out.attentions]).numpy().astype(np.float16)
+    np.savez_compressed(buffer, maps=maps, inputs=x.cpu().numpy())
+    return buffer.getvalue()
+
+
 def _predictions_npz(probs: dict[str, torch.Tensor], splits: DatasetSplits) -> bytes:
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer,
-        test_probs=probs["test"].numpy().astype(np.float32), test_labels=splits.test.y.numpy(),
-        shift_probs=probs["test_shifted"].numpy().astype(np.float32), shift_labels=splits.test_shifted.y.numpy(),
+        test_probs=probs["test"].numpy().astype(np.float32), test_labels=scored_labels(splits.test.y).numpy(),
+        shift_probs=probs["test_shifted"].numpy().astype(np.float32),
+        shift_labels=scored_labels(splits.test_shifted.y).numpy(),
     )
     return buffer.getvalue()
 

@@ -13,7 +13,7 @@ import yaml
 from streamlit.testing.v1 import AppTest
 
 from kdcore import launcher
-from kdcore.registry import METHODS
+from kdcore.registry import MECHANISMS, METHODS
 from kdcore.study import Study
 from kdcore.tracking import MlflowTracker, list_studies
 from tests.helpers import tiny_config
@@ -290,8 +290,14 @@ def test_launch_offers_every_method_with_a_term_editor_for_multi(empty_store: st
     assert next(b for b in at.button if b.label == "Launch").disabled
 
 
-MECHANISM_FIELDS = {"offline": set(), "progressive": {"assistants", "stage_temperatures", "skip_to_teacher"},
-                    "online": {"peers"}, "self": {"self_kind", "generations"}}
+MECHANISM_FIELDS = {"offline": set(),
+                    "progressive": {"assistants", "stage_temperatures", "stage_params", "skip_to_teacher"},
+                    "online": {"peers"}, "self": {"self_kind", "generations"},
+                    "cross_modal": {"teacher_view", "student_view", "align", "align_epochs"}}
+
+
+def test_every_mechanism_is_in_the_launch_test() -> None:
+    assert set(MECHANISM_FIELDS) == set(MECHANISMS.names())
 
 
 @pytest.mark.parametrize("mechanism", list(MECHANISM_FIELDS))
@@ -301,10 +307,10 @@ def test_launch_shows_each_mechanism_with_its_own_fields(empty_store: str, mecha
     assert not at.exception
     keys = {w.key.removeprefix("form0.distill.") for w in at.main if getattr(w, "key", None)
             and str(w.key).startswith("form0.distill.")}
-    own = {"assistants", "stage_temperatures", "skip_to_teacher", "peers", "self_kind", "generations", "exit"}
+    own = set().union(*MECHANISM_FIELDS.values()) | {"exit"}
     assert keys & own == MECHANISM_FIELDS[mechanism]
     teacher_shown = any(str(getattr(w, "key", "")).startswith("form0.teacher.") for w in at.main)
-    assert teacher_shown == (mechanism in ("offline", "progressive"))
+    assert teacher_shown == (mechanism in ("offline", "progressive", "cross_modal"))
     if mechanism == "self":  # spatial swaps the generations for the exit
         at.selectbox(key="form0.distill.self_kind").set_value("spatial").run()
         keys = {str(w.key) for w in at.main if getattr(w, "key", None)}
@@ -326,6 +332,12 @@ MECHANISM_STUDIES = {
     "born-again": (["distill.mechanism=self", "distill.generations=2"], "Born-again generations"),
     "exits": (["distill.mechanism=self", "distill.self_kind=spatial", "student.depth=2", "distill.exit=1"],
               "Exits of the self-distilled student"),
+    "cross-modal": (["data.name=rgbd_scenes", "data.n_samples=600", "distill.mechanism=cross_modal",
+                     "distill.align_epochs=1"], "RGB and depth, side by side"),
+    "transformer chain": (["data.name=arithmetic", "data.n_samples=600", "distill.mechanism=progressive",
+                           *(f"{role}.{key}" for role in ("teacher", "student")
+                             for key in ("name=transformer", "width=16", "depth=1")),
+                           "distill.assistants=[{name: transformer, width: 16, depth: 1}]"], "Attention maps"),
 }
 
 
@@ -339,7 +351,8 @@ def test_study_detail_draws_what_each_mechanism_adds(empty_store: str, kind: str
     figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     titles = [f["layout"].get("title", {}).get("text", "") for f in figures]
     expected = {"progressive": "Accuracy along the chain", "online": "val/acc per epoch",
-                "born-again": "Accuracy across born-again generations", "exits": "Exits: accuracy against cost"}
+                "born-again": "Accuracy across born-again generations", "exits": "Exits: accuracy against cost",
+                "cross-modal": "The same scenes, as the RGB camera", "transformer chain": "Where each position looks"}
     assert any(t.startswith(expected[kind]) for t in titles), titles
     if kind == "online":  # the peers' own chart, beside the page's curve of every role
         assert titles.count("val/acc per epoch") == 2

@@ -59,7 +59,7 @@ def test_cached_teacher_outputs_equal_the_live_teacher(method: str) -> None:
     assert "logits" in keys and (method == "multi" or len(keys) >= 2)
     study = Study(cfg, MemoryTracker(), progress=False)
     study.splits = splits
-    cache = study._teacher_cache(distiller.teacher, keys)
+    cache = study.teacher_cache(distiller.teacher, keys)
     assert cache is not None and set(cache) == keys and all(len(v) == len(splits.train.y) for v in cache.values())
     live = distiller.teacher.outputs(batch, keys)
     cached = TeacherSource(teacher, cache).outputs(batch, keys)

@@ -12,7 +12,7 @@ from dashboard import data, nav
 from dashboard.tree_chart import decision_tree
 from kdcore import advisor
 from kdcore.config import load_config
-from kdcore.registry import DATASETS, MODELS
+from kdcore.registry import DATASETS, MODELS, fitting_models
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits_kd.yaml"
 NEEDS = {"decisions": "final decisions", "patterns": "pattern recognition", "structure": "structural reasoning"}
@@ -30,8 +30,7 @@ def parameters(model: str, width: int, depth: int, dataset: str) -> int:
 
 def side_form(role: str, dataset: str, default_model: str, default_size: str) -> dict[str, Any]:
     """Model and size of one side, with its parameter count from the registry."""
-    rank = len(DATASETS.entry(dataset).meta["input_shape"])
-    models = [e.name for e in MODELS if e.meta.get("input_rank") in (None, rank)]
+    models = fitting_models(dataset)
     model = st.selectbox("Model", models, index=models.index(default_model) if default_model in models else 0,
                          key=f"adv.{role}.model")
     sizes = MODELS.entry(model).meta["sizes"]

@@ -9,6 +9,7 @@ import yaml
 
 from dashboard import charts, data, nav
 from dashboard.alerts import finding_card, gates_table
+from kdcore.registry import DATASETS
 from kdcore.tracker import role_key
 
 ROLE_COLUMNS = {
@@ -110,6 +111,62 @@ def mechanism_section(uri: str, runs: pd.DataFrame) -> None:
                         key="mechanism-exits")
 
 
+VIEW_SAMPLES = 6
+
+
+def inputs_section(uri: str, study_id: str, runs: pd.DataFrame) -> None:
+    """What the models see: paired views side by side (multi-view data), and the transformers' attention."""
+    config = data.config_yaml(uri, study_id)
+    dataset = (yaml.safe_load(config).get("data") or {}).get("name", "")
+    meta = DATASETS.entry(dataset).meta if dataset in DATASETS else {}
+    roles = runs.set_index("tags.kd.role")["run_id"].to_dict()
+    if meta.get("views") and not meta.get("downloads"):
+        views_section(uri, config, meta, roles, runs)
+    maps = {role: found for role, run_id in roles.items() if (found := data.attentions(uri, run_id))}
+    if maps:
+        attention_section(maps, meta.get("vocab"))
+
+
+def views_section(uri: str, config: str, meta: dict, roles: dict[str, str], runs: pd.DataFrame) -> None:
+    x, y = data.test_samples(config, VIEW_SAMPLES)
+    names = meta.get("classes") or [str(k) for k in range(meta["num_classes"])]
+    seen = runs.set_index("tags.kd.role").get("tags.kd.view", pd.Series(dtype=str)).dropna().to_dict()
+    st.subheader("RGB and depth, side by side")
+    if seen:
+        st.caption(", ".join(f"the {role} sees {view}" for role, view in seen.items()) + ".")
+    shown = [r for r in ("teacher", "student") if r in roles]
+    predicted = {role: found["test_probs"][:VIEW_SAMPLES].argmax(1)
+                 for role in shown if (found := data.predictions(uri, roles[role]))}
+    captions = [f"{names[int(label)]}" + "".join(f"<br>{role}: {names[int(p[i])]}" for role, p in predicted.items())
+                for i, label in enumerate(y)]
+    (r0, r1), (d0, d1) = meta["views"]["rgb"], meta["views"]["depth"]
+    st.plotly_chart(charts.paired_views(x[:, r0:r1], x[:, d0:d1], captions), key="paired-views")
+
+
+def attention_section(maps: dict[str, dict], vocab: str | None) -> None:
+    """One example, one layer and one head (or their mean), for every role that attends, side by side."""
+    st.subheader("Attention maps")
+    inputs = next(iter(maps.values()))["inputs"]
+    decode = (lambda ids: [vocab[int(i)] for i in ids]) if vocab else (lambda ids: [str(int(i)) for i in ids])
+    prompts = ["".join(decode(row)).split(".")[0] for row in inputs]
+    depth = max(found["maps"].shape[0] for found in maps.values())
+    heads = max(found["maps"].shape[2] for found in maps.values())
+    a, b, c = st.columns(3)
+    example = a.selectbox("Example", range(len(prompts)), format_func=lambda i: prompts[i], key="attn-example")
+    layer = (b.slider("Layer (a shallower model shows its deepest)", 1, depth, depth, key="attn-layer")
+             if depth > 1 else 1)
+    head = c.selectbox("Head", ["mean of heads", *range(1, heads + 1)], key="attn-head")
+    chosen = {}
+    for role, found in maps.items():
+        stack = found["maps"].astype(float)  # (layers, N, heads, T, T)
+        per_head = stack[min(layer, stack.shape[0]) - 1, example]
+        chosen[role] = per_head.mean(0) if head == "mean of heads" else per_head[min(int(head), len(per_head)) - 1]
+    st.plotly_chart(charts.attention_maps(chosen, decode(inputs[example]),
+                                          f"Where each position looks: {prompts[example]}"), key="attention")
+    st.caption("Rows are query positions, columns the positions they attend to; a causal model only looks back. "
+               "Attention-pattern distillation pulls the student's maps towards the teacher's.")
+
+
 def render() -> None:
     st.title("Study detail")
     uri = data.store_uri()
@@ -134,6 +191,7 @@ def render() -> None:
     present = [c for c in ROLE_COLUMNS if c in runs]
     st.dataframe(runs[present].rename(columns=ROLE_COLUMNS), hide_index=True, width="stretch")
     mechanism_section(uri, runs)
+    inputs_section(uri, study_id, runs)
 
     metric = st.selectbox("Curve", data.CURVE_METRICS, index=1)
     history = data.histories(uri, tuple(runs["run_id"]), tuple(data.CURVE_METRICS))

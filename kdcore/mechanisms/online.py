@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from kdcore import targets
 from kdcore.methods.base import Batch, Method, StepOutput
 from kdcore.methods.terms import TermSpec, response_losses, response_specs
 from kdcore.registry import register_mechanism
@@ -43,7 +43,7 @@ class MutualLearning(Method):
         for role, own in logits.items():
             prefix = f"{role}/" if role else ""  # the engine files "peer_k/..." losses under peer_k
             others = [other.detach() for name, other in logits.items() if name != role]
-            losses[f"{prefix}ce"] = (1 - self.cfg.alpha) * F.cross_entropy(own, batch.y)
+            losses[f"{prefix}ce"] = (1 - self.cfg.alpha) * targets.cross_entropy(own, batch.y)
             losses |= {f"{prefix}{name}": value
                        for name, value in response_losses(self.specs, own, others, batch, self.cfg).items()}
         return StepOutput(logits[""], losses, {role: logits[role] for role in self.cohort})

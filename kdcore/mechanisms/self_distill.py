@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from kdcore import targets
 from kdcore.engine import predict_probs
 from kdcore.methods.base import Batch, Method, StepOutput, build_method
 from kdcore.methods.terms import TermSpec, feature_shapes, response_losses, response_specs
@@ -94,9 +94,9 @@ class ExitDistillation(Method):
     def step(self, batch: Batch) -> StepOutput:
         exits = self.student.all_exits(batch.x)
         deepest = exits[-1]
-        losses = {"ce": F.cross_entropy(deepest, batch.y)}
+        losses = {"ce": targets.cross_entropy(deepest, batch.y)}
         for k, logits in enumerate(exits[:-1], start=1):
-            losses[f"ce_exit{k}"] = (1 - self.cfg.alpha) * F.cross_entropy(logits, batch.y)
+            losses[f"ce_exit{k}"] = (1 - self.cfg.alpha) * targets.cross_entropy(logits, batch.y)
             terms = response_losses(self.specs, logits, [deepest.detach()], batch, self.cfg)
             losses |= {f"{name}_exit{k}": value for name, value in terms.items()}
         return StepOutput(exits[self.student.exit - 1], losses)

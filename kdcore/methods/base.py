@@ -96,6 +96,10 @@ class Method(nn.Module, ABC):
         """The student's parameters and the method's own adapters."""
         return self.parameters()
 
+    def begin_epoch(self, epoch: int) -> None:
+        """Called by the engine before each epoch (0-based), also after a resume; a method with phases
+        (e.g. alignment, then distillation) switches here. Nothing by default."""
+
     def peers(self) -> dict[str, nn.Module]:
         """Models trained in the same loop as the student, by role (online learning); none by default.
 

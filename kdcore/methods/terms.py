@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
+from kdcore import targets
 from kdcore.losses import feature, relation, response
 from kdcore.methods.base import Batch, Method, StepOutput, TeacherSource
 from kdcore.models.base import ModelOutput
@@ -215,14 +215,17 @@ class TermMethod(Method):
         assert self.teacher is not None
         out: ModelOutput = self.student(batch.x)
         alpha = self.cfg.alpha
-        losses = {"ce": (1 - alpha) * F.cross_entropy(out.logits, batch.y)}
+        losses = {"ce": (1 - alpha) * targets.cross_entropy(out.logits, batch.y)}
         parts: dict[str, list[torch.Tensor]] = {}
         for k, source in enumerate(self.sources):
             teacher = source.outputs(batch, self.teacher_keys(k))
+            s_rows, t_rows, y_rows = targets.scored_pairs(out.logits, teacher[LOGITS], batch.y)
+            rows = Batch(batch.x, y_rows, batch.index)  # response terms see the scored positions as samples
             for i, (spec, (s_name, t_name)) in enumerate(zip(self.spec_list, self.layers[k], strict=True)):
                 term = TERMS[spec.term]
+                term_batch = batch
                 if term.reads == LOGITS:
-                    s_value, t_value = out.logits, teacher[LOGITS]
+                    s_value, t_value, term_batch = s_rows, t_rows, rows
                 elif term.reads == ATTENTIONS:
                     s_value, t_value = out.attentions, teacher[ATTENTIONS]
                 else:
@@ -230,7 +233,7 @@ class TermMethod(Method):
                     if _adapter_key(i, k) in self.adapters:
                         s_value = self.adapters[_adapter_key(i, k)](s_value)
                 name = spec.term if all(x.term != spec.term for x in self.spec_list[:i]) else f"{spec.term}_{i}"
-                parts.setdefault(name, []).append(alpha * spec.weight * term.fn(s_value, t_value, batch, self.cfg))
+                parts.setdefault(name, []).append(alpha * spec.weight * term.fn(s_value, t_value, term_batch, self.cfg))
         losses |= {name: torch.stack(values).mean() for name, values in parts.items()}  # averaged over teachers
         return StepOutput(out.logits, losses)
 
@@ -268,6 +271,8 @@ def response_losses(specs: list[TermSpec], student: torch.Tensor, teachers: list
     out: dict[str, torch.Tensor] = {}
     for i, spec in enumerate(specs):
         name = spec.term if spec.term not in out else f"{spec.term}_{i}"
-        value = torch.stack([TERMS[spec.term].fn(student, t, batch, cfg) for t in teachers]).mean()
+        pairs = [targets.scored_pairs(student, t, batch.y) for t in teachers]
+        value = torch.stack([TERMS[spec.term].fn(s, t, Batch(batch.x, y, batch.index), cfg)
+                             for s, t, y in pairs]).mean()
         out[name] = cfg.alpha * spec.weight * value
     return out

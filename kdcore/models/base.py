@@ -68,10 +68,32 @@ class ExitNet(nn.Module):
         return ModelOutput(self.classifier(h), features)
 
 
-def build_model(cfg: object, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Instantiate the registered model named by a ``ModelConfig``."""
+class ViewModel(nn.Module):
+    """A model that sees one view of paired multi-view inputs: channels ``start:stop`` (e.g. depth of RGB-D).
+
+    Every role of a study gets the same inputs, so a cross-modal teacher and student can read the two
+    views of the same sample; the wrapped network is built for the view's own shape.
+    """
+
+    def __init__(self, net: nn.Module, view: str, channels: tuple[int, int]) -> None:
+        super().__init__()
+        self.net, self.view, self.channels = net, view, tuple(channels)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        start, stop = self.channels
+        return self.net(x[:, start:stop])
+
+
+def build_model(cfg: object, input_shape: tuple[int, ...], num_classes: int,
+                view: tuple[str, tuple[int, int]] | None = None) -> nn.Module:
+    """Instantiate the registered model named by a ``ModelConfig``; ``view`` = (name, channel range) wraps it
+    in a :class:`ViewModel` that reads only those channels."""
     builder = MODELS.get(cfg.name)  # type: ignore[attr-defined]
     sizes = {key: value for key in ("width", "depth") if (value := getattr(cfg, key, None)) is not None}
+    if view is not None:
+        name, (start, stop) = view
+        shape = (stop - start, *tuple(input_shape)[1:])
+        return ViewModel(builder(input_shape=shape, num_classes=num_classes, **sizes), name, (start, stop))
     return builder(input_shape=tuple(input_shape), num_classes=num_classes, **sizes)  # empty: the model's default
 
 
