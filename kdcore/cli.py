@@ -179,8 +179,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     for kind, registry in REGISTRIES.items():
         if args.kind in (None, kind):
             print(f"{kind}:")
-            for entry in registry:
-                print(f"  {entry.name:<12} {entry.description}")
+            entries = list(registry)
+            width = max(12, *(len(entry.name) + 1 for entry in entries))
+            for entry in entries:
+                print(f"  {entry.name:<{width}} {entry.description}")
     return 0
 
 
@@ -269,6 +271,10 @@ def format_summary(s: StudySummary, uri: str) -> str:
     for role, m in s.roles.items():
         lines.append(f"  {role:<11} {_pct(m['val/best_acc']):>8} {_pct(m['test/acc']):>9} {_pct(m['shift/acc']):>10} "
                      f"{int(m['model/params']):>9,} {m['model/latency_ms']:>10.4f}")
+    if all("test/token_acc" in m for m in s.roles.values()):  # sequences: accuracy is the exact match
+        per_token = ", ".join(f"{role} {_pct(m['test/token_acc'])} (perplexity {m['test/perplexity']:.2f})"
+                              for role, m in s.roles.items())
+        lines.append(f"  accuracies are exact matches per sequence; per token: {per_token}")
     st = s.metrics
     if "teacher" in s.roles:
         lines.append(

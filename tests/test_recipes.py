@@ -6,11 +6,13 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from kdcore import advisor
-from kdcore.config import load_config
+from kdcore.config import ConfigError, load_config
 from kdcore.study import ATTENTIONS, Study
 from kdcore.tracker import MemoryTracker
+from tests.helpers import tiny_config
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TINY_TRAIN = ["train.epochs=2", "train.threads=1", "train.device=cpu", "data.n_samples=600"]
@@ -70,3 +72,22 @@ def test_the_advisor_reaches_both_recipes() -> None:
     assert sensors.mechanism == "cross_modal"
     cfg = sensors.to_config()
     assert (cfg.distill.teacher_view, cfg.distill.student_view) == ("rgb", "depth")
+
+
+def test_token_models_and_data_refuse_what_they_cannot_do() -> None:
+    tokens = ["data.name=arithmetic", "data.n_samples=600", "teacher.name=transformer", "student.name=transformer",
+              "teacher.width=16", "student.width=16", "teacher.depth=2", "student.depth=2"]
+    with pytest.raises(ConfigError, match=r"^student\.name: spatial self-distillation puts exits on a block network"):
+        tiny_config(*tokens, "distill.mechanism=self", "distill.self_kind=spatial")
+    with pytest.raises(ConfigError, match=r"^teacher\.name: model mlp needs tensor inputs but dataset arithmetic gives "
+                                          "tokens of shape"):
+        tiny_config(*tokens, "teacher.name=mlp", "teacher.width=16", "teacher.depth=1")
+    with pytest.raises(ConfigError, match=r"^distill\.stage_params: give one per stage"):
+        tiny_config(*tokens, "distill.mechanism=progressive", "distill.method=multi",
+                    "distill.assistants=[{name: transformer, width: 16, depth: 1}]",
+                    "distill.stage_params=[{terms: [{term: kd}]}]")
+    stage_two = r"^distill\.stage_params\.1\.terms\.0: teacher model transformer has no feature 'block2'"
+    with pytest.raises(ConfigError, match=stage_two):  # the stage above the student is the 1-layer assistant
+        tiny_config(*tokens, "distill.mechanism=progressive", "distill.method=multi",
+                    "distill.assistants=[{name: transformer, width: 16, depth: 1}]",
+                    "distill.stage_params=[{terms: [{term: kd}]}, {terms: [{term: hint, student_layer: block2}]}]")

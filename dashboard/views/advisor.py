@@ -97,8 +97,10 @@ def situation_form(uri: str) -> dict[str, Any]:
         teacher["accuracy"], student["accuracy"] = accuracies(uri)
         left, right = st.columns(2)
         for column, role, spec in ((left, "teacher", teacher), (right, "student", student)):
+            meta = DATASETS.entry(dataset).meta
+            hint = " or ".join(meta["views"]) if meta.get("views") else meta.get("modality", "")
             spec["modality"] = column.text_input(f"{role.title()} modality", key=f"adv.{role}.modality",
-                                                 placeholder=DATASETS.entry(dataset).meta.get("modality", "")) or None
+                                                 placeholder=hint) or None
             spec["task"] = column.text_input(f"{role.title()} task", "classification", key=f"adv.{role}.task")
         raw |= {flag: st.checkbox(label, key=f"adv.{flag}") for flag, label in BOUNDARY_FLAGS.items()}
     return raw | {"dataset": dataset, "teacher": teacher, "student": student, "needs": needs or ["decisions"]}
