@@ -596,11 +596,13 @@ def paired_views(rgb: np.ndarray, depth: np.ndarray, captions: list[str]) -> go.
         figure.add_trace(go.Image(z=image, hovertemplate="RGB<extra></extra>"), row=1, col=i + 1)
         figure.add_trace(go.Heatmap(z=np.asarray(depth[i][0], dtype=float), coloraxis="coloraxis",
                                     hovertemplate="depth %{z:.2f}<extra></extra>"), row=2, col=i + 1)
-        figure.update_yaxes(autorange="reversed", row=2, col=i + 1)
+        axis = f"x{k + i + 1}"  # square pixels, like the image above it
+        figure.update_yaxes(autorange="reversed", scaleanchor=axis, constrain="domain", row=2, col=i + 1)
+        figure.update_xaxes(constrain="domain", row=2, col=i + 1)
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
     figure.update_layout(title="The same scenes, as the RGB camera (top) and the depth sensor (bottom) see them",
                          coloraxis={"colorscale": "gray", "cmin": 0, "cmax": 1,
-                                    "colorbar": {"title": "distance / far"}}, height=420,
-                         margin={"t": 90})
+                                    "colorbar": {"title": "distance / far"}}, height=480,
+                         margin={"t": 150}, title_y=0.97)
     return figure

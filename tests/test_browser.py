@@ -214,3 +214,32 @@ def test_study_detail_shows_peers_and_exits(dashboard, tmp_path: Path) -> None:
             page.wait_for_timeout(3000)
             page.screenshot(path=str(shots / shot))
         browser.close()
+
+
+def test_study_detail_shows_attention_maps_and_paired_views(dashboard, tmp_path: Path) -> None:
+    """A transformer chain's attention maps per role, and an RGB-D study's two views side by side."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, uri = dashboard
+    shots = screenshots(tmp_path)
+    transformers = [f"{role}.{key}" for role in ("teacher", "student") for key in ("name=transformer", "depth=1")]
+    studies = {
+        "study_attention.png": ([*transformers, "data.name=arithmetic", "data.n_samples=3000", "teacher.width=32",
+                                 "teacher.depth=2", "student.width=16", "distill.method=multi",
+                                 "distill.params={terms: [{term: kd}, {term: attention_pattern}]}", "train.lr=0.003"],
+                                "Attention maps", "Where each position looks"),
+        "study_rgbd.png": (["data.name=rgbd_scenes", "data.n_samples=600", "distill.mechanism=cross_modal",
+                            "distill.align_epochs=2"], "RGB and depth, side by side", "The same scenes"),
+    }
+    with sync_playwright() as p:
+        browser, page = open_browser(p)
+        for shot, (overrides, heading, title) in studies.items():
+            cfg = tiny_config(*overrides, "train.epochs=6")
+            study_id = Study(cfg, MlflowTracker(uri), progress=False).run().study_id
+            page.goto(f"{url}/study?id={study_id}")
+            expect(page.get_by_text(heading, exact=False).first).to_be_visible()
+            page.get_by_text(heading, exact=False).first.scroll_into_view_if_needed()
+            expect(page.get_by_text(title, exact=False).first).to_be_visible()
+            page.wait_for_timeout(3000)
+            page.screenshot(path=str(shots / shot))
+        browser.close()
