@@ -356,3 +356,17 @@ def test_study_detail_draws_what_each_mechanism_adds(empty_store: str, kind: str
     assert any(t.startswith(expected[kind]) for t in titles), titles
     if kind == "online":  # the peers' own chart, beside the page's curve of every role
         assert titles.count("val/acc per epoch") == 2
+
+
+
+def test_launch_loads_an_example_config_into_the_form(empty_store: str) -> None:
+    at = open_page("launch")
+    picker = at.selectbox(key="launch-example")
+    assert any(o.startswith("arithmetic_chain: Worked example 1") for o in picker.options)
+    picker.select_index(next(i for i, o in enumerate(picker.options) if o.startswith("rgbd_cross_modal:"))).run()
+    next(b for b in at.button if b.label == "Load example").click().run()
+    assert not at.exception
+    version = at.session_state["form_version"]
+    assert at.selectbox(key=f"form{version}.distill.mechanism").value == "cross_modal"
+    assert at.selectbox(key=f"form{version}.data.name").value == "rgbd_scenes"
+    assert not at.error and not next(b for b in at.button if b.label == "Launch").disabled

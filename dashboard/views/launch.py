@@ -14,7 +14,8 @@ from dashboard.form import FieldSpec, config_fields, nest
 from kdcore import launcher
 from kdcore.config import ExperimentConfig, field_errors, load_config, validate
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits_kd.yaml"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE = EXAMPLES / "digits_kd.yaml"
 SECTIONS = {"data": "Data", "teacher": "Teacher", "student": "Student", "distill": "Distillation",
             "train": "Training", "tracking": "Tracking"}
 ACTIVE = ("queued", "running")
@@ -169,9 +170,37 @@ def queue(uri: str) -> None:
                                      "eta_s": st.column_config.NumberColumn("ETA (s)", format="%.0f")})
 
 
+def example_summary(path: Path) -> str:
+    """The first sentence of an example's header comment: what it shows."""
+    header = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("# ").strip())
+    sentence = " ".join(header).split(". ")[0].rstrip(".")
+    if len(sentence) > 90:
+        sentence = sentence[:89].rsplit(" ", 1)[0] + "…"
+    return f"{path.stem}: {sentence}" if sentence else path.stem
+
+
+def example_picker() -> None:
+    """Fill the form from one of the configs in ``examples/`` (the worked examples among them)."""
+    paths = sorted(EXAMPLES.glob("*.yaml")) if EXAMPLES.is_dir() else []
+    if not paths:
+        return
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    chosen = left.selectbox("Start from an example", paths, format_func=example_summary, key="launch-example",
+                            index=paths.index(EXAMPLE) if EXAMPLE in paths else 0)
+    if right.button("Load example"):
+        st.session_state["launch_config"] = load_config(chosen).to_dict()
+        st.session_state["form_version"] = st.session_state.get("form_version", 0) + 1
+        st.rerun()
+
+
 def render() -> None:
     st.title("Launch a study")
     uri = data.store_uri()
+    example_picker()
     raw, errors = form(starting_config())
     device = device_choice()
     left, right = st.columns([1, 4])
