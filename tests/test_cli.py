@@ -77,9 +77,13 @@ def test_resume_of_unknown_study_is_a_usage_error(config_file: Path, capsys: pyt
 def test_list_shows_every_registered_component(capsys: pytest.CaptureFixture) -> None:
     assert main(["list"]) == 0
     out = capsys.readouterr().out
+    lines = out.splitlines()
     for registry in (DATASETS, MODELS, METHODS, MECHANISMS):
-        for entry in registry:
-            assert f"  {entry.name:<12} {entry.description}" in out
+        for entry in registry:  # name, then the description, in the kind's aligned column
+            assert any(line.startswith(f"  {entry.name} ") and line.endswith(f" {entry.description}")
+                       for line in lines), entry.name
+        block = lines[lines.index(f"{registry.kind}s:") + 1:][:len(registry.names())]
+        assert len({line.index(entry.description) for line, entry in zip(block, registry, strict=True)}) == 1
 
 
 def test_console_script_help_explains_every_option() -> None:

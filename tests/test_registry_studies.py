@@ -25,8 +25,9 @@ for _name in DATASET_OVERRIDES:  # token datasets need token models on both side
         DATASET_OVERRIDES[_name] += [f"{role}.{key}" for role in ("teacher", "student")
                                      for key in ("name=transformer", "width=16", "depth=1")]
 OFFLINE_DATASETS = [d for d in DATASETS.names() if not DATASETS.entry(d).meta.get("downloads")]
-# Every model meets every method on these; the other datasets run every method on their first model and
-# every model with kd, which covers each registry entry without the whole cross product.
+# Every model meets every method on these; the first dataset of each other modality runs every method on
+# its first model and every model with kd, and its siblings (same inputs, other labels) one kd study: each
+# registry entry is covered without the whole cross product.
 FULL_PRODUCT = {"digits", "mnist1d"}
 
 
@@ -37,12 +38,18 @@ def fitting_models(dataset: str, fixed: bool | None = None) -> list[str]:
 
 
 def study_cases() -> list[tuple[str, str, str]]:
-    cases = []
+    cases, modalities = [], set()
     for d in OFFLINE_DATASETS:
         models = fitting_models(d, fixed=False)
+        modality = DATASETS.entry(d).meta.get("modality")
+        sibling = d not in FULL_PRODUCT and modality in modalities
+        modalities.add(modality)
         for m in models:
             for k in METHODS.names():
-                wanted = d in FULL_PRODUCT or m == models[0] or k == "kd"
+                if sibling:
+                    wanted = m == models[0] and k == "kd"
+                else:
+                    wanted = d in FULL_PRODUCT or m == models[0] or k == "kd"
                 if wanted and compatible(d, m, k):
                     cases.append((d, m, k))
     return cases
