@@ -46,10 +46,8 @@ def study_cases() -> list[tuple[str, str, str]]:
         modalities.add(modality)
         for m in models:
             for k in METHODS.names():
-                if sibling:
-                    wanted = m == models[0] and k == "kd"
-                else:
-                    wanted = d in FULL_PRODUCT or m == models[0] or k == "kd"
+                first, kd = m == models[0], k == "kd"
+                wanted = (first and kd) if sibling else (d in FULL_PRODUCT or first or kd)
                 if wanted and compatible(d, m, k):
                     cases.append((d, m, k))
     return cases
