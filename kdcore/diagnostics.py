@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from kdcore import advisor
+from kdcore.registry import DATASETS
 from kdcore.tracker import role_key
 
 # --- thresholds (the survey's numbers, named) --------------------------------------------------
@@ -352,6 +353,10 @@ def measured_situation(r: StudyResults) -> advisor.Situation | None:
     need = {"response": "decisions", "feature": "patterns", "relation": "structure"}.get(p.get("kd.knowledge", ""))
     raw = {"dataset": p.get("data.name") or None, "teacher": side("teacher", "teacher"),
            "student": side("student", "baseline"), "needs": [need or "decisions"]}
+    names = list(DATASETS.entry(p["data.name"]).meta.get("views", {})) if p.get("data.name") in DATASETS else []
+    if p.get("distill.mechanism") == "cross_modal" and names:  # the sensors each side saw are facts of the study
+        raw["teacher"]["modality"] = p.get("distill.teacher_view") or names[0]
+        raw["student"]["modality"] = p.get("distill.student_view") or names[-1]
     try:
         return advisor.situation(raw)
     except advisor.AdviceError:

@@ -52,6 +52,8 @@ def test_rgbd_recipe_aligns_first_and_its_unaligned_twin_reuses_the_teacher() ->
     assert losses(student) == {"align", "ce", "kd"}
     align = [v for _, v in tracker.metric_history(student.run_id, "train/loss_align")]
     assert len(align) == 2  # the alignment phase, then alignment as a term of distillation
+    gate = next(g for g in aligned.gates if g.number == 8)  # the views are facts: the advice on them agrees
+    assert gate.status == "passed" and "cross_modal" in gate.reason
     unaligned_cfg = load_config(EXAMPLES / "rgbd_cross_modal_unaligned.yaml", tiny[:-1])
     unaligned = Study(unaligned_cfg, tracker, progress=False).run()
     assert unaligned.teacher_reused_from is not None  # same teacher, same view: trained once
