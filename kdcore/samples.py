@@ -46,6 +46,7 @@ SAMPLE_TAG, SOURCE_TAG, HASH_TAG = "kd.sample", "kd.sample_source", "kd.sample_h
 KEPT_MLFLOW_TAGS = {"mlflow.note.content"}  # the run's description; other mlflow.* tags are the store's own
 WEIGHT_TAGS = {"kd.teacher_fingerprint", "kd.reused_from"}  # point at weights a sample does not have
 PREDICTIONS = "predictions.npz"
+ATTENTIONS = "attentions.npz"
 
 Status = Literal["FINISHED", "FAILED", "KILLED"]  # only a study that is over makes a sample
 
@@ -93,8 +94,21 @@ class Predictions(_Strict):
         return buffer.getvalue()
 
 
+class Attentions(_Strict):
+    """A role's attention maps on the first test inputs, as ``attentions.npz`` holds them (rounded)."""
+
+    maps: list  # (layers, N, heads, T, T) nested lists of probabilities
+    inputs: list[list[int]]  # (N, T) token ids
+
+    def npz(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, maps=np.asarray(self.maps, np.float16), inputs=np.asarray(self.inputs, np.int64))
+        return buffer.getvalue()
+
+
 class SampleRole(SampleRun):
     predictions: Predictions | None  # None when the role ended before writing any
+    attentions: Attentions | None = None  # only for models that attend
 
 
 class SampleStudy(_Strict):
@@ -153,7 +167,8 @@ def export_study(study_id: str, folder: Path, uri: str | None = None) -> Path:
         "format": FORMAT,
         "config_yaml": read_artifact(study_id, "config.yaml", uri).decode().splitlines(keepends=True),
         "study": _run_doc(parent),
-        "roles": [_run_doc(run) | {"predictions": _predictions_doc(run, uri)} for run in runs[1:]],
+        "roles": [_run_doc(run) | {"predictions": _predictions_doc(run, uri)} | _attentions_doc(run, uri)
+                  for run in runs[1:]],
     }
     text = _dumps(doc) + "\n"
     SampleStudy.model_validate_json(text)  # what we write, we can load
@@ -178,6 +193,14 @@ def _predictions_doc(run: StoredRun, uri: str | None) -> dict[str, list] | None:
     return {key: (np.round(arrays[key].astype(np.float64), 4) if key.endswith("probs")
                   else arrays[key].astype(np.int64)).tolist()
             for key in Predictions.model_fields}
+
+
+def _attentions_doc(run: StoredRun, uri: str | None) -> dict[str, Any]:
+    if ATTENTIONS not in run.artifacts:
+        return {}
+    with np.load(io.BytesIO(read_artifact(run.run_id, ATTENTIONS, uri))) as found:
+        return {"attentions": {"maps": np.round(found["maps"].astype(np.float64), 3).tolist(),
+                               "inputs": found["inputs"].astype(np.int64).tolist()}}
 
 
 def _slug(name: str) -> str:
@@ -230,6 +253,8 @@ def _replay(tracker: MlflowTracker, sample: SampleStudy, marks: dict[str, str]) 
                                  created)
             if role.predictions is not None:
                 tracker.log_bytes(run_id, PREDICTIONS, role.predictions.npz())
+            if role.attentions is not None:
+                tracker.log_bytes(run_id, ATTENTIONS, role.attentions.npz())
             end_run_at(tracker, run_id, role.status, role.end_time)
         end_run_at(tracker, parent, sample.study.status, sample.study.end_time)
         if sample.study.status == "FINISHED":
