@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="studies that may train at once on the CPU (default 1; one per GPU on GPUs)")
     dashboard.add_argument("--no-samples", action="store_true",
                            help="do not load the example studies into an empty store")
+    dashboard.add_argument("--workshop", action="store_true",
+                           help="for a workshop: open on the Learn pages, hide advanced options and the deploy menu")
 
     samples = commands.add_parser(
         "samples", help="load or regenerate the example studies of sample_runs/",
@@ -450,6 +452,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     for host in hosts:
         command += ["--server.allowedHosts", host]
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    if args.workshop:
+        env["KDX_WORKSHOP"] = "1"
+        command += ["--client.toolbarMode", "viewer"]  # no deploy menu, no developer options
     if args.max_concurrent:
         env["KDX_MAX_CONCURRENT"] = str(args.max_concurrent)
     print(f"kdx: dashboard on http://{args.host}:{args.port} over {uri}", flush=True)

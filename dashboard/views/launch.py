@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from dashboard import data
+from dashboard import data, nav
 from dashboard.form import FieldSpec, config_fields, nest
 from kdcore import launcher
 from kdcore.config import ExperimentConfig, field_errors, load_config, validate
@@ -19,6 +19,10 @@ EXAMPLE = EXAMPLES / "digits_kd.yaml"
 SECTIONS = {"data": "Data", "teacher": "Teacher", "student": "Student", "distill": "Distillation",
             "train": "Training", "tracking": "Tracking"}
 ACTIVE = ("queued", "running")
+# Hidden in workshop mode (kdx dashboard --workshop): they keep the example's values.
+ADVANCED = {"data.val_fraction", "data.test_fraction", "data.split_seed", "train.teacher_epochs", "train.optimizer",
+            "train.weight_decay", "train.momentum", "train.schedule", "train.amp", "train.threads",
+            "distill.rationale", "tracking.experiment", "tracking.uri"}
 TERM_COLUMNS = ["term", "weight", "student_layer", "teacher_layer"]
 
 
@@ -79,6 +83,9 @@ def form(initial: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
                 teacher_slot = st.empty()
             for spec in (s for s in specs if s.section == section):
                 current = initial.get(section, {}).get(spec.path.split(".")[1], spec.default)
+                if nav.workshop() and spec.path in ADVANCED:
+                    values[spec.path] = current
+                    continue
                 if not spec.applies(values | {"distill.mechanism": mechanism_of(initial)}
                                     if section == "teacher" else values):
                     values[spec.path] = spec.default  # another mechanism's field: left at its default
