@@ -436,7 +436,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import os
-    import subprocess
 
     from kdcore.samples import is_empty_store, load_samples
     from kdcore.tracking import resolve_uri
@@ -458,10 +457,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if args.max_concurrent:
         env["KDX_MAX_CONCURRENT"] = str(args.max_concurrent)
     print(f"kdx: dashboard on http://{args.host}:{args.port} over {uri}", flush=True)
-    try:
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        return 0
+    os.execve(sys.executable, command, env)  # become the server: stopping kdx stops Streamlit, nothing is orphaned
+    return 0  # not reached
 
 
 def cmd_samples(args: argparse.Namespace) -> int:

@@ -91,7 +91,7 @@ def test_console_script_help_explains_every_option() -> None:
     assert kdx, "the kd-explorer distribution is not installed"
     expected = {"run": ["--resume", "--tracking-uri", "--no-progress", "KEY=VALUE"],
                 "studies": ["--experiment", "--limit", "--tracking-uri"], "list": ["KIND", "datasets"],
-                "dashboard": ["--host", "--port", "--allowed-host", "--max-concurrent", "--no-samples"],
+                "dashboard": ["--host", "--port", "--allowed-host", "--max-concurrent", "--no-samples", "--workshop"],
                 "samples": ["load", "make"], "diagnose": ["STUDY_ID", "--tracking-uri"]}
     for command, options in expected.items():
         out = subprocess.run([kdx, command, "--help"], capture_output=True, text=True, check=True).stdout
