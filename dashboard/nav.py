@@ -25,3 +25,10 @@ def go(name: str) -> None:
 def link(name: str, label: str) -> None:
     page = pages()[name]
     st.page_link(page, label=label, icon=page.icon)
+
+
+def workshop() -> bool:
+    """True under ``kdx dashboard --workshop``: Learn first, advanced options hidden."""
+    import os
+
+    return os.environ.get("KDX_WORKSHOP") == "1"
