@@ -7,4 +7,4 @@ import streamlit as st
 from dashboard import nav
 
 st.set_page_config(page_title="KD Explorer", page_icon=":material/school:", layout="wide")
-st.navigation(list(nav.pages().values())).run()
+st.navigation(nav.sections()).run()

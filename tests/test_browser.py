@@ -243,3 +243,54 @@ def test_study_detail_shows_attention_maps_and_paired_views(dashboard, tmp_path:
             page.wait_for_timeout(3000)
             page.screenshot(path=str(shots / shot))
         browser.close()
+
+
+LEARN_PAGES = {"learn_temperature": "Temperature and soft labels", "learn_capacity": "Capacity gap",
+               "learn_tree": "The decision tree, walked through", "learn_failures": "The five failure modes",
+               "learn_gates": "The quality gates"}
+
+
+def test_every_learn_page_in_a_real_browser_and_one_run_it_button(tmp_path: Path) -> None:
+    """The workshop dashboard over the sample studies: every Learn page answers, and Run it queues a study."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from kdcore.launcher import list_jobs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    port = free_port()
+    jobs = tmp_path / "jobs"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "KDX_JOBS_DIR": str(jobs)}
+    kdx = shutil.which("kdx", path=str(Path(sys.executable).parent))
+    server = subprocess.Popen([kdx, "dashboard", "--port", str(port), "--workshop"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    shots = screenshots(tmp_path)
+    try:
+        deadline = time.time() + 180  # loading the samples comes first
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"dashboard did not start: {server.stdout.read().decode()[-2000:]}")
+        with sync_playwright() as p:
+            browser, page = open_browser(p)
+            page.goto(url)  # workshop mode opens on Learn
+            expect(page.get_by_role("heading", name="Temperature and soft labels")).to_be_visible()
+            for name, heading in LEARN_PAGES.items():
+                page.goto(f"{url}/{'' if name == 'learn_temperature' else name}")  # the default page lives at /
+                expect(page.get_by_role("heading", name=heading)).to_be_visible()
+                expect(page.get_by_text("kdx samples load")).to_have_count(0)  # every sample it needs is there
+                expect(page.get_by_text("Deploy", exact=True)).to_have_count(0)  # no deploy menu
+                page.wait_for_timeout(2500)
+                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+            page.goto(url)
+            page.get_by_role("button", name="Run it").click()
+            expect(page.get_by_text("Queued", exact=False).first).to_be_visible()
+            browser.close()
+        assert any("learn" in (job.name or "") for job in list_jobs(jobs))
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
