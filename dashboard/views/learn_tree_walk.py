@@ -43,6 +43,12 @@ def advisor_state(preset: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
+@st.cache_data(show_spinner="Walking the tree for each situation…")
+def advice_for(title: str) -> advisor.Advice:
+    """The advice for a preset, computed once per server (sizing assistants builds models)."""
+    return advisor.advise(PRESETS[title])
+
+
 def render() -> None:
     st.title("The decision tree, walked through")
     st.caption("Four questions choose an approach: how wide the capacity gap is, what knowledge the task needs, "
@@ -50,7 +56,7 @@ def render() -> None:
                "Each situation below lands on another mechanism; open it in the Advisor to see the path lit "
                "and change an answer.")
     for i, (title, preset) in enumerate(PRESETS.items()):
-        advice = advisor.advise(preset)
+        advice = advice_for(title)
         with st.container(border=True):
             left, right = st.columns([4, 1], vertical_alignment="center")
             left.markdown(f"**{title}** → **{advice.mechanism}** distillation, method `{advice.method}`")
