@@ -284,7 +284,7 @@ def test_every_learn_page_in_a_real_browser_and_one_run_it_button(tmp_path: Path
                 expect(page.get_by_role("heading", name=heading)).to_be_visible()
                 expect(page.get_by_text("kdx samples load")).to_have_count(0)  # every sample it needs is there
                 expect(page.get_by_text("Deploy", exact=True)).to_have_count(0)  # no deploy menu
-                page.wait_for_timeout(2500)
+                page.wait_for_timeout(1200)
                 page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
             page.goto(url)
             page.get_by_role("button", name="Run it").click()

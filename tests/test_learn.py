@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,19 @@ SAMPLES = Path(__file__).resolve().parents[1] / "sample_runs"
 PAGES = ["learn_soft_labels", "learn_gap", "learn_tree_walk", "learn_failure_modes", "learn_quality_gates"]
 
 
+# The samples the Learn pages read (the whole set loads in tests/test_samples.py): the digits and MNIST-1D
+# pairs, the width sweep, every failure mode provoked and fixed, and worked example 2.
+TAUGHT = ("digits-cnn2d-mlp-kd-", "mnist1d-cnn1d-mlp-", "provoked-", "fixed-", "worked-example-2-")
+
+
 @pytest.fixture(scope="module")
 def samples_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = tmp_path_factory.mktemp("taught")
+    for path in SAMPLES.glob("*.json"):
+        if path.name.startswith(TAUGHT):
+            shutil.copy(path, folder / path.name)
     uri = f"sqlite:///{tmp_path_factory.mktemp('learn') / 'mlflow.db'}"
-    assert load_samples(SAMPLES, uri) == len(list(SAMPLES.glob("*.json")))
+    assert load_samples(folder, uri) == len(list(folder.glob("*.json"))) >= 20
     return uri
 
 
@@ -66,7 +76,7 @@ def test_capacity_gap_places_every_three_role_study_in_the_zones(samples_store, 
         a.get("text", "") for a in zones["layout"].get("annotations", [])}
     assert {"direct", "one assistant", "several assistants"} <= texts
     counted = next(c.value for c in at.caption if c.value.split()[0].isdigit())
-    assert int(counted.split()[0]) >= 20  # the samples with a teacher, a baseline and a student
+    assert int(counted.split()[0]) >= 15  # the samples with a teacher, a baseline and a student
 
 
 def test_a_tree_preset_lands_on_the_advisor_with_its_situation(samples_store, monkeypatch, tmp_path) -> None:
