@@ -35,26 +35,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_dashboard(tmp_path: Path, uri: str, *flags: str, timeout: float = 90):
+    """``kdx dashboard`` on a free port over ``uri``, once it answers its health check: (server, url)."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "KDX_JOBS_DIR": str(tmp_path / "jobs")}
+    kdx = shutil.which("kdx", path=str(Path(sys.executable).parent))
+    server = subprocess.Popen([kdx, "dashboard", "--port", str(port), *flags], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                return server, url
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    pytest.fail(f"dashboard did not start: {server.stdout.read().decode()[-2000:]}")
+
+
 @pytest.fixture
 def dashboard(tmp_path: Path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     Study(tiny_config("train.epochs=2", "tracking.study_name=earlier study"), MlflowTracker(uri), progress=False).run()
-    port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "KDX_JOBS_DIR": str(tmp_path / "jobs")}
-    kdx = shutil.which("kdx", path=str(Path(sys.executable).parent))
-    server = subprocess.Popen([kdx, "dashboard", "--port", str(port), "--no-samples"], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail(f"dashboard did not start: {server.stdout.read().decode()[-2000:]}")
+    server, url = start_dashboard(tmp_path, uri, "--no-samples")
     yield url, uri
     server.terminate()
     server.wait(timeout=30)
@@ -257,24 +261,9 @@ def test_every_learn_page_in_a_real_browser_and_one_run_it_button(tmp_path: Path
     from kdcore.launcher import list_jobs
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    port = free_port()
-    jobs = tmp_path / "jobs"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "KDX_JOBS_DIR": str(jobs)}
-    kdx = shutil.which("kdx", path=str(Path(sys.executable).parent))
-    server = subprocess.Popen([kdx, "dashboard", "--port", str(port), "--workshop"], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_dashboard(tmp_path, uri, "--workshop", timeout=180)  # it loads the samples first
     shots = screenshots(tmp_path)
     try:
-        deadline = time.time() + 180  # loading the samples comes first
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"dashboard did not start: {server.stdout.read().decode()[-2000:]}")
         with sync_playwright() as p:
             browser, page = open_browser(p)
             page.goto(url)  # workshop mode opens on Learn
@@ -290,7 +279,7 @@ def test_every_learn_page_in_a_real_browser_and_one_run_it_button(tmp_path: Path
             page.get_by_role("button", name="Run it").click()
             expect(page.get_by_text("Queued", exact=False).first).to_be_visible()
             browser.close()
-        assert any("learn" in (job.name or "") for job in list_jobs(jobs))
+        assert any("learn" in (job.name or "") for job in list_jobs(tmp_path / "jobs"))
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
