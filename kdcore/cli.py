@@ -1,13 +1,15 @@
 """The ``kdx`` command line: run studies, list what is registered, list the studies in a store.
 
 Bad input (a config, an override, a name) ends with one line on stderr and exit code 2, before
-anything is trained or logged. A study that fails mid-way exits 1 and says how to resume it.
+anything is trained or logged. A study that fails mid-way exits 1 and says how to resume it; one
+stopped by Ctrl-C or SIGTERM ends KILLED and exits 130 or 143.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -190,7 +192,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from kdcore.engine import resolve_device
-    from kdcore.study import Study, StudyFailed
+    from kdcore.ownership import StudyBusy
+    from kdcore.study import Study, StudyFailed, Terminated
     from kdcore.tracking import MlflowTracker
 
     if args.resume:
@@ -199,6 +202,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         tracker = MlflowTracker(args.tracking_uri)
         try:
             study = Study.resume(args.resume, tracker, progress=not args.no_progress)
+        except StudyBusy as err:
+            raise UsageError(f"--resume: {err}") from None
         except Exception as err:  # an unknown id surfaces as MLflow's own exception type
             raise UsageError(f"--resume: cannot resume {args.resume}: {_one_line(err)}") from None
     else:
@@ -211,6 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(str(err)) from None
         tracker = MlflowTracker(args.tracking_uri or cfg.tracking.uri, cfg.tracking.experiment)
         study = Study(cfg, tracker, progress=not args.no_progress)
+    signal.signal(signal.SIGTERM, _terminate_once)  # timeout, systemd, docker stop: stop like Ctrl-C
     try:
         if args.job:
             from kdcore.launcher import run_job
@@ -218,11 +224,24 @@ def cmd_run(args: argparse.Namespace) -> int:
             summary = run_job(Path(args.job), study)
         else:
             summary = study.run()
+    except StudyBusy as err:
+        raise UsageError(f"run: {err}") from None
     except StudyFailed as err:
+        cause = err.__cause__
         print(f"kdx: {_one_line(err)}\n     continue it with: kdx run --resume {err.study_id}", file=sys.stderr)
-        return 1
+        if isinstance(cause, Terminated):
+            return 128 + signal.SIGTERM
+        return 128 + signal.SIGINT if isinstance(cause, KeyboardInterrupt) else 1
     print(format_summary(summary, tracker.uri))
     return 0
+
+
+def _terminate_once(signum: int, frame: object) -> None:
+    """Turn SIGTERM into :class:`Terminated` once; a second one must not interrupt the study's cleanup."""
+    from kdcore.study import Terminated
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated("stopped by SIGTERM")
 
 
 def cmd_studies(args: argparse.Namespace) -> int:

@@ -1,14 +1,15 @@
 """The one training loop, for every role and every method.
 
 It sums the method's weighted losses, steps the optimizer, evaluates on the validation split
-each epoch (model selection never looks at the test split), writes a checkpoint each epoch and
-stops on a non-finite loss. It never branches on a method's name.
+each epoch (model selection never looks at the test split), writes checkpoints and stops on a
+non-finite loss. It never branches on a method's name.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
@@ -29,6 +30,10 @@ EVAL_BATCH = 1024
 
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite; the message says which, when and what to try."""
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint file was written for another study config or role; it is never adopted."""
 
 
 @dataclass(frozen=True)
@@ -121,8 +126,9 @@ def build_optimizer(params: Iterator[nn.Parameter], cfg: Any) -> torch.optim.Opt
     """The configured optimizer, fused into one kernel per step (CPU and CUDA both support it)."""
     params = list(params)
     if cfg.optimizer == "sgd":
+        # Nesterov needs momentum; with momentum 0 it is plain SGD.
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               nesterov=True, fused=True)
+                               nesterov=cfg.momentum > 0, fused=True)
     optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
@@ -155,12 +161,18 @@ def fit(
     device: torch.device,
     callbacks: Sequence[EpochCallback] = (),
     checkpoint: Path | None = None,
+    checkpoint_owner: str = "",
+    checkpoint_seconds: float = 0.0,
+    before_checkpoint: Callable[[], None] | None = None,
     progress: bool = True,
 ) -> FitResult:
     """Train ``method`` for ``epochs`` on ``splits.train``; leave its student at the best val epoch.
 
-    With ``checkpoint`` set, state is saved there after each epoch and, if the file already
-    exists, training resumes from it.
+    With ``checkpoint`` set, state is saved there after an epoch's callbacks have run (at most every
+    ``checkpoint_seconds``, and after the last epoch) and, if the file already exists, training resumes
+    from it. ``before_checkpoint`` runs first (the study flushes the epochs' metrics, so a checkpoint
+    never gets ahead of the logged curves). ``checkpoint_owner`` is stored in the file and must match
+    to resume from it: a checkpoint of another config or role raises CheckpointMismatch.
     """
     method.to(device)
     params = list(method.trainable_parameters())
@@ -174,6 +186,10 @@ def fit(
 
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
+        if state.get("owner", "") != checkpoint_owner:
+            raise CheckpointMismatch(
+                f"checkpoint {checkpoint} was written by another config or role ({state.get('owner') or 'unknown'}, "
+                f"expected {checkpoint_owner or 'unknown'}); it is not used: delete it to train {role} afresh")
         method.load_state_dict(state["method"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -182,6 +198,7 @@ def fit(
         start_epoch = state["epoch"]
         best = {name: Best(*saved) for name, saved in state["best"].items()}
 
+    saved_at = time.monotonic()
     bar = tqdm(total=epochs, initial=start_epoch, desc=f"{role:>9}", unit="ep", disable=not progress,
                dynamic_ncols=True, leave=True)
     for epoch in range(start_epoch, epochs):
@@ -237,15 +254,20 @@ def fit(
             if val_acc > best[name].val_acc:
                 best[name] = Best(epoch, val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()})
             reports[name] = metrics
-        if checkpoint is not None:
-            _save_atomic(checkpoint, {
-                "epoch": epoch + 1, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "scaler": scaler.state_dict() if scaler else {},
-                "best": {name: (b.epoch, b.val_acc, b.state) for name, b in best.items()},
-            })
         report = EpochReport(role, epoch, epochs, reports.pop(role), reports)
         for callback in callbacks:
             callback(report)
+        last = epoch + 1 == epochs
+        if checkpoint is not None and (last or time.monotonic() - saved_at >= checkpoint_seconds):
+            if before_checkpoint is not None:
+                before_checkpoint()
+            _save_atomic(checkpoint, {
+                "owner": checkpoint_owner, "epoch": epoch + 1, "method": method.state_dict(),
+                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "scaler": scaler.state_dict() if scaler else {},
+                "best": {name: (b.epoch, b.val_acc, b.state) for name, b in best.items()},
+            })
+            saved_at = time.monotonic()
         bar.set_postfix(loss=f"{report.metrics['train/loss']:.3f}", val_acc=f"{report.metrics['val/acc']:.3f}")
         bar.update(1)
     bar.close()
@@ -265,7 +287,13 @@ class Best:
 
 
 def _save_atomic(path: Path, state: dict[str, Any]) -> None:
+    """Write to a temporary file of its own (two writers never share one), then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -255,12 +255,12 @@ def run_job(job_dir: Path, study: Study) -> StudySummary:
             torch.cuda.set_device(study.device)
         _update(job_dir, status="running", slot=slot)
         summary = study.run()
-    except KeyboardInterrupt:  # raised before Study.run's own handler took over: nothing trained
+    except KeyboardInterrupt as err:  # raised before Study.run's own handler took over: nothing trained
         if study.study_id is not None:
             study.tracker.set_tags(study.study_id, {FAILURE_TAG: QUEUED_REASON})
             study.tracker.end_run(study.study_id, "KILLED")
         _update(job_dir, status="killed", slot=None, message=QUEUED_REASON)
-        raise StudyFailed(study.study_id or "(not created)", QUEUED_REASON) from None
+        raise StudyFailed(study.study_id or "(not created)", QUEUED_REASON) from err
     except StudyFailed as err:
         killed = isinstance(err.__cause__, KeyboardInterrupt)
         _update(job_dir, status="killed" if killed else "failed", slot=None, message=err.reason)

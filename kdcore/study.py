@@ -6,9 +6,13 @@ and :meth:`Study.teacher_role`, which own tracking, checkpoints, evaluation and 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import logging
+import shutil
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +30,7 @@ from kdcore.mechanisms.cross_modal import views
 from kdcore.methods.base import Method, TeacherSource, build_method
 from kdcore.metrics import latency_ms, peak_memory_mb, per_class_accuracy, prediction_metrics
 from kdcore.models.base import build_model, count_parameters
+from kdcore.ownership import Heartbeat, StudyBusy, StudyLock, owner_alive, owner_label, owner_tags, prune_checkpoints
 from kdcore.registry import DATASETS, MECHANISMS, METHODS
 from kdcore.targets import scored_labels
 from kdcore.tracker import STUDY_ROLE, RunRecord, Tracker
@@ -37,6 +42,14 @@ ATTENTION_EXAMPLES = 8
 METRIC_PREFIX = {"val": "val", "test": "test", "test_shifted": "shift"}  # split -> metric key prefix
 EXAMPLE = 8  # training inputs a method sees at construction, to size its adapters to the features
 CACHE_BYTES = 1 << 30  # teacher outputs cached per study only up to 1 GiB; beyond, the teacher runs each step
+CHECKPOINT_SECONDS = 1.0  # a role's checkpoint is rewritten at most this often (and after its last epoch)
+SEED_STRIDE = 1000  # a role with seed offset k trains with train.seed + k * SEED_STRIDE
+
+log = logging.getLogger(__name__)
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM): handled like Ctrl-C, the open runs end KILLED."""
 
 
 class StudyFailed(RuntimeError):
@@ -107,12 +120,18 @@ class Study:
                              f"{record.tags.get('kd.role')!r})")
         if record.status == "FINISHED":
             raise ValueError(f"--resume: study {study_id} already finished")
+        if record.status in ("RUNNING", "SCHEDULED") and owner_alive(record.tags):
+            raise StudyBusy(f"study {study_id} is still running in {owner_label(record.tags)}; "
+                            f"wait for it to end or stop it first")
         study = cls(config_from_yaml(tracker.read_bytes(study_id, "config.yaml").decode()), tracker,
                     progress=progress)
         study.study_id = study_id
         for run in reversed(tracker.find_runs({"kd.study_id": study_id})):  # oldest first, newest wins
-            if run.tags.get("kd.role") != STUDY_ROLE:
-                study._previous[run.tags["kd.role"]] = run
+            role = run.tags.get("kd.role")
+            if not role:
+                log.warning("study %s: run %s has no kd.role tag; it is ignored", study_id, run.run_id)
+            elif role != STUDY_ROLE:
+                study._previous[role] = run
         return study
 
     # --- the study -----------------------------------------------------------------------------
@@ -126,22 +145,43 @@ class Study:
             self.study_id = self.tracker.start_run(
                 cfg.tracking.study_name or self._default_name(), self._tags(STUDY_ROLE, "none"), cfg.flat()
             )
-            self.tracker.set_tags(self.study_id, {"kd.study_id": self.study_id})
+            self.tracker.set_tags(self.study_id, {"kd.study_id": self.study_id, **owner_tags()})
             self.tracker.log_bytes(self.study_id, "config.yaml", cfg.to_yaml().encode())
             if scheduled:
                 self.tracker.set_status(self.study_id, "SCHEDULED")
         return self.study_id
 
     def run(self) -> StudySummary:
-        """Train every role of the study (continuing a started or interrupted one) and close it."""
+        """Train every role of the study (continuing a started or interrupted one) and close it.
+
+        The study's lock is held throughout: a second process that tries to run it gets StudyBusy
+        before anything in the store changes.
+        """
+        prune_checkpoints(self.checkpoint_root())
+        if self.study_id is None:
+            self.start()
+        lock = StudyLock(self.checkpoint_dir())
+        lock.acquire(str(self.study_id))
+        status = "FAILED"
+        try:
+            with Heartbeat(lambda tags: self.tracker.set_tags(str(self.study_id), tags)):
+                summary = self._run()
+            status = "FINISHED"
+            return summary
+        except StudyFailed as err:
+            status = "KILLED" if isinstance(err.__cause__, KeyboardInterrupt) else "FAILED"
+            raise
+        finally:
+            lock.release()
+            self._clean_checkpoints(status)
+
+    def _run(self) -> StudySummary:
         cfg = self.cfg
         started = time.perf_counter()
         set_determinism(cfg.train.seed, cfg.train.threads)
-        if self.study_id is None:
-            self.start()
-        else:
-            self._reopen(self.study_id)
-        self._open.append(self.study_id)
+        self._reopen(str(self.study_id))
+        self.tracker.set_tags(str(self.study_id), owner_tags())
+        self._open.append(str(self.study_id))
         try:
             self.splits = load_dataset(cfg.data)
             MECHANISMS.get(cfg.distill.mechanism)(self)
@@ -204,7 +244,8 @@ class Study:
         return tags
 
     def _reopen(self, run_id: str) -> None:
-        self.tracker.set_status(run_id, "RUNNING")
+        if self.tracker.get_run(run_id).status != "RUNNING":
+            self.tracker.set_status(run_id, "RUNNING")
         self.tracker.delete_tag(run_id, FAILURE_TAG)
 
     def _end(self, run_id: str, status: str) -> None:
@@ -212,8 +253,27 @@ class Study:
         if run_id in self._open:
             self._open.remove(run_id)
 
+    @staticmethod
+    def checkpoint_root() -> Path:
+        return cache_dir() / "checkpoints"
+
+    def checkpoint_dir(self) -> Path:
+        """This study's folder of role checkpoints and its lock file."""
+        return self.checkpoint_root() / str(self.study_id)
+
     def checkpoint_path(self, role: str) -> Path:
-        return cache_dir() / "checkpoints" / str(self.study_id) / f"{role}.pt"
+        return self.checkpoint_dir() / f"{role}.pt"
+
+    def _clean_checkpoints(self, status: str) -> None:
+        """A finished study keeps no checkpoint; a failed or killed one keeps its own for --resume
+        (``prune_checkpoints`` removes them after a week), and an empty folder goes at once."""
+        folder = self.checkpoint_dir()
+        if status == "FINISHED" or not any(folder.glob("*.pt")):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def config_hash(self) -> str:
+        """Identifies the study's config in its checkpoints, so a checkpoint is only adopted by its own study."""
+        return hashlib.sha256(self.cfg.to_yaml().encode()).hexdigest()[:16]
 
     # --- roles -----------------------------------------------------------------------------------
     def teacher_role(self, view: str | None = None) -> RoleResult:
@@ -242,12 +302,13 @@ class Study:
     def train_role(self, role: str, model_cfg: ModelConfig, method: str, teacher: RoleResult | None,
                    extra_tags: dict[str, str] | None = None, temperature: float | None = None,
                    more_teachers: Sequence[RoleResult] = (), view: str | None = None,
-                   params: dict | None = None) -> RoleResult:
+                   params: dict | None = None, seed_offset: int = 0) -> RoleResult:
         """Train one model of the study with ``method`` (taught by ``teacher``) and log it as a role.
 
         ``temperature`` and ``params`` override ``distill.temperature`` and ``distill.params`` for this role
         (a stage of a chain); ``more_teachers`` also teach it, each term averaged over all teachers
-        (skip-to-teacher); ``view`` is the part of multi-view inputs the model sees.
+        (skip-to-teacher); ``view`` is the part of multi-view inputs the model sees; ``seed_offset`` gives
+        the role its own initial weights and batch order (a born-again generation must not retrace its teacher).
         """
         cfg, splits = self.cfg, self.splits
         assert splits is not None
@@ -257,9 +318,13 @@ class Study:
         if METHODS.get(method).needs_teacher:
             tags["kd.temperature"] = f"{distill.temperature:g}"
 
+        needs_teacher = METHODS.get(method).needs_teacher
+
         def make(models: dict[str, nn.Module]) -> Method:
-            sources = [TeacherSource(t.model) for t in ([teacher] if teacher else []) + list(more_teachers)]
-            if METHODS.get(method).needs_teacher and not sources:
+            # A method without a teacher (the baseline) gets none: no teacher pass, no cache.
+            teachers = ([teacher] if teacher else []) + list(more_teachers) if needs_teacher else []
+            sources = [TeacherSource(t.model) for t in teachers]
+            if needs_teacher and not sources:
                 raise ValueError(f"method {method} needs a teacher")
             distiller = build_method(method, models[role], sources[0] if sources else None, distill,
                                      example=splits.train.x[:EXAMPLE], more_teachers=sources[1:])
@@ -268,7 +333,8 @@ class Study:
                     source.cache = self.teacher_cache(source, distiller.teacher_keys(k))
             return distiller
 
-        return self.train_models({role: self.builder(model_cfg, view)}, make, method, tags, teacher)[role]
+        return self.train_models({role: self.builder(model_cfg, view)}, make, method, tags, teacher,
+                                 seed_offset=seed_offset)[role]
 
     def builder(self, model_cfg: ModelConfig, view: str | None = None) -> Callable[[], nn.Module]:
         """Builds ``model_cfg``'s model for this study's data (fresh weights from the current seed state);
@@ -279,12 +345,15 @@ class Study:
         return lambda: build_model(model_cfg, shape, classes, channels)
 
     def train_models(self, models: dict[str, Callable[[], nn.Module]], make: Callable[[dict[str, nn.Module]], Method],
-                     method: str, extra_tags: dict[str, str], teacher: RoleResult | None) -> dict[str, RoleResult]:
+                     method: str, extra_tags: dict[str, str], teacher: RoleResult | None,
+                     seed_offset: int = 0) -> dict[str, RoleResult]:
         """Train models together in one engine loop, each logged as its own role; the first is the method's student.
 
         ``models`` maps role -> builder, called in order right after seeding (so the first role starts
-        from the same weights as the baseline); ``make`` turns the built models into the method, whose
-        ``peers()`` are the other roles. Finished roles of an interrupted attempt are reloaded, not retrained.
+        from the same weights as the baseline, unless ``seed_offset`` gives them their own); ``make`` turns the
+        built models into the method, whose ``peers()`` are the other roles. Finished roles of an interrupted
+        attempt are reloaded, not retrained; an unfinished one continues from its checkpoint, and epochs it
+        had already logged are not logged twice.
         """
         cfg, splits = self.cfg, self.splits
         assert splits is not None and self.study_id is not None
@@ -298,27 +367,42 @@ class Study:
                                                               self._predict(model))
             return results
 
-        set_determinism(cfg.train.seed, cfg.train.threads)  # same init for baseline and student
+        train = cfg.train
+        params = cfg.flat()
+        if seed_offset:
+            train = train.model_copy(update={"seed": train.seed + seed_offset * SEED_STRIDE})
+            params["train.seed_offset"] = str(seed_offset)
+        set_determinism(train.seed, train.threads)  # same init for baseline and student
         built = {role: build() for role, build in models.items()}
         distiller = make(built)
         run_ids: dict[str, str] = {}
+        logged: dict[str, int] = {}  # role -> last epoch its curves already hold (-1: none)
         for role, run in previous.items():
             if run is not None:
                 run_ids[role] = run.run_id
                 self._reopen(run.run_id)
+                logged[role] = max((step for step, _ in self.tracker.metric_history(run.run_id, "val/acc")),
+                                   default=-1)
             else:
-                run_ids[role] = self.tracker.start_run(role, self._tags(role, method, **extra_tags), cfg.flat(),
+                run_ids[role] = self.tracker.start_run(role, self._tags(role, method, **extra_tags), params,
                                                        parent_id=self.study_id)
+                logged[role] = -1
             self._open.append(run_ids[role])
 
         def log(report: EpochReport) -> None:
             for role, metrics in {report.role: report.metrics, **report.peers}.items():
-                self.tracker.log_metrics(run_ids[role], metrics, report.epoch)
+                if report.epoch > logged[role]:  # a resumed role retraces epochs logged before the crash
+                    self.tracker.log_metrics(run_ids[role], metrics, report.epoch)
+
+        def flush() -> None:
+            for run_id in run_ids.values():
+                self.tracker.flush(run_id)
 
         primary = next(iter(models))
         checkpoint = self.checkpoint_path(primary)
-        fit(distiller, splits, cfg.train, role=primary, epochs=cfg.train.epochs_for(primary), device=self.device,
-            callbacks=[log], checkpoint=checkpoint, progress=self.progress)
+        fit(distiller, splits, train, role=primary, epochs=train.epochs_for(primary), device=self.device,
+            callbacks=[log], checkpoint=checkpoint, checkpoint_owner=f"{self.config_hash()}:{primary}",
+            checkpoint_seconds=CHECKPOINT_SECONDS, before_checkpoint=flush, progress=self.progress)
         results = {role: self._finish_role(role, run_ids[role], model, teacher) for role, model in built.items()}
         checkpoint.unlink(missing_ok=True)
         return results
@@ -427,17 +511,35 @@ def study_results(tracker: Tracker, study_id: str) -> StudyResults:
     results = StudyResults({}, params)
     for run in tracker.find_runs({"kd.study_id": study_id}):
         role = run.tags.get("kd.role")
+        if not role:
+            log.warning("study %s: run %s has no kd.role tag; it is left out of the diagnosis", study_id, run.run_id)
+            continue
         if role == STUDY_ROLE or run.status != "FINISHED":
             continue
         results.metrics[role] = dict(run.metrics)
         results.history[role] = {"train/loss_kd": [v for _, v in tracker.metric_history(run.run_id, "train/loss_kd")]}
-        try:
-            with np.load(io.BytesIO(tracker.read_bytes(run.run_id, "predictions.npz"))) as data:
-                results.predictions[role] = {key: data[key] for key in data.files}
-        except Exception:  # a role without predictions: its gates say "not measurable"
-            continue
-        results.num_classes = results.predictions[role]["test_probs"].shape[1]
+        predictions = _read_predictions(tracker, run.run_id)
+        if predictions is not None:
+            results.predictions[role] = predictions
+            results.num_classes = predictions["test_probs"].shape[1]
     return results
+
+
+def _read_predictions(tracker: Tracker, run_id: str) -> dict[str, np.ndarray] | None:
+    """A role's logged predictions; None (its gates become "not measurable") when it has none or they are damaged."""
+    try:
+        data = tracker.read_bytes(run_id, "predictions.npz")
+    except FileNotFoundError:
+        return None
+    try:
+        with np.load(io.BytesIO(data)) as arrays:
+            predictions = {key: arrays[key] for key in arrays.files}
+        if predictions["test_probs"].ndim != 2:
+            raise ValueError(f"test_probs has shape {predictions['test_probs'].shape}, expected (N, classes)")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        log.warning("run %s: predictions.npz is unreadable (%s); its gates are not measurable", run_id, err)
+        return None
+    return predictions
 
 
 def diagnose(tracker: Tracker, study_id: str) -> tuple[list[Finding], list[Gate]]:

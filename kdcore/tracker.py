@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -68,7 +69,12 @@ class Tracker(ABC):
         """Store ``data`` as the artifact ``path`` of the run."""
 
     @abstractmethod
-    def read_bytes(self, run_id: str, path: str) -> bytes: ...
+    def read_bytes(self, run_id: str, path: str) -> bytes:
+        """The artifact ``path`` of the run; FileNotFoundError when the run has no such artifact."""
+
+    @abstractmethod
+    def flush(self, run_id: str) -> None:
+        """Write the run's buffered metrics now (before a checkpoint, so curves never lag behind it)."""
 
     @abstractmethod
     def end_run(self, run_id: str, status: str = "FINISHED") -> None: ...
@@ -94,10 +100,11 @@ class MemoryTracker(Tracker):
         self.history: dict[tuple[str, str], list[tuple[int, float]]] = {}
         self.artifacts: dict[tuple[str, str], bytes] = {}
         self._ids = itertools.count(1)
+        self._token = secrets.token_hex(4)  # ids unique across trackers: checkpoints are kept by study id
 
     def start_run(self, name: str, tags: dict[str, str], params: dict[str, str],
                   parent_id: str | None = None) -> str:
-        run_id = f"run{next(self._ids)}"
+        run_id = f"run{next(self._ids)}-{self._token}"
         tags = dict(tags)
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id
@@ -113,6 +120,9 @@ class MemoryTracker(Tracker):
             self.runs[run_id].metrics[key] = float(value)
             self.history.setdefault((run_id, key), []).append((step, float(value)))
 
+    def flush(self, run_id: str) -> None:
+        """Nothing is buffered here."""
+
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self.runs[run_id].tags.update(tags)
 
@@ -123,7 +133,10 @@ class MemoryTracker(Tracker):
         self.artifacts[(run_id, path)] = data
 
     def read_bytes(self, run_id: str, path: str) -> bytes:
-        return self.artifacts[(run_id, path)]
+        try:
+            return self.artifacts[(run_id, path)]
+        except KeyError:
+            raise FileNotFoundError(f"run {run_id} has no artifact {path}") from None
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.runs[run_id].status = status
@@ -134,7 +147,13 @@ class MemoryTracker(Tracker):
     def find_runs(self, tags: dict[str, str], status: str | None = None) -> list[RunRecord]:
         found = [r for r in self.runs.values()
                  if all(r.tags.get(k) == v for k, v in tags.items()) and status in (None, r.status)]
-        return sorted(found, key=lambda r: (r.start_time, int(r.run_id[3:])), reverse=True)
+        return sorted(found, key=lambda r: (r.start_time, int(r.run_id[3:].partition("-")[0])),
+                      reverse=True)
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return sorted(self.history.get((run_id, key), []))
+
+
+class TrackingUnavailable(Exception):
+    """The tracking store cannot be used: a bad URI, a folder that cannot hold it, a server that does not
+    answer. The message is one line that says what is wrong and how to point at a working store."""

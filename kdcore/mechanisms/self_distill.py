@@ -3,6 +3,7 @@
 - **temporal** (born-again networks, Furlanello et al. 2018): generation 0 is the student trained on
   labels alone (the study's baseline); each of ``distill.generations`` later generations, of the same
   architecture, is distilled from the one before with ``distill.method``. The last one is the student.
+  Generation k starts from its own weights and batch order (seed offset k, a param of its run).
 - **spatial** (deep-to-shallow, "Be Your Own Teacher", Zhang et al. 2019): a classifier is attached
   after each of the student's blocks; the deepest exit learns from the labels and teaches every
   shallower exit through the method's logit terms, in one training. The exit ``distill.exit`` is
@@ -136,8 +137,9 @@ def self_distill(study) -> None:
         previous = study.train_role("baseline", cfg.student, "none", teacher=None)  # generation 0
         for k in range(1, cfg.distill.generations + 1):
             role = "student" if k == cfg.distill.generations else f"generation_{k}"
+            # Each generation has its own initial weights and batch order, so it does not retrace its teacher.
             previous = study.train_role(role, cfg.student, cfg.distill.method, teacher=previous,
-                                        extra_tags={"kd.generation": str(k)})
+                                        extra_tags={"kd.generation": str(k)}, seed_offset=k)
         return
     splits = study.splits
     shape, classes = splits.input_shape, splits.num_classes
