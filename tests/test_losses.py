@@ -209,18 +209,19 @@ def test_pkt_matches_hand_computed_value() -> None:
 
 
 def test_attention_pattern_matches_hand_computed_value_with_head_averaging() -> None:
-    s = [torch.randn(2, 2, 3, 3).softmax(-1)]  # one layer, 2 heads
-    t = [torch.randn(2, 4, 3, 3).softmax(-1) for _ in range(2)]  # two layers, 4 heads
-    a_s, a_t = _np(s[0]).mean(axis=1), _np(t[1]).mean(axis=1)  # one-layer student reads the last teacher layer
+    s = [torch.randn(2, 2, 3, 3)]  # one layer, 2 heads, pre-softmax scores
+    t = [torch.randn(2, 4, 3, 3).softmax(-1) for _ in range(2)]  # two layers, 4 heads, probabilities
+    a_s, a_t = _np(s[0].softmax(-1)).mean(axis=1), _np(t[1]).mean(axis=1)  # one-layer student: last teacher layer
     expected = np.mean([_kl(a_t[b, q], a_s[b, q]) for b in range(2) for q in range(3)])
     assert attention_pattern(s, t).item() == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_attention_pattern_maps_layers_uniformly() -> None:
-    t = [torch.randn(2, 2, 4, 4).softmax(-1) for _ in range(5)]
-    assert attention_pattern([t[0], t[2], t[4]], t).item() == pytest.approx(0.0, abs=1e-6)  # i -> round(i * 4 / 2)
-    assert attention_pattern([t[0], t[1], t[4]], t).item() > 0
-    assert attention_pattern([t[0], t[4]], t).item() == pytest.approx(0.0, abs=1e-6)
+    t = [torch.randn(2, 2, 4, 4) for _ in range(5)]
+    p = [a.softmax(-1) for a in t]
+    assert attention_pattern([t[0], t[2], t[4]], p).item() == pytest.approx(0.0, abs=1e-6)  # i -> round(i * 4 / 2)
+    assert attention_pattern([t[0], t[1], t[4]], p).item() > 0
+    assert attention_pattern([t[0], t[4]], p).item() == pytest.approx(0.0, abs=1e-6)
 
 
 # --- properties shared by every term ---------------------------------------------------------------------------------
@@ -238,9 +239,9 @@ CASES: dict[str, tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], Cal
     "rkd_angle": (rkd_angle, lambda: torch.randn(6, 8)),
     "similarity_preserving": (similarity_preserving, lambda: torch.randn(6, 3, 2, 2)),
     "pkt": (pkt, lambda: torch.randn(6, 8)),
-    "attention_pattern": (
-        lambda s, t: attention_pattern(list(s), list(t)),
-        lambda: torch.randn(2, 3, 2, 4, 4).softmax(-1),
+    "attention_pattern": (  # (layers, B, H, T, T) scores; the teacher side is read as its probabilities
+        lambda s, t: attention_pattern(list(s), list(t.softmax(-1))),
+        lambda: torch.randn(2, 3, 2, 4, 4),
     ),
 }
 

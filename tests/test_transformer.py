@@ -42,6 +42,16 @@ def test_attention_is_a_causal_distribution() -> None:
         assert (a[..., upper] == 0).all()
 
 
+def test_attention_logits_are_the_masked_scores_behind_the_attentions() -> None:
+    out = build(48, 2)(tokens(3))
+    upper = torch.ones(T, T, dtype=torch.bool).triu(1)
+    assert out.attention_logits is not None and len(out.attention_logits) == len(out.attentions) == 2
+    for scores, a in zip(out.attention_logits, out.attentions, strict=True):
+        assert scores.shape == a.shape
+        assert scores[..., upper].isneginf().all() and torch.isfinite(scores[..., ~upper]).all()
+        torch.testing.assert_close(scores.softmax(-1), a)
+
+
 @pytest.mark.parametrize("t", [0, 5, T - 1])
 def test_a_token_only_changes_logits_at_and_after_its_position(t: int) -> None:
     net = build(32, 2).eval()
@@ -88,10 +98,12 @@ def test_a_tiny_model_overfits_a_few_sequences() -> None:
 def test_attention_pattern_between_models_of_different_depth_and_heads() -> None:
     student, teacher = build(16, 1, seed=0), build(64, 4, seed=1)
     x = tokens(4)
-    s, t = student(x).attentions, teacher(x).attentions
+    s, out_t = student(x).attention_logits, teacher(x)
+    t = out_t.attentions
     assert len(s) == 1 and len(t) == 4 and s[0].shape[1] != t[0].shape[1]
     loss = attention_pattern(s, t)
     assert torch.isfinite(loss) and loss >= 0
     loss.backward()
-    assert student.blocks[0].attn.qkv.weight.grad is not None
-    assert attention_pattern(t, [a.detach() for a in t]).abs() < 1e-5
+    grad = student.blocks[0].attn.qkv.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    assert attention_pattern(out_t.attention_logits, [a.detach() for a in t]).abs() < 1e-5

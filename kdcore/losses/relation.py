@@ -87,34 +87,53 @@ def pkt(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor, eps: f
     return (p_t * torch.log((p_t + eps) / (p_s + eps))).sum(dim=1).mean()
 
 
-def _attention_kl(a_s: torch.Tensor, a_t: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """KL(a_t || a_s) per attention row, averaged over batch, heads and queries; both (B, H, T, T)."""
-    a_s, a_t = a_s.float(), a_t.detach().float()
-    if a_s.shape[1] != a_t.shape[1]:
-        a_s, a_t = a_s.mean(dim=1, keepdim=True), a_t.mean(dim=1, keepdim=True)  # (B, 1, T, T)
-    if a_s.shape != a_t.shape:
+def _log_mean_over_heads(log_p: torch.Tensor) -> torch.Tensor:
+    """log of the head-averaged attention, (B, H, T, T) log-probs -> (B, 1, T, T), computed in log space.
+
+    Keys masked on every head stay -inf; they are filled with 0 around the logsumexp, whose backward would
+    otherwise give NaN (-inf - -inf) there.
+    """
+    masked = log_p.isneginf().all(dim=1, keepdim=True)  # (B, 1, T, T)
+    mean = log_p.masked_fill(masked, 0.0).logsumexp(dim=1, keepdim=True) - math.log(log_p.shape[1])
+    return mean.masked_fill(masked, float("-inf"))
+
+
+def _attention_kl(s_logits: torch.Tensor, a_t: torch.Tensor) -> torch.Tensor:
+    """KL(a_t || softmax(s_logits)) per attention row, averaged over batch, heads and queries; both (B, H, T, T).
+
+    The student's log-probabilities come from log_softmax of its scores, never from the log of its
+    probabilities: a clamp or an underflow there would cap the loss and zero the gradient exactly where the
+    student is confident and wrong. Keys the teacher gives no mass (masked, or underflowed) add nothing.
+    """
+    log_s, a_t = s_logits.float().log_softmax(dim=-1), a_t.detach().float()  # -inf at the student's masked keys
+    if log_s.shape[1] != a_t.shape[1]:
+        log_s, a_t = _log_mean_over_heads(log_s), a_t.mean(dim=1, keepdim=True)  # (B, 1, T, T)
+    if log_s.shape != a_t.shape:
         raise ValueError(
-            f"attention_pattern needs matching (B, H, T, T); student {tuple(a_s.shape)}, teacher {tuple(a_t.shape)}"
+            f"attention_pattern needs matching (B, H, T, T); student {tuple(log_s.shape)}, teacher {tuple(a_t.shape)}"
         )
-    kl = torch.xlogy(a_t, a_t) - a_t * a_s.clamp(min=eps).log()  # (B, H, T, T); 0 log 0 = 0 for masked keys
+    kl = torch.where(a_t > 0, a_t * (a_t.log() - log_s), 0.0)  # (B, H, T, T); where, not 0 * -inf = NaN
     return kl.sum(dim=-1).mean()
 
 
 def attention_pattern(
-    student_attentions: Sequence[torch.Tensor], teacher_attentions: Sequence[torch.Tensor]
+    student_logits: Sequence[torch.Tensor], teacher_attentions: Sequence[torch.Tensor]
 ) -> torch.Tensor:
     """Self-attention distribution transfer: Wang et al. 2020, NeurIPS, "MiniLM: Deep Self-Attention Distillation
     for Task-Agnostic Compression of Pre-Trained Transformers".
 
-    Each list holds one (B, H, T, T) attention-probability tensor per layer. Student layer i reads teacher layer
-    round(i * (Lt - 1) / (Ls - 1)) (rounded half up; a one-layer student reads the teacher's last layer, as MiniLM
-    does). Per pair: KL(teacher || student) per row, averaged over batch, heads and queries (heads are averaged
-    first when the counts differ); the loss is the mean over student layers.
+    ``student_logits`` holds one (B, H, T, T) tensor of pre-softmax attention scores per layer (-inf at masked
+    keys, as ``ModelOutput.attention_logits``); ``teacher_attentions`` one (B, H, T, T) attention-probability
+    tensor per layer (``ModelOutput.attentions``). The student side is scores so that its log-probabilities are
+    exact (log_softmax) however peaked its attention; the teacher is only a target. Student layer i reads teacher
+    layer round(i * (Lt - 1) / (Ls - 1)) (rounded half up; a one-layer student reads the teacher's last layer, as
+    MiniLM does). Per pair: KL(teacher || student) per row, averaged over batch, heads and queries (heads are
+    averaged first, as probabilities, when the counts differ); the loss is the mean over student layers.
     """
-    ls, lt = len(student_attentions), len(teacher_attentions)
+    ls, lt = len(student_logits), len(teacher_attentions)
     if ls == 0 or lt == 0:
         raise ValueError(f"attention_pattern needs at least one layer per side; got student {ls}, teacher {lt}")
     mapping = [lt - 1] if ls == 1 else [math.floor(i * (lt - 1) / (ls - 1) + 0.5) for i in range(ls)]
     return torch.stack(
-        [_attention_kl(a, teacher_attentions[j]) for a, j in zip(student_attentions, mapping, strict=True)]
+        [_attention_kl(s, teacher_attentions[j]) for s, j in zip(student_logits, mapping, strict=True)]
     ).mean()

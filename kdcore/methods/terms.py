@@ -227,7 +227,7 @@ class TermMethod(Method):
                 if term.reads == LOGITS:
                     s_value, t_value, term_batch = s_rows, t_rows, rows
                 elif term.reads == ATTENTIONS:
-                    s_value, t_value = out.attentions, teacher[ATTENTIONS]
+                    s_value, t_value = out.attention_logits, teacher[ATTENTIONS]  # student scores, teacher probs
                 else:
                     s_value, t_value = out.features[s_name], teacher[t_name]
                     if _adapter_key(i, k) in self.adapters:

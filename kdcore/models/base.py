@@ -15,12 +15,16 @@ class ModelOutput:
     """What every model returns.
 
     ``features`` uses stable names (``block1`` ... ``blockN``, ``penultimate``) so feature- and
-    relation-based methods can say what they read without knowing the architecture.
+    relation-based methods can say what they read without knowing the architecture. A model that attends
+    returns both ``attentions`` (probabilities, what is logged and drawn) and ``attention_logits`` (the
+    pre-softmax scores they come from, -inf at masked keys), so a loss can take exact log-probabilities with
+    log_softmax where a probability would underflow.
     """
 
     logits: torch.Tensor  # (B, K)
     features: dict[str, torch.Tensor]
-    attentions: list[torch.Tensor] | None = None
+    attentions: list[torch.Tensor] | None = None  # per layer (B, H, T, T), rows sum to 1
+    attention_logits: list[torch.Tensor] | None = None  # per layer (B, H, T, T), softmax(-1) gives attentions
 
 
 class BlockNet(nn.Module):

@@ -19,7 +19,7 @@ def head_count(width: int) -> int:
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention, computed explicitly so its probabilities can be returned."""
+    """Multi-head causal self-attention, computed explicitly so its scores and probabilities can be returned."""
 
     def __init__(self, width: int, heads: int, max_len: int) -> None:
         super().__init__()
@@ -30,13 +30,14 @@ class CausalSelfAttention(nn.Module):
         mask = torch.ones(max_len, max_len, dtype=torch.bool).triu(1)
         self.register_buffer("mask", mask, persistent=False)
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The block's update (B, T, width), the masked scores and the probabilities, each (B, H, T, T)."""
         b, t, width = h.shape
         q, k, v = self.qkv(h).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # each (B, H, T, Dh)
-        scores = q @ k.mT / math.sqrt(self.head_dim)  # (B, H, T, T)
-        probs = scores.masked_fill(self.mask[:t, :t], float("-inf")).softmax(dim=-1)
+        scores = (q @ k.mT / math.sqrt(self.head_dim)).masked_fill(self.mask[:t, :t], float("-inf"))  # (B, H, T, T)
+        probs = scores.softmax(dim=-1)
         out = (probs @ v).transpose(1, 2).reshape(b, t, width)  # (B, T, width)
-        return self.proj(out), probs
+        return self.proj(out), scores, probs
 
 
 class Block(nn.Module):
@@ -48,17 +49,18 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(width, heads, max_len)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a, probs = self.attn(self.ln1(h))
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a, scores, probs = self.attn(self.ln1(h))
         h = h + a
-        return h + self.mlp(self.ln2(h)), probs
+        return h + self.mlp(self.ln2(h)), scores, probs
 
 
 class CharTransformer(nn.Module):
     """Decoder-only causal transformer over token ids (B, T) with one shared vocabulary of ``num_classes``.
 
     Returns next-token logits (B, T, num_classes), the per-block attention probabilities (one (B, H, T, T)
-    tensor per block, rows summing to 1 over the keys at or before each query) and the features
+    tensor per block, rows summing to 1 over the keys at or before each query), their pre-softmax scores
+    (``attention_logits``, -inf at the later keys, for losses that need exact log-probabilities) and the features
     ``block1`` ... ``blockN`` (residual stream after each block) and ``penultimate`` (final LayerNorm output).
     Features are channels-first, (B, width, T): the toolkit's feature adapters treat rank-2 features as
     (C, L) and map channels with a 1x1 Conv1d, i.e. the same linear map at every position, which is the
@@ -90,13 +92,15 @@ class CharTransformer(nn.Module):
         h = self.tokens(tokens) + self.positions.weight[:t]  # (B, T, width)
         features: dict[str, torch.Tensor] = {}
         attentions: list[torch.Tensor] = []
+        attention_logits: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks, start=1):
-            h, probs = block(h)
+            h, scores, probs = block(h)
             features[f"block{i}"] = h.transpose(1, 2)  # (B, width, T)
             attentions.append(probs)
+            attention_logits.append(scores)
         z = self.norm(h)
         features["penultimate"] = z.transpose(1, 2)
-        return ModelOutput(self.head(z), features, attentions)
+        return ModelOutput(self.head(z), features, attentions, attention_logits)
 
 
 @register_model("transformer", input_rank=1, inputs="tokens", family="transformer",
@@ -104,7 +108,8 @@ class CharTransformer(nn.Module):
 def transformer(input_shape: tuple[int, ...], num_classes: int, width: int = 64, depth: int = 2) -> CharTransformer:
     """Character-level causal transformer: `depth` pre-norm blocks of `width` dims; next-token logits, attention.
 
-    Returns next-token logits (B, T, num_classes), hidden states (B, width, T) and one attention map per block.
+    Returns next-token logits (B, T, num_classes), hidden states (B, width, T) and one attention map (and its
+    pre-softmax scores) per block.
     """
     return CharTransformer(input_shape, num_classes, width, depth)
 
