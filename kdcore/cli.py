@@ -256,10 +256,10 @@ def cmd_studies(args: argparse.Namespace) -> int:
               f"{'method':<6}  {'teacher':>7}  {'baseline':>8}  {'student':>7}  {'s/t':>5}  {'s/b':>5}")
     print(header)
     for row in frame.itertuples():
-        print(f"{row.study_id:<32}  {row.status:<8}  {_s(row.dataset):<8}  {_s(row.teacher):<14}  "
-              f"{_s(row.student):<14}  {_s(row.method):<6}  {_pct(row.teacher_acc):>7}  "
-              f"{_pct(row.baseline_acc):>8}  {_pct(row.student_acc):>7}  {_num(row.ratio_teacher):>5}  "
-              f"{_num(row.ratio_baseline):>5}")
+        print(f"{_s(row.study_id, 32):<32}  {_s(row.status, 8):<8}  {_s(row.dataset, 8):<8}  "
+              f"{_s(row.teacher, 14):<14}  {_s(row.student, 14):<14}  {_s(row.method, 6):<6}  "
+              f"{_pct(row.teacher_acc):>7}  {_pct(row.baseline_acc):>8}  {_pct(row.student_acc):>7}  "
+              f"{_num(row.ratio_teacher):>5}  {_num(row.ratio_baseline):>5}")
     return 0
 
 
@@ -268,16 +268,24 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _s(value: object) -> str:
-    return "-" if _missing(value) else str(value)
+def _s(value: object, width: int | None = None) -> str:
+    """Store text for a terminal cell: one line, cut to ``width`` with an ellipsis."""
+    text = "-" if _missing(value) else " ".join(str(value).split())
+    return text if width is None or len(text) <= width else text[:width - 1] + "…"
 
 
 def _pct(value: object) -> str:
-    return "-" if _missing(value) else f"{100 * float(value):.1f}%"  # type: ignore[arg-type]
+    if _missing(value):
+        return "-"
+    number = float(value)  # type: ignore[arg-type]
+    return f"{100 * number:.1f}%" if math.isfinite(number) else str(number)
 
 
 def _num(value: object) -> str:
-    return "-" if _missing(value) else f"{float(value):.2f}"  # type: ignore[arg-type]
+    if _missing(value):
+        return "-"
+    number = float(value)  # type: ignore[arg-type]
+    return f"{number:.2f}" if math.isfinite(number) else str(number)
 
 
 def _one_line(err: BaseException) -> str:
