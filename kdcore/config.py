@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import reprlib
+import types
+import unicodedata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from kdcore.registry import (
     DATASETS,
@@ -26,22 +38,69 @@ from kdcore.registry import (
     model_fits,
 )
 
+# What MLflow stores (mlflow/utils/validation.py and its SQL schema): longer values are refused or cut.
+EXPERIMENT_CHARS = 500  # MAX_EXPERIMENT_NAME_LENGTH
+RUN_NAME_CHARS = 250  # runs.name is VARCHAR(250) in MLflow's SQL stores (PostgreSQL and MySQL enforce it)
+PARAM_VALUE_CHARS = 6000  # MAX_PARAM_VAL_LENGTH; every flattened config value is logged as a param
+MAX_SEED = 1_000_000_000  # scikit-learn takes seeds below 2**32, torch's batch order seed * 100_003
+SECTIONS = "a mapping of sections (data, teacher, student, distill, train, tracking)"
+
 
 class ConfigError(ValueError):
     """A configuration problem, reported as one line that names the field."""
 
 
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are re-validated."""
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """(the scalar type a field holds, whether it holds a list of them), through ``X | None``."""
+    args = [arg for arg in get_args(annotation) if arg is not type(None)]
+    if get_origin(annotation) in (Union, types.UnionType) and len(args) == 1:
+        return _unwrap(args[0])
+    if get_origin(annotation) is list:
+        return args[0], True
+    return annotation, False
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are re-validated, numbers
+    are finite, and YAML's ``true`` is not the number 1 (nor 1 a ``true``)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, value: Any, info: ValidationInfo) -> Any:
+        kind, listed = _unwrap(cls.model_fields[str(info.field_name)].annotation)
+        for item in value if listed and isinstance(value, list) else [value]:
+            problem = _mixup(kind, item)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+
+def _mixup(kind: Any, value: Any) -> str | None:
+    """The complaint when a bool stands for a number or a number for a bool (pydantic's lax mode takes both)."""
+    if kind in (int, float) and isinstance(value, bool):
+        return f"Input should be {'an integer' if kind is int else 'a number'}, not {str(value).lower()}"
+    if kind is bool and isinstance(value, int | float) and not isinstance(value, bool):
+        return f"Input should be true or false, not a number (got {_short(value)})"
+    return None
+
+
+def _printable(value: str, limit: int | None = None, why: str = "") -> str:
+    """``value`` unless it holds control characters or exceeds ``limit`` characters (``why`` says whose)."""
+    if limit is not None and len(value) > limit:
+        raise ValueError(f"String should have at most {limit} characters, {why} (got {len(value)})")
+    bad = next((char for char in value if unicodedata.category(char) == "Cc"), None)
+    if bad is not None:
+        raise ValueError(f"control character {bad!r} at position {value.index(bad)}; use printable text")
+    return value
 
 
 def _registered(registry: Any, name: str) -> str:
     try:
         registry.entry(name)
-    except UnknownNameError as err:
-        raise ValueError(str(err)) from None
+    except UnknownNameError:
+        raise ValueError(f"unknown {registry.kind} {_short(name)}; allowed: {', '.join(registry.names())}") from None
     return name
 
 
@@ -55,7 +114,8 @@ class DataConfig(Section):
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of samples held out for model selection.")
     test_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of samples held out for the final numbers.")
     split_seed: int = Field(
-        0, ge=0, description="Seed of the split; fixed apart from train.seed so seeds compare on one test set."
+        0, ge=0, le=MAX_SEED,
+        description="Seed of the split; fixed apart from train.seed so seeds compare on one test set.",
     )
 
     @field_validator("name")
@@ -213,10 +273,35 @@ class DistillConfig(Section):
                     raise ValueError(f"{field}: method {self.method} takes no extra parameters")
                 continue
             try:
-                params_model.model_validate(params)
+                valid = params_model.model_validate(params)
             except ValidationError as err:
                 raise ValueError(first_error(err, prefix=field)) from None
+            try:  # strict mode finds where a bool stands for a number or a number for a bool
+                params_model.model_validate(params, strict=True)
+            except ValidationError as err:
+                for item in err.errors():
+                    problem = _mixup(STRICT_TYPES.get(item["type"]), item.get("input"))
+                    if problem is not None:
+                        raise ValueError(f"{'.'.join([field, *map(_key, item['loc'])])}: {problem}") from None
+            infinite = _non_finite(valid.model_dump(), field)
+            if infinite is not None:
+                raise ValueError(f"{infinite[0]}: Input should be a finite number (got {infinite[1]})")
         return self
+
+
+STRICT_TYPES = {"int_type": int, "float_type": float, "bool_type": bool}  # strict-mode error -> expected type
+
+
+def _non_finite(tree: Any, path: str) -> tuple[str, float] | None:
+    """The first NaN or infinity inside validated method parameters, with its dotted path."""
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return path, tree
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{path}.{key}")
+        if found is not None:
+            return found
+    return None
 
 
 class TrainConfig(Section):
@@ -228,7 +313,7 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0, le=1, description="L2 penalty (decoupled for adamw).")
     momentum: float = Field(0.9, ge=0, lt=1, description="Momentum, used by sgd only.")
     schedule: Literal["cosine", "constant"] = Field("cosine", description="Learning-rate schedule over epochs.")
-    seed: int = Field(0, ge=0, description="Seed of initialisation and batch order.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of initialisation and batch order.")
     device: str = Field("auto", description="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")
     amp: bool = Field(True, description="Mixed precision on CUDA; ignored elsewhere.")
     threads: int = Field(
@@ -255,6 +340,23 @@ class TrackingConfig(Section):
         None, description="Tracking URI; empty = $MLFLOW_TRACKING_URI, else ./mlflow.db (SQLite)."
     )
     study_name: str | None = Field(None, description="Name shown for the study; empty = generated.")
+
+    @field_validator("experiment")
+    @classmethod
+    def _experiment(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("String should not be blank; name the MLflow experiment, e.g. kd-explorer")
+        return _printable(value, EXPERIMENT_CHARS, "MLflow's limit for experiment names")
+
+    @field_validator("study_name")
+    @classmethod
+    def _study_name(cls, value: str | None) -> str | None:
+        return None if value is None else _printable(value, RUN_NAME_CHARS, "MLflow's limit for run names")
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        return None if value is None else _printable(value)
 
 
 class ExperimentConfig(Section):
@@ -299,6 +401,20 @@ class ExperimentConfig(Section):
             check(self)  # a ValueError naming the field when the mechanism cannot run this study
         return self
 
+    @model_validator(mode="after")
+    def _params_fit_mlflow(self) -> ExperimentConfig:
+        """Every flattened value is an MLflow param: it must be storable (UTF-8) and not so long it is cut."""
+        for key, value in self.flat().items():
+            if len(value) > PARAM_VALUE_CHARS:
+                raise ValueError(f"{key}: too long to log as an MLflow param ({len(value)} characters written "
+                                 f"out; at most {PARAM_VALUE_CHARS}); use fewer or shorter entries")
+            try:
+                value.encode()
+            except UnicodeEncodeError as err:
+                raise ValueError(f"{key}: not storable text: {_short(value[err.start])} at position {err.start} "
+                                 "is half of a surrogate pair") from None
+        return self
+
     # --- persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -314,12 +430,19 @@ class ExperimentConfig(Section):
         return {key: "" if value is None else str(value) for key, value in _flatten(self.to_dict()).items()}
 
     def teacher_fingerprint(self, version: str) -> str:
-        """Hash of everything that determines the trained teacher, so identical teachers are reused.
+        """Hash of everything that determines the trained teacher's weights, so only an identical teacher is reused.
 
-        Device, AMP and thread count are left out: they change the last bits, not the teacher.
+        That is the code version, the whole data section (dataset, size, split fractions, split seed), the
+        teacher's architecture and every training setting, its epoch budget included. Thread count, device
+        and AMP are in too: each changes the weights, and a study reusing a teacher must get the weights it
+        would have trained. The config cannot know where ``auto`` lands, so the device counts as written
+        (``auto`` and ``cpu`` never share a teacher, even on a machine without a GPU); AMP counts unless the
+        device is ``cpu`` or ``mps``, where the engine ignores it.
         """
-        train = self.train.model_dump(mode="json", exclude={"device", "amp", "threads", "teacher_epochs"})
+        train = self.train.model_dump(mode="json", exclude={"teacher_epochs"})
         train["epochs"] = self.train.epochs_for("teacher")
+        if train["device"] in {"cpu", "mps"}:  # mixed precision runs on CUDA only
+            train["amp"] = False
         payload = {"version": version, "data": self.data.model_dump(mode="json"),
                    "teacher": self.teacher.model_dump(mode="json"), "train": train}
         if self.distill.mechanism == "cross_modal":  # a teacher of one view is not a teacher of another
@@ -342,8 +465,26 @@ def first_error(err: ValidationError, prefix: str = "") -> str:
     return _format_error(err.errors()[0], prefix)
 
 
+_SHORT = reprlib.Repr()  # values quoted in messages: long text, big numbers and deep structures elided
+_SHORT.maxstring = _SHORT.maxother = 80
+
+
+def _short(value: Any) -> str:
+    """A bounded ``repr`` of ``value`` for a one-line message."""
+    try:
+        return _SHORT.repr(value)
+    except ValueError:  # an integer too long to write out
+        return f"an integer of {value.bit_length()} bits"
+
+
+def _key(part: Any) -> str:
+    """A key of a field path as written: plain names bare, anything else quoted and shortened."""
+    text = str(part)
+    return text if isinstance(part, int) or re.fullmatch(r"[A-Za-z0-9_]{1,64}", text) else _short(part)
+
+
 def _format_error(first: Any, prefix: str = "") -> str:
-    loc = ".".join(str(part) for part in first["loc"])
+    loc = ".".join(_key(part) for part in first["loc"])
     loc = ".".join(p for p in (prefix, loc) if p)
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
@@ -351,7 +492,8 @@ def _format_error(first: Any, prefix: str = "") -> str:
     elif "input" in first and first["type"] not in {"value_error", "missing"} and not isinstance(
         first["input"], dict
     ):
-        msg = f"{msg} (got {first['input']!r})"
+        msg = f"{msg} (got {_short(first['input'])})"
+    msg = " ".join(msg.split())  # one line, whatever a check put into its message
     if re.match(r"^[a-z_]+\.[a-z_0-9.]+: ", msg):  # a cross-field message already names its field
         return msg
     own = re.match(r"^([a-z_]+): (.*)$", msg)  # a section's own message names a field inside it
@@ -388,7 +530,7 @@ def field_errors(raw: dict[str, Any]) -> dict[str, str]:
 def validate(raw: dict[str, Any]) -> ExperimentConfig:
     """Validate a raw mapping into an :class:`ExperimentConfig`, or raise a one-line ConfigError."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"config: expected a mapping of sections, got {type(raw).__name__}")
+        raise ConfigError(f"config: expected {SECTIONS}, got {_kind(raw)}")
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
@@ -401,45 +543,81 @@ def validate(raw: dict[str, Any]) -> ExperimentConfig:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides (values parsed as YAML) to a raw config mapping."""
+    """Apply ``section.key=value`` overrides (values parsed as YAML) to a raw config mapping.
+
+    A value YAML cannot read is kept as text, so the field's own check says what it expects.
+    """
+    _mapping(raw, "config", SECTIONS)
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected section.key=value, e.g. distill.temperature=8")
+            raise ConfigError(f"override {_short(item)}: expected section.key=value, e.g. distill.temperature=8")
         node = raw
         parts = key.split(".")
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"{key}: {part} is a value, not a section")
+                raise ConfigError(f"{'.'.join(map(_key, parts))}: {_key(part)} is a value, not a section")
             node = child
         try:
-            node[parts[-1]] = yaml.safe_load(text) if text else None
-        except yaml.YAMLError:
+            node[parts[-1]] = _parse_yaml(text, key) if text else None
+        except ConfigError:
             node[parts[-1]] = text
     return raw
 
 
-def load_raw(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file into a mapping (an empty file is the default config)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+def _kind(value: Any) -> str:
+    """What a YAML document holds, in words, for 'expected a mapping, got ...'."""
+    return {list: "a list", str: "text", bool: "true or false", int: "a number", float: "a number",
+            bytes: "binary data", set: "a set"}.get(type(value), type(value).__name__)
+
+
+def _parse_yaml(text: str, what: str) -> Any:
+    """YAML text as Python values; any problem reading it is a one-line ConfigError naming ``what``.
+
+    Besides syntax errors, PyYAML raises plain exceptions for values it cannot build (``2024-13-01``,
+    ``!!int abc``, an integer of more than 4300 digits) and RecursionError for deep nesting.
+    """
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file {str(path)!r}: invalid YAML{where}") from None
-    return raw or {}
+        raise ConfigError(f"{what}: invalid YAML{where}") from None
+    except RecursionError:
+        raise ConfigError(f"{what}: invalid YAML, nested too deeply") from None
+    except Exception as err:  # a scalar PyYAML could not construct
+        raise ConfigError(f"{what}: invalid YAML value ({_short(str(err))})") from None
+
+
+def _mapping(raw: Any, what: str, expected: str) -> dict[str, Any]:
+    """``raw`` when it is a mapping; an empty document or any other value is a one-line ConfigError."""
+    if raw is None:
+        raise ConfigError(f"{what} is empty; expected {expected}")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what}: expected {expected}, got {_kind(raw)}")
+    return raw
+
+
+def load_raw(path: str | Path, what: str = "file", expected: str = "a YAML mapping") -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping (a config, a situation); ``what`` names it in errors."""
+    path = Path(path)
+    name = f"{what} {str(path)!r}"
+    if not path.is_file():
+        raise ConfigError(f"{name} does not exist")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{name}: cannot read it ({_short(str(err))})") from None
+    return _mapping(_parse_yaml(text, name), name, expected)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Load a YAML file (or the defaults), apply CLI overrides and validate."""
-    raw = load_raw(path) if path is not None else {}
+    """Load a YAML file (or, without one, the defaults), apply CLI overrides and validate."""
+    raw = load_raw(path, "config file", SECTIONS) if path is not None else {}
     return validate(apply_overrides(raw, list(overrides or [])))
 
 
 def config_from_yaml(text: str) -> ExperimentConfig:
     """Validate a config held as YAML text (e.g. the ``config.yaml`` artifact of a study)."""
-    return validate(yaml.safe_load(text) or {})
+    return validate(_mapping(_parse_yaml(text, "config"), "config", SECTIONS))

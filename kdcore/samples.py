@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, model_validator
 
 from kdcore.config import load_config
-from kdcore.tracker import STUDY_ROLE
+from kdcore.tracker import STUDY_ROLE, TrackingUnavailable
 from kdcore.tracking import (
     MlflowTracker,
     StoredRun,
@@ -49,6 +49,10 @@ PREDICTIONS = "predictions.npz"
 ATTENTIONS = "attentions.npz"
 
 Status = Literal["FINISHED", "FAILED", "KILLED"]  # only a study that is over makes a sample
+
+
+class SampleError(ValueError):
+    """A sample file or manifest that cannot be read, checked, written or replayed: one line naming it."""
 
 
 # --- the file format ------------------------------------------------------------------------------
@@ -130,18 +134,21 @@ class SampleStudy(_Strict):
 
 
 def read_sample(path: Path) -> tuple[SampleStudy, str]:
-    """Parse and check a whole sample file; return it with its content hash, or raise a one-line ValueError."""
-    data = path.read_bytes()
+    """Parse and check a whole sample file; return it with its content hash, or raise a one-line SampleError."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise SampleError(f"sample {path.name}: cannot be read ({err.strerror})") from None
     try:
         sample = SampleStudy.model_validate_json(data)
     except ValidationError as err:
-        raise ValueError(f"sample {path.name}: {_first_error(err)}") from None
+        raise SampleError(f"sample {path.name}: {_first_error(err)}") from None
     try:  # a YAML mapping is enough here: checking it as a config would import torch and every model
         config = yaml.safe_load("".join(sample.config_yaml))
     except yaml.YAMLError:
         config = None
     if not isinstance(config, dict):
-        raise ValueError(f"sample {path.name}: config_yaml: not a YAML mapping of config sections")
+        raise SampleError(f"sample {path.name}: config_yaml: not a YAML mapping of config sections")
     return sample, hashlib.sha256(data).hexdigest()[:16]
 
 
@@ -159,10 +166,10 @@ def export_study(study_id: str, folder: Path, uri: str | None = None) -> Path:
     runs = study_runs(study_id, uri)
     parent = runs[0]
     if parent.tags.get("kd.role") != STUDY_ROLE:
-        raise ValueError(f"run {study_id} is not a study (its kd.role is {parent.tags.get('kd.role')!r})")
+        raise SampleError(f"run {study_id} is not a study (its kd.role is {parent.tags.get('kd.role')!r})")
     running = [f"{run.name} is {run.status}" for run in runs if run.status not in get_args(Status)]
     if running:
-        raise ValueError(f"study {study_id} is not over: {', '.join(running)}")
+        raise SampleError(f"study {study_id} is not over: {', '.join(running)}")
     doc = {
         "format": FORMAT,
         "config_yaml": read_artifact(study_id, "config.yaml", uri).decode().splitlines(keepends=True),
@@ -222,12 +229,13 @@ def _dumps(value: Any, indent: str = "") -> str:
 def load_samples(folder: Path, uri: str | None = None, experiment: str = SAMPLE_EXPERIMENT) -> int:
     """Replay every sample file of ``folder`` not loaded yet into the store; return how many were loaded.
 
-    Every file is checked before any run is created, so a malformed one leaves the store untouched.
+    Every file is checked before any run is created, so a malformed one leaves the store untouched; one
+    the store refuses while it is replayed is removed again, so no study is ever half loaded.
     A file counts as loaded when a study carries its name and content hash, so loading twice adds nothing.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"sample folder {str(folder)!r} does not exist")
+        raise SampleError(f"sample folder {str(folder)!r} does not exist")
     samples = [(path, *read_sample(path)) for path in sorted(folder.glob("*.json"))]
     if not samples:
         return 0
@@ -236,7 +244,13 @@ def load_samples(folder: Path, uri: str | None = None, experiment: str = SAMPLE_
     for path, sample, digest in samples:
         marks = {SOURCE_TAG: path.name, HASH_TAG: digest}
         if not tracker.find_runs({"kd.role": STUDY_ROLE, **marks}):
-            _replay(tracker, sample, {SAMPLE_TAG: "true", **marks})
+            try:
+                _replay(tracker, sample, {SAMPLE_TAG: "true", **marks})
+            except TrackingUnavailable:
+                raise
+            except Exception as err:  # e.g. a metric name or a value the store refuses
+                cause = " ".join(str(err).split()) or type(err).__name__
+                raise SampleError(f"sample {path.name}: not loaded, the store refused it: {cause[:300]}") from err
             loaded += 1
     return loaded
 
@@ -286,14 +300,14 @@ class ManifestEntry(_Strict):
 
 
 def read_manifest(manifest: Path) -> list[ManifestEntry]:
-    """The manifest's entries, or a one-line ValueError naming the problem."""
+    """The manifest's entries, or a one-line SampleError naming the problem."""
     manifest = Path(manifest)
     try:
         return TypeAdapter(list[ManifestEntry]).validate_python(yaml.safe_load(manifest.read_text()))
     except ValidationError as err:
-        raise ValueError(f"manifest {manifest.name}: {_first_error(err, 'entry ')}") from None
+        raise SampleError(f"manifest {manifest.name}: {_first_error(err, 'entry ')}") from None
     except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"manifest {manifest}: {type(err).__name__}: {err}".splitlines()[0]) from None
+        raise SampleError(f"manifest {manifest}: {type(err).__name__}: {err}".splitlines()[0]) from None
 
 
 def make_samples(folder: Path, manifest: Path) -> list[Path]:
@@ -315,7 +329,7 @@ def make_samples(folder: Path, manifest: Path) -> list[Path]:
             summary = Study(cfg, MlflowTracker(uri, cfg.tracking.experiment), progress=False).run()
             path = export_study(summary.study_id, Path(tmp) / "out", uri)
             if path in made:
-                raise ValueError(f"manifest {Path(manifest).name}: entry {k} makes {path.name} again; "
+                raise SampleError(f"manifest {Path(manifest).name}: entry {k} makes {path.name} again; "
                                  "give it its own tracking.study_name override")
             made.append(path)
         folder.mkdir(parents=True, exist_ok=True)

@@ -14,16 +14,25 @@ import os
 import sqlite3
 import tempfile
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+from requests.exceptions import ConnectTimeout
 
-from kdcore.tracker import STUDY_ROLE, RunRecord, Tracker
+from kdcore.tracker import STUDY_ROLE, RunRecord, Tracker, TrackingUnavailable
+
+try:
+    import fcntl
+except ImportError:  # Windows has no flock: a new store is created unguarded there, as MLflow itself does
+    fcntl = None  # type: ignore[assignment]
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -50,6 +59,159 @@ def _artifact_root(uri: str) -> str | None:
     return None
 
 
+# --- opening a store ------------------------------------------------------------------------------
+# (connect, answer) seconds: a live tracking server accepts and answers a one-row search well within these
+PROBE_TIMEOUT_S = (3, 5)
+HINT = "set MLFLOW_TRACKING_URI or --tracking-uri"
+WRITABLE = f"{HINT} to a store in a writable folder, e.g. sqlite:////abs/path/{DEFAULT_DB}"
+ELSEWHERE = f"{HINT} to another file, e.g. sqlite:////abs/path/{DEFAULT_DB}"
+_QUIET_LOGGERS = ("mlflow", "alembic", "sqlalchemy", "urllib3")  # their own lines on a failure we report
+_ready: set[str] = set()  # URIs this process has opened: each is checked, and a new store created, once
+
+
+def open_store(uri: str | None = None) -> str:
+    """Check that the store at ``uri`` (resolved) can be used, create a new SQLite store, return the URI.
+
+    Every reader and tracker opens its store here, so a bad URI, a folder that cannot hold the store or
+    a server that does not answer is one :class:`TrackingUnavailable` line within seconds, instead of
+    MLflow's tracebacks or minutes of retries. Several processes may open a new SQLite store at once:
+    its tables are created under a lock.
+    """
+    uri = resolve_uri(uri)
+    sqlite_path = _sqlite_path(uri)
+    if uri in _ready and (sqlite_path is None or sqlite_path.exists()):
+        return uri
+    scheme = urlsplit(uri).scheme
+    with _quiet(_QUIET_LOGGERS):
+        if scheme == "sqlite":
+            _open_sqlite(uri, sqlite_path)
+        elif scheme in ("http", "https"):
+            _probe_server(uri)
+        elif scheme in ("", "file") or len(scheme) == 1:  # a path (a one-letter scheme is a Windows drive)
+            raise TrackingUnavailable(f"tracking URI {uri!r} is a path, not a sqlite:/// URI; "
+                                      f"{HINT} to sqlite:///{_suggested_db(uri)}")
+    _ready.add(uri)
+    return uri
+
+
+def _client(uri: str | None) -> MlflowClient:
+    """A client on the store at ``uri``, opened (checked, created) first."""
+    return MlflowClient(tracking_uri=open_store(uri))
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` URI, or None when the URI names no file (another scheme, in memory)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").partition("?")[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _suggested_db(path: str) -> Path:
+    """Where a bare path (or a ``file:`` URI) most likely meant the SQLite file to be."""
+    local = Path(urlsplit(path).path if path.startswith("file:") else path).expanduser().absolute()
+    return local if local.suffix == ".db" else local / DEFAULT_DB
+
+
+@contextmanager
+def _quiet(names: tuple[str, ...]) -> Iterator[None]:
+    """Silence these loggers for a moment: a failure they would log is reported as one line instead."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _open_sqlite(uri: str, path: Path | None) -> None:
+    """Check the file and its folder, then let MLflow create or check the tables under ``<file>.lock``."""
+    if path is None:  # in memory: nothing to check, nobody to race with
+        _build_store(uri, uri)
+        return
+    db = path.absolute()
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TrackingUnavailable(f"cannot create the tracking store {db}: its folder cannot be created "
+                                  f"({_reason(err)}); {WRITABLE}") from None
+    if db.is_dir():
+        raise TrackingUnavailable(f"cannot use the tracking store {db}: it is a folder; "
+                                  f"{HINT} to sqlite:///{db / DEFAULT_DB}")
+    if not os.access(db.parent, os.W_OK | os.X_OK):
+        raise TrackingUnavailable(f"cannot use the tracking store {db}: folder {db.parent} is not writable; "
+                                  f"{WRITABLE}")
+    if db.exists() and not os.access(db, os.R_OK | os.W_OK):
+        raise TrackingUnavailable(f"cannot use the tracking store {db}: the file is not writable; {WRITABLE}")
+    try:
+        with open(db.with_name(db.name + ".lock"), "a") as lock:
+            if fcntl is not None:  # MLflow creates a new store's tables in steps that must not interleave
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            _check_sqlite(db)
+            _build_store(uri, str(db))
+    except OSError as err:
+        raise TrackingUnavailable(f"cannot use the tracking store {db}: {_reason(err)}; {WRITABLE}") from None
+
+
+def _check_sqlite(db: Path) -> None:
+    """Open the file once with SQLite itself: MLflow retries a file it cannot open for minutes."""
+    try:
+        with closing(sqlite3.connect(db, timeout=30)) as connection:
+            connection.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.Error as err:  # 'file is not a database', 'unable to open database file'
+        raise TrackingUnavailable(f"cannot use the tracking store {db}: {err}; {ELSEWHERE}") from None
+
+
+def _build_store(uri: str, name: str) -> None:
+    """Make MLflow build its store for ``uri`` (it keeps it for every later client): tables created or checked."""
+    try:
+        MlflowClient(tracking_uri=uri)
+    except Exception as err:  # SQLAlchemy's and MLflow's own errors: the store is unusable as it is
+        if "out-of-date database schema" in str(err):
+            raise TrackingUnavailable(f"the tracking store {name} was made by an older MLflow; back it up, then "
+                                      f"run: mlflow db upgrade {uri}") from None
+        raise TrackingUnavailable(f"cannot open the tracking store {name}: {_reason(err)}") from err
+
+
+def _probe_server(uri: str) -> None:
+    """Ask the server for one experiment, once, briefly: MLflow itself retries for minutes before failing."""
+    from mlflow.tracking._tracking_service.utils import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(get_default_host_creds(uri), "/api/2.0/mlflow/experiments/search", "POST",
+                                max_retries=0, timeout=PROBE_TIMEOUT_S, raise_on_status=False,
+                                json={"max_results": 1})
+    except Exception as err:  # connection refused, timeout, unknown host, bad URL
+        raise TrackingUnavailable(f"cannot reach the tracking server at {uri}: {_reason(err)}; {HINT}") from None
+    if response.status_code in (401, 403):
+        raise TrackingUnavailable(f"the tracking server at {uri} refused access (HTTP {response.status_code}); "
+                                  "set MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and "
+                                  "MLFLOW_TRACKING_PASSWORD")
+    if response.status_code != 200:
+        raise TrackingUnavailable(f"the server at {uri} does not answer as an MLflow tracking server "
+                                  f"(HTTP {response.status_code} {response.reason}); {HINT}")
+
+
+def _reason(err: BaseException) -> str:
+    """The innermost cause of an error, in a few words: 'connection refused', 'not a directory', ..."""
+    chain = [err]
+    while (inner := chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(inner)
+    err = chain[-1]
+    if isinstance(err, TimeoutError):
+        if any(isinstance(outer, ConnectTimeout) for outer in chain):
+            return f"no connection within {PROBE_TIMEOUT_S[0]} s"
+        return f"no answer within {PROBE_TIMEOUT_S[1]} s"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror[0].lower() + err.strerror[1:]
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 class MlflowTracker(Tracker):
     """A tracker writing to one MLflow experiment.
 
@@ -59,18 +221,26 @@ class MlflowTracker(Tracker):
     """
 
     def __init__(self, uri: str | None = None, experiment: str = "kd-explorer", flush_seconds: float = 1.0) -> None:
-        self.uri = resolve_uri(uri)
+        self.uri = open_store(uri)
         self.client = MlflowClient(tracking_uri=self.uri)
-        found = self.client.get_experiment_by_name(experiment)
-        if found is None:
-            self.experiment_id = self.client.create_experiment(experiment, _artifact_root(self.uri))
-        else:
-            if found.lifecycle_stage == "deleted":
-                self.client.restore_experiment(found.experiment_id)
-            self.experiment_id = found.experiment_id
+        self.experiment_id = self._experiment(experiment)
         self.flush_seconds = flush_seconds
         self._buffer: dict[str, list[Metric]] = {}
         self._flushed_at: dict[str, float] = {}
+
+    def _experiment(self, name: str) -> str:
+        """The id of experiment ``name``: created when missing, brought back when in the trash."""
+        found = self.client.get_experiment_by_name(name)
+        if found is None:
+            try:
+                return self.client.create_experiment(name, _artifact_root(self.uri))
+            except MlflowException:  # another process created it a moment ago: use that one
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+        if found.lifecycle_stage == "deleted":
+            self.client.restore_experiment(found.experiment_id)
+        return found.experiment_id
 
     def start_run(self, name: str, tags: dict[str, str], params: dict[str, str],
                   parent_id: str | None = None) -> str:
@@ -87,7 +257,7 @@ class MlflowTracker(Tracker):
     @classmethod
     def for_run(cls, run_id: str, uri: str | None = None) -> MlflowTracker:
         """A tracker on the experiment that holds ``run_id``."""
-        client = MlflowClient(tracking_uri=resolve_uri(uri))
+        client = _client(uri)
         experiment = client.get_experiment(client.get_run(run_id).info.experiment_id)
         return cls(uri, experiment.name)
 
@@ -99,6 +269,9 @@ class MlflowTracker(Tracker):
         self._buffer.setdefault(run_id, []).extend(Metric(k, float(v), now, step) for k, v in metrics.items())
         if time.monotonic() - self._flushed_at.get(run_id, 0.0) >= self.flush_seconds:
             self._flush(run_id)
+
+    def flush(self, run_id: str) -> None:
+        self._flush(run_id)
 
     def _flush(self, run_id: str) -> None:
         items = self._buffer.pop(run_id, [])
@@ -205,7 +378,7 @@ def _runs_frame(client: MlflowClient, experiment_ids: list[str], filter_string: 
 
 def list_studies(uri: str | None = None, experiment: str | None = None) -> pd.DataFrame:
     """One row per study, newest first: what, how, the three accuracies, the ratios and the status."""
-    client = MlflowClient(tracking_uri=resolve_uri(uri))
+    client = _client(uri)
     frame = _runs_frame(client, _experiment_ids(client, experiment), f"tags.`kd.role` = '{STUDY_ROLE}'")
     columns = ["study_id", "name", "status", "start_time", "end_time", *STUDY_COLUMNS.values()]
     if frame.empty:
@@ -221,7 +394,7 @@ def list_runs(study_ids: list[str], uri: str | None = None) -> pd.DataFrame:
     """Every role run of the given studies, with ``tags.*``, ``params.*`` and ``metrics.*`` columns."""
     if not study_ids:
         return pd.DataFrame()
-    uri = resolve_uri(uri)
+    uri = open_store(uri)
     client = MlflowClient(tracking_uri=uri)
     experiments = _experiment_ids(client, None)
     if uri.startswith("sqlite:///"):
@@ -250,7 +423,7 @@ def _sqlite_role_runs(path: str, study_ids: list[str]) -> list[str]:
 
 def metric_history(run_ids: list[str], keys: list[str], uri: str | None = None) -> pd.DataFrame:
     """Long table (run_id, key, step, value, timestamp) of the given metrics, for curves."""
-    uri = resolve_uri(uri)
+    uri = open_store(uri)
     if uri.startswith("sqlite:///") and run_ids and keys:
         try:
             return _sqlite_history(uri.removeprefix("sqlite:///"), list(run_ids), list(keys))
@@ -281,7 +454,7 @@ def _sqlite_history(path: str, run_ids: list[str], keys: list[str]) -> pd.DataFr
 
 def load_predictions(run_id: str, uri: str | None = None) -> dict[str, np.ndarray]:
     """Per-sample test and shifted-test probabilities and labels of one role run."""
-    client = MlflowClient(tracking_uri=resolve_uri(uri))
+    client = _client(uri)
     with np.load(io.BytesIO(_read_bytes(client, run_id, "predictions.npz"))) as data:
         return {key: data[key] for key in data.files}
 
@@ -304,7 +477,7 @@ class StoredRun:
 
 def study_runs(study_id: str, uri: str | None = None) -> list[StoredRun]:
     """A study's parent run, then its nested runs oldest first, each with every metric's full history."""
-    client = MlflowClient(tracking_uri=resolve_uri(uri))
+    client = _client(uri)
     parent = client.get_run(study_id)
     children = _search_all(client, [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{_quote(study_id)}'")
     return [_stored(client, run) for run in [parent, *reversed(children)]]
@@ -321,7 +494,7 @@ def _stored(client: MlflowClient, run: object) -> StoredRun:
 
 def read_artifact(run_id: str, path: str, uri: str | None = None) -> bytes:
     """The bytes of one artifact of a run."""
-    return _read_bytes(MlflowClient(tracking_uri=resolve_uri(uri)), run_id, path)
+    return _read_bytes(_client(uri), run_id, path)
 
 
 def start_run_at(tracker: MlflowTracker, name: str, tags: dict[str, str], params: dict[str, str],

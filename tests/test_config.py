@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kdcore.config import ConfigError, config_from_yaml, load_config
+from kdcore.config import ConfigError, apply_overrides, config_from_yaml, load_config, load_raw
 from kdcore.registry import METHODS, MODELS
 from tests.helpers import tiny_config
 
@@ -22,13 +22,91 @@ from tests.helpers import tiny_config
     ("student.name=cnn2d data.name=mnist1d", "student.name: model cnn2d needs 3-d inputs"),
     ("distill.params={beta:2}", "distill.params: method kd takes no extra parameters"),
     ("train", "override 'train': expected section.key=value"),
+    ("train.epochs.per_role=1", "train.epochs.per_role: epochs is a value, not a section"),
+    ("train.lr=true", "train.lr: Input should be a number, not true"),
+    ("train.epochs=false", "train.epochs: Input should be an integer, not false"),
+    ("train.epochs=2.5", "train.epochs: Input should be a valid integer, got a number with a fractional part"),
+    ("train.amp=1", "train.amp: Input should be true or false, not a number (got 1)"),
+    ("distill.stage_temperatures=[4,true]", "distill.stage_temperatures: Input should be a number, not true"),
+    ("distill.temperature=.nan", "distill.temperature: Input should be a finite number (got nan)"),
+    ("train.lr=.inf", "train.lr: Input should be a finite number (got inf)"),
+    ("train.lr=1e400", "train.lr: Input should be a finite number (got '1e400')"),
+    ("train.seed=10000000000", "train.seed: Input should be less than or equal to 1000000000"),
+    ("data.split_seed=4294967296", "data.split_seed: Input should be less than or equal to 1000000000"),
+    ("tracking.experiment=" + "e" * 501,
+     "tracking.experiment: String should have at most 500 characters, MLflow's limit for experiment names (got 501)"),
+    (("tracking.experiment=' '",), "tracking.experiment: String should not be blank"),
+    ('tracking.experiment="a\\x00b"', "tracking.experiment: control character '\\x00' at position 1; use printable"),
+    ("tracking.study_name=" + "s" * 251,
+     "tracking.study_name: String should have at most 250 characters, MLflow's limit for run names (got 251)"),
+    ('tracking.study_name="two\\nlines"', "tracking.study_name: control character '\\n' at position 3"),
+    ('tracking.uri="sqlite:///a\\rb.db"', "tracking.uri: control character '\\r' at position 11"),
+    ('tracking.study_name="ab\\ud800"', "tracking.study_name: not storable text: '\\ud800' at position 2 is half of"),
+    (("distill.method=fitnet", "distill.params={weight: true}"),
+     "distill.params.weight: Input should be a number, not true"),
+    (("distill.method=fitnet", "distill.params={weight: .inf}"),
+     "distill.params.weight: Input should be a finite number (got inf)"),
+    (("teacher.name=cnn2d", "student.name=cnn2d", "distill.method=multi",
+      "distill.params={terms: [{term: kd, weight: -.inf}]}"), "distill.params.terms.0.weight: Input should be"),
+    (("distill.mechanism=progressive", "distill.assistants=[" + ", ".join(["{name: mlp, width: 16}"] * 200) + "]"),
+     "distill.assistants: too long to log as an MLflow param (9000 characters written out; at most 6000)"),
+    ("data.name=" + "x" * 10_000, "data.name: unknown dataset 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...xxxxx"),
+    ("train.epochs=1" + "0" * 5000, "train.epochs: Unable to parse input string as an integer, exceeded maximum size"),
+    ("distill.params=" + "[" * 1000 + "]" * 1000, "distill.params: Input should be a valid dictionary (got '[[[["),
+    ("train.lr=[1,2]", "train.lr: Input should be a valid number (got [1, 2])"),
+    ("train=[1,2]", "train: Input should be a valid dictionary or instance of TrainConfig (got [1, 2])"),
+    ("teacher.width={a:1}", "teacher.width: Input should be a valid integer"),
+    ("distill.peers=nope", "distill.peers: Input should be a valid list (got 'nope')"),
+    ("train.seed=2024-13-01", "train.seed: Input should be a valid integer, unable to parse string as an integer "
+                              "(got '2024-13-01')"),
 ])
-def test_bad_values_give_one_line_naming_the_field(override: str, expected: str) -> None:
+def test_bad_values_give_one_line_naming_the_field(override: str | tuple[str, ...], expected: str) -> None:
     with pytest.raises(ConfigError) as info:
-        tiny_config(*override.split(" "))
+        tiny_config(*(override if isinstance(override, tuple) else override.split(" ")))
     message = str(info.value)
-    assert "\n" not in message
+    assert "\n" not in message and len(message) < 400, message
     assert message.startswith(expected), message
+
+
+def test_numbers_may_be_written_as_yaml_text_and_sgd_may_run_without_momentum() -> None:
+    cfg = tiny_config("train.lr=1e-3", "train.optimizer=sgd", "train.momentum=0", "train.epochs=2.0")
+    assert cfg.train.lr == 0.001 and cfg.train.momentum == 0 and cfg.train.epochs == 2
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", "is empty; expected a mapping of sections (data, teacher, student, distill, train, tracking)"),
+    ("# only a comment\n", "is empty; expected a mapping of sections"),
+    ("null\n", "is empty; expected a mapping of sections"),
+    ("[]\n", ": expected a mapping of sections (data, teacher, student, distill, train, tracking), got a list"),
+    ("just text\n", ": expected a mapping of sections (data, teacher, student, distill, train, tracking), got text"),
+    ("data: " + "[" * 1000 + "]" * 1000 + "\n", ": invalid YAML, nested too deeply"),
+    ("train: {seed: 2024-13-01}\n", ": invalid YAML value ('month must be in 1..12')"),
+    ("train: {seed: !!int abc}\n", ": invalid YAML value"),
+    ("train: {seed: 1" + "0" * 5000 + "}\n", ": invalid YAML value"),
+])
+def test_a_config_file_must_hold_a_mapping_of_sections(tmp_path, text: str, expected: str) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"config file {str(path)!r}") and expected in message, message
+    assert "\n" not in message and len(message) < 400, message
+    with pytest.raises(ConfigError) as info:
+        config_from_yaml(text)
+    assert str(info.value).startswith("config") and "\n" not in str(info.value)
+
+
+def test_other_yaml_files_name_themselves(tmp_path) -> None:
+    binary = tmp_path / "situation.yaml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match=r"^situation file '.*situation.yaml': cannot read it \(.*'utf-8' codec"):
+        load_raw(binary, "situation file")
+    binary.write_text("")
+    with pytest.raises(ConfigError, match=r"^file '.*situation.yaml' is empty; expected a YAML mapping$"):
+        load_raw(binary)
+    with pytest.raises(ConfigError, match=r"^config is empty; expected a mapping of sections"):
+        apply_overrides(None, ["train.seed=1"])  # type: ignore[arg-type]
 
 
 def test_missing_file_and_bad_yaml(tmp_path) -> None:
@@ -52,7 +130,8 @@ def test_overrides_are_typed_and_yaml_round_trips(tmp_path) -> None:
 
 def test_teacher_fingerprint_ignores_what_cannot_change_the_teacher() -> None:
     base = tiny_config().teacher_fingerprint("v")
-    assert tiny_config("distill.temperature=9", "train.threads=2", "student.width=4").teacher_fingerprint("v") == base
+    assert tiny_config("distill.temperature=9", "student.width=4").teacher_fingerprint("v") == base
+    assert tiny_config("train.amp=false").teacher_fingerprint("v") == base  # on the CPU, AMP is never on
     assert tiny_config("teacher.width=33").teacher_fingerprint("v") != base
     assert tiny_config("train.seed=1").teacher_fingerprint("v") != base
     assert tiny_config("train.teacher_epochs=1").teacher_fingerprint("v") == base  # same budget as epochs=1

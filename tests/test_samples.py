@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from kdcore.samples import (
     SAMPLE_TAG,
     SAMPLES_DIR,
     SOURCE_TAG,
+    SampleError,
     export_study,
     is_empty_store,
     load_samples,
@@ -116,10 +119,57 @@ def test_malformed_file_is_named_and_loads_nothing(exported, sqlite_uri: str, tm
     shutil.copy(exported[2], folder / "a-good.json")  # checked files come first: none is loaded
     text = exported[2].read_text()
     (folder / "b-bad.json").write_text(text[:-200] if how == "json" else _corrupt(json.loads(text), how))
-    with pytest.raises(ValueError, match=r"^sample b-bad\.json: ") as err:
+    with pytest.raises(SampleError, match=r"^sample b-bad\.json: ") as err:
         load_samples(folder, sqlite_uri)
     assert where in str(err.value) and "\n" not in str(err.value)
     assert _all_runs(sqlite_uri) == []
+
+
+def _refused(doc: dict) -> str:
+    """A file that passes every check but holds a metric name the store refuses."""
+    doc["roles"][1]["metrics"]["val acc?"] = doc["roles"][1]["metrics"].pop("val/acc")
+    return json.dumps(doc)
+
+
+def test_a_file_the_store_refuses_is_removed_again(exported, sqlite_uri: str, tmp_path: Path) -> None:
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    (folder / "refused.json").write_text(_refused(json.loads(exported[2].read_text())))
+    with pytest.raises(SampleError, match=r'^sample refused\.json: not loaded, the store refused it: .*"val acc\?"'):
+        load_samples(folder, sqlite_uri)
+    assert _all_runs(sqlite_uri) == []  # the parent and the roles replayed before the refusal are gone
+
+
+def _broken(doc: dict, how: str) -> str:
+    if how == "truncated":
+        return json.dumps(doc)[:-300]
+    if how == "structure":
+        return json.dumps([doc])
+    if how == "missing":
+        del doc["roles"][0]["tags"]
+    elif how == "type":
+        doc["study"]["start_time"] = "yesterday"
+    return _refused(doc) if how == "refused" else json.dumps(doc)
+
+
+@pytest.mark.parametrize(("how", "where"), [
+    ("truncated", "Invalid JSON: EOF while parsing"), ("structure", "Input should be an object"),
+    ("missing", "roles.0.tags: Field required"), ("type", "study.start_time: Input should be a valid integer"),
+    ("refused", "not loaded, the store refused it: Invalid value"),
+])
+def test_kdx_samples_load_names_a_corrupt_file_in_one_line(exported, tmp_path: Path, how: str, where: str) -> None:
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    (folder / "broken.json").write_text(_broken(json.loads(exported[2].read_text()), how))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    kdx = shutil.which("kdx", path=str(Path(sys.executable).parent))
+    done = subprocess.run([kdx, "samples", "load", "--folder", str(folder), "--tracking-uri", uri],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(done.stderr.splitlines()) == 1, done.stderr[-2000:]
+    assert done.stderr.startswith("kdx: error: sample broken.json: ") and where in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert _all_runs(uri) == []
 
 
 def test_export_refuses_a_role_run(exported) -> None:

@@ -1,0 +1,53 @@
+"""A teacher is reused only when everything that shapes its weights is the same."""
+
+from __future__ import annotations
+
+import pytest
+
+from kdcore.study import Study
+from kdcore.tracker import MemoryTracker
+from tests.helpers import tiny_config
+
+
+@pytest.mark.parametrize("change", [
+    "data.split_seed=1", "data.val_fraction=0.2", "data.test_fraction=0.2", "train.threads=2", "train.device=mps",
+    "train.device=auto", "train.seed=1", "train.lr=0.01", "train.batch_size=32", "train.epochs=2",
+    "train.teacher_epochs=2", "train.optimizer=sgd", "train.schedule=constant", "teacher.width=16", "teacher.depth=2",
+])
+def test_each_change_that_shapes_the_teachers_weights_changes_its_fingerprint(change: str) -> None:
+    assert tiny_config(change).teacher_fingerprint("v") != tiny_config().teacher_fingerprint("v")
+
+
+def test_the_dataset_size_is_part_of_the_fingerprint() -> None:
+    sizes = {n: tiny_config("data.name=mnist1d", f"data.n_samples={n}").teacher_fingerprint("v")
+             for n in ("null", 500, 600)}
+    assert len(set(sizes.values())) == 3
+
+
+def test_amp_counts_only_where_the_engine_may_use_it() -> None:
+    for device in ("auto", "cuda", "cuda:1"):  # AMP is on there whenever torch finds a GPU
+        on, off = (tiny_config(f"train.device={device}", f"train.amp={amp}").teacher_fingerprint("v")
+                   for amp in ("true", "false"))
+        assert on != off, device
+    for device in ("cpu", "mps"):  # never mixed precision: the same teacher either way
+        on, off = (tiny_config(f"train.device={device}", f"train.amp={amp}").teacher_fingerprint("v")
+                   for amp in ("true", "false"))
+        assert on == off, device
+    assert tiny_config().teacher_fingerprint("v") != tiny_config().teacher_fingerprint("w")  # the code version
+
+
+def test_a_study_reuses_an_identical_teacher_but_not_one_trained_on_another_split() -> None:
+    tracker = MemoryTracker()
+
+    def teacher_run(*overrides: str) -> tuple[str, str | None]:
+        summary = Study(tiny_config(*overrides), tracker, progress=False).run()
+        run = next(r for r in tracker.find_runs({"kd.study_id": summary.study_id}) if r.tags["kd.role"] == "teacher")
+        assert summary.teacher_reused_from == run.tags.get("kd.reused_from")
+        return run.run_id, run.tags.get("kd.reused_from")
+
+    first, reused = teacher_run()
+    assert reused is None
+    _, reused = teacher_run("data.split_seed=1")
+    assert reused is None  # trained anew: the first teacher learned from samples this split tests on
+    _, reused = teacher_run()
+    assert reused == first
