@@ -16,6 +16,7 @@ import streamlit as st
 import yaml
 
 from dashboard import charts, data, nav
+from dashboard.text import md
 from kdcore.config import ConfigError, apply_overrides, validate
 from kdcore.diagnostics import ASSISTANT_KEEP
 
@@ -39,6 +40,7 @@ def number(name: str, value: float) -> str:
 
 
 def numbers(values: dict[str, float]) -> str:
+    """Evidence or gate numbers as one line of plain text (names come from the store)."""
     return ", ".join(f"{name.replace('_', ' ')} {number(name, v)}" for name, v in values.items())
 
 
@@ -80,8 +82,12 @@ EVIDENCE: dict[str, Evidence] = {"capacity_mismatch": _capacity, "overconfidence
 
 
 def fixed_config(uri: str, study: pd.Series, finding: dict[str, Any]) -> dict[str, Any]:
-    """The study's config with the finding's fix applied, named after both (ConfigError if it does not apply)."""
-    raw = apply_overrides(yaml.safe_load(data.config_yaml(uri, study.name)) or {}, finding["fix_overrides"])
+    """The study's config with the finding's fix applied, named after both (ConfigError if it does not apply,
+    or the study has no usable config)."""
+    config = data.config_yaml(uri, study.name)
+    if config.value is None:
+        raise ConfigError(f"{config.problem}, so there is nothing to apply the fix to")
+    raw = apply_overrides(yaml.safe_load(config.value), finding["fix_overrides"])
     raw.setdefault("tracking", {})["study_name"] = f"{study['label']} + fix: {finding['code']}"
     return raw
 
@@ -92,30 +98,31 @@ def relaunch(uri: str, study: pd.Series, finding: dict[str, Any]) -> None:
     try:
         cfg = validate(fixed_config(uri, study, finding))
     except ConfigError as err:
-        st.error(f"The fix does not apply to this config: {err}")
+        st.error(f"The fix does not apply to this config: {md(err, 400)}")
         return
     job = launcher.launch(cfg, tracking_uri=uri)
     data.clear()
-    st.toast(f"Queued {job.job_id}: {cfg.tracking.study_name}")
+    st.toast(f"Queued {job.job_id}: {md(cfg.tracking.study_name)}")
 
 
 def finding_card(uri: str, study: pd.Series, runs: pd.DataFrame, finding: dict[str, Any]) -> None:
-    """One finding: the alert (title, evidence, fix), its evidence chart(s) and the one-click fix."""
+    """One finding (as :func:`dashboard.data.findings` gives it): the alert (title, evidence, fix), its
+    evidence chart(s) and the one-click fix. Its text comes from the store and is shown as plain text."""
     code = finding["code"]
-    alert = st.error if finding.get("severity") == "critical" else st.warning
+    alert = st.error if finding["severity"] == "critical" else st.warning
     with st.container(border=True):
-        alert(f"**{finding['title']}** (`{code}`, {finding.get('severity', 'warning')})  \n"
-              f"Evidence: {numbers(finding.get('evidence', {}))}  \n**Fix:** {finding['fix']}",
+        alert(f"**{md(finding['title'])}** ({md(code)}, {md(finding['severity'])})  \n"
+              f"Evidence: {md(numbers(finding['evidence']), 1000)}  \n**Fix:** {md(finding['fix'], 1000)}",
               icon=":material/error:" if alert is st.error else ":material/warning:")
         build = EVIDENCE.get(code)
         figures = build(uri, study, runs, finding) if build else []
         if figures:
             for i, (column, figure) in enumerate(zip(st.columns(len(figures)), figures, strict=True)):
                 column.plotly_chart(figure, key=f"evidence-{study.name}-{code}-{i}")
-        overrides = finding.get("fix_overrides") or []
+        overrides = finding["fix_overrides"]
         if not overrides:
             return
-        st.caption("The fix as config overrides: " + " ".join(f"`{o}`" for o in overrides))
+        st.caption("The fix as config overrides: " + md(" ".join(overrides), 1000))
         left, right, _ = st.columns([1, 1, 3])
         if left.button("Relaunch with this fix", key=f"relaunch-{study.name}-{code}", type="primary",
                        icon=":material/build:"):
@@ -124,12 +131,13 @@ def finding_card(uri: str, study: pd.Series, runs: pd.DataFrame, finding: dict[s
             try:
                 st.session_state["launch_config"] = fixed_config(uri, study, finding)
             except ConfigError as err:
-                st.error(f"The fix does not apply to this config: {err}")
+                st.error(f"The fix does not apply to this config: {md(err, 400)}")
                 return
             st.session_state["form_version"] = st.session_state.get("form_version", 0) + 1
             nav.go("launch")
 
 
 def gates_table(gates: list[dict[str, Any]]) -> pd.DataFrame:
+    """The gates (as :func:`dashboard.data.gates` gives them) as a table: a dataframe shows text as it is."""
     return pd.DataFrame([{"gate": g["number"], "status": GATE_ICONS.get(g["status"], g["status"]), "name": g["name"],
-                          "numbers": numbers(g.get("numbers", {})), "reason": g.get("reason", "")} for g in gates])
+                          "numbers": numbers(g["numbers"]), "reason": g["reason"]} for g in gates])

@@ -4,7 +4,8 @@ The inputs are the frames of :mod:`kdcore.tracking` (``list_studies``, ``list_ru
 and the arrays of ``load_predictions``, so every builder is unit-tested on small hand-made tables. A
 builder with nothing to draw returns a figure with a "no data" note instead of raising, so a page can
 always place it. Colour always means role; where several studies share a chart, the line dash (or bar
-pattern) tells the studies apart.
+pattern) tells the studies apart. Store text (names, roles, tags) reaches plotly through
+:func:`dashboard.text.chart`, so plotly's own markup in it (``<a href>``, ``<br>``) is shown as written.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from dashboard.text import chart
 from kdcore.tracker import role_key
 
 OTHER_COLORS = ["#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D"]  # assistants, peers, free labels
@@ -64,10 +66,15 @@ def _split(label: str) -> tuple[str, str]:
     return study, role
 
 
-def _roles(runs: pd.DataFrame) -> pd.Series:
+def _raw_roles(runs: pd.DataFrame) -> pd.Series:
     if "tags.kd.role" in runs:
         return runs["tags.kd.role"].fillna("run").astype(str)
     return pd.Series("run", index=runs.index)
+
+
+def _roles(runs: pd.DataFrame) -> pd.Series:
+    """Each run's role as plotly text (``run`` where it has none)."""
+    return _raw_roles(runs).map(chart)
 
 
 def _role_rank(roles: pd.Series) -> np.ndarray:
@@ -78,11 +85,11 @@ def _role_rank(roles: pd.Series) -> np.ndarray:
 
 
 def _study_labels(runs: pd.DataFrame) -> pd.Series:
-    """The study's display name per run: ``label`` without its role suffix, else the short study id."""
-    roles = _roles(runs)
+    """The study's display name per run (plotly text): ``label`` without its role suffix, else the short study id."""
+    roles = _raw_roles(runs)
     if "label" in runs:
         labels = runs["label"].astype(str)
-        return pd.Series([lab.removesuffix(SEP + role) for lab, role in zip(labels, roles, strict=True)],
+        return pd.Series([chart(lab.removesuffix(SEP + role)) for lab, role in zip(labels, roles, strict=True)],
                          index=runs.index)
     if "tags.kd.study_id" in runs:
         return runs["tags.kd.study_id"].astype(str).str[:8]
@@ -164,7 +171,7 @@ def ratio_bars(studies: pd.DataFrame) -> go.Figure:
     name_column = next((c for c in ("label", "name", "study_id") if c in studies), None)
     names = studies[name_column] if name_column else pd.Series(studies.index.astype(str), index=studies.index)
     ids = studies["study_id"] if "study_id" in studies else pd.Series(studies.index.astype(str), index=studies.index)
-    x = _unique_names(names.fillna(ids), ids)
+    x = _unique_names(names.fillna(ids).map(chart), ids)
     legend = {"ratio_teacher": ("student / teacher", "teacher"), "ratio_baseline": ("student / baseline", "baseline")}
     figure = go.Figure([go.Bar(name=legend[c][0], x=x, y=values[c].to_numpy(), marker_color=ROLE_COLORS[legend[c][1]],
                                hovertemplate="%{x}<br>%{y:.3f}") for c in present])
@@ -190,7 +197,7 @@ def compression_frontier(runs: pd.DataFrame, x: str = "metrics.model/params") ->
     if runs.empty:
         return empty(title)
     names = runs["label"] if "label" in runs else runs["name"] if "name" in runs else runs["run_id"]
-    runs = runs.assign(_name=names.astype(str))
+    runs = runs.assign(_name=names.map(chart))
     figure = go.Figure()
     if "tags.kd.study_id" in runs:
         for _, members in runs.groupby("tags.kd.study_id", sort=False):
@@ -271,7 +278,7 @@ def per_class_accuracy(runs: pd.DataFrame, num_classes: int | None = None) -> go
     runs = runs.assign(_role=_roles(runs))
     runs = runs.iloc[np.argsort(_role_rank(runs["_role"]), kind="stable")]
     repeated = runs["_role"].duplicated(keep=False).any()  # several studies: name bars by their full label
-    names = runs["label"] if repeated and "label" in runs else runs["_role"]
+    names = runs["label"].map(chart) if repeated and "label" in runs else runs["_role"]
     figure = go.Figure()
     for i, ((_, run), name) in enumerate(zip(runs.iterrows(), names, strict=True)):
         y = [pd.to_numeric(run[found[k]], errors="coerce") if k in found else np.nan for k in classes]
@@ -306,7 +313,7 @@ def entropy_histograms(probs_by_label: dict[str, np.ndarray]) -> go.Figure:
     figure = go.Figure()
     for i, (label, probs) in enumerate(arrays.items()):
         study, role = _split(label)
-        figure.add_trace(go.Histogram(x=entropies(probs), name=label, opacity=0.6,
+        figure.add_trace(go.Histogram(x=entropies(probs), name=chart(label), opacity=0.6,
                                       xbins={"start": 0, "end": maximum + size, "size": size},
                                       marker={"color": role_color(role, i), "pattern": {"shape": patterns[study]}}))
     figure.add_vline(x=maximum, line_dash="dash", line_color="#555",
@@ -346,7 +353,7 @@ def reliability_diagram(preds_by_label: dict[str, tuple[np.ndarray, np.ndarray]]
         table, ece = calibration(probs, labels, bins)
         study, role = _split(label)
         figure.add_trace(go.Scatter(x=table["confidence"], y=table["accuracy"], mode="lines+markers",
-                                    name=f"{label} (ECE {ece:.3f})", customdata=table["count"],
+                                    name=f"{chart(label)} (ECE {ece:.3f})", customdata=table["count"],
                                     hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}<br>%{customdata} samples",
                                     line={"color": role_color(role, i), "dash": dashes[study]}))
     figure.update_layout(title=title, xaxis_title="confidence", yaxis_title="accuracy",
@@ -356,7 +363,7 @@ def reliability_diagram(preds_by_label: dict[str, tuple[np.ndarray, np.ndarray]]
 
 def confusion_matrix(probs: np.ndarray, labels: np.ndarray, title: str = "") -> go.Figure:
     """Counts of true class (rows) against top-1 predicted class (columns): which classes get confused."""
-    name = f"Confusion matrix: {title}" if title else "Confusion matrix"
+    name = f"Confusion matrix: {chart(title)}" if title else "Confusion matrix"
     if not _valid_probs(probs) or labels is None or np.ndim(labels) != 1 or len(labels) != len(probs):
         return empty(name)
     probs, labels = np.asarray(probs, dtype=float), np.asarray(labels, dtype=int)
@@ -539,11 +546,11 @@ def grouped_accuracy(studies: pd.DataFrame, by: str = "method") -> go.Figure:
         return empty(title)
     groups = table.groupby(by, sort=True).agg(mean=("_acc", "mean"), std=("_acc", "std"), n=("_acc", "size"),
                                               colour=("knowledge", "first")).sort_values("mean", ascending=False)
-    groups.index = groups.index.rename("_group")  # "knowledge" may be both the grouping and a column
+    groups.index = groups.index.map(chart).rename("_group")  # "knowledge" may be both the grouping and a column
     figure = go.Figure()
     for knowledge, rows in groups.groupby("colour", sort=False):
         figure.add_trace(go.Bar(
-            x=rows.index.astype(str), y=rows["mean"], name=str(knowledge),
+            x=rows.index.astype(str), y=rows["mean"], name=chart(knowledge),
             error_y={"type": "data", "array": rows["std"].fillna(0).to_numpy(), "visible": True},
             marker_color=KNOWLEDGE_COLORS.get(str(knowledge), OTHER_COLORS[0]),
             customdata=rows["n"], hovertemplate="%{x}: %{y:.2%} over %{customdata} studies<extra></extra>"))
@@ -567,13 +574,15 @@ def attention_maps(maps: dict[str, np.ndarray], tokens: list[str], title: str = 
     from plotly.subplots import make_subplots
 
     roles = sorted(maps, key=role_key)
-    figure = make_subplots(rows=1, cols=len(roles), subplot_titles=roles, horizontal_spacing=0.04)
-    ticks = [f"{i}:{t}" for i, t in enumerate(tokens)]  # positions keep repeated characters apart
+    figure = make_subplots(rows=1, cols=len(roles), subplot_titles=[chart(r) for r in roles],
+                           horizontal_spacing=0.04)
+    ticks = [f"{i}:{chart(t)}" for i, t in enumerate(tokens)]  # positions keep repeated characters apart
     for col, role in enumerate(roles, start=1):
         z = np.asarray(maps[role], dtype=float)
         n = z.shape[-1]
         figure.add_trace(go.Heatmap(z=z, x=ticks[:n], y=ticks[:n], coloraxis="coloraxis",
-                                    hovertemplate=f"{role}: query %{{y}} attends to %{{x}}: %{{z:.2f}}<extra></extra>"),
+                                    hovertemplate=f"{chart(role)}: query %{{y}} attends to %{{x}}: "
+                                                  "%{z:.2f}<extra></extra>"),
                          row=1, col=col)
         figure.update_yaxes(autorange="reversed", row=1, col=col, showticklabels=col == 1)
     figure.update_layout(title=title, coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1},
@@ -644,9 +653,9 @@ def size_against_accuracy(points: pd.DataFrame) -> go.Figure:
         group = group.sort_values("params")
         for role, symbol in (("baseline", "circle-open"), ("student", "circle")):
             figure.add_trace(go.Scatter(
-                x=group["params"], y=group[role], mode="markers", name=f"{dataset} · {role}",
+                x=group["params"], y=group[role], mode="markers", name=f"{chart(dataset)} · {role}",
                 marker={"symbol": symbol, "size": 9, "color": OTHER_COLORS[i % len(OTHER_COLORS)]},
-                text=group["label"],
+                text=group["label"].map(chart),
                 hovertemplate="%{text}<br>%{x:,} parameters: %{y:.1%}<extra></extra>"))
     figure.update_layout(title="Student size against accuracy: alone (open) and distilled (filled)",
                          xaxis_title="student parameters", xaxis_type="log", yaxis_title="test accuracy",
@@ -666,7 +675,8 @@ def gap_zones(points: pd.DataFrame, zones: list[tuple[float, float, str]]) -> go
         figure.add_vrect(x0=low, x1=top, fillcolor=OTHER_COLORS[i % len(OTHER_COLORS)], opacity=0.12,
                          line_width=0, annotation_text=text, annotation_position="top left")
     if not points.empty:
-        figure.add_trace(go.Scatter(x=points["ratio"], y=points["gain"], mode="markers", text=points["label"],
+        figure.add_trace(go.Scatter(x=points["ratio"], y=points["gain"], mode="markers",
+                                    text=points["label"].map(chart),
                                     marker={"size": 10, "color": ROLE_COLORS["student"]}, name="study",
                                     hovertemplate="%{text}<br>gap %{x:.2f}x, gain %{y:+.1f} points<extra></extra>"))
     figure.add_hline(y=0, line_color="grey", line_dash="dot")

@@ -2,6 +2,12 @@
 
 Reads are cached for a short time and cleared whenever the dashboard sees a study finish, so a
 page never shows a stale table for long and never pays for the same query twice in a rerun.
+
+A store is shared and may hold anything: a run without its role tag, an infinite metric, an
+artifact deleted or cut off. The readers never raise on such data. They hand pages what can be
+used and say what cannot: a role-less run gets a stand-in role (``role_missing``), infinite numbers
+become missing ones (listed in ``infinite``), and an artifact comes as :class:`Loaded`, its value
+with the problem that kept it from being read.
 """
 
 from __future__ import annotations
@@ -9,12 +15,14 @@ from __future__ import annotations
 import io
 import json
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+import yaml
 
+from dashboard.text import one_line
 from kdcore import tracking
 from kdcore.tracker import role_key
 from kdcore.tracking import resolve_uri
@@ -23,6 +31,18 @@ ATTENTIONS = "attentions.npz"
 
 CACHE_SECONDS = 30
 CURVE_METRICS = ["train/loss", "val/acc", "val/loss", "train/acc", "train/loss_ce", "train/loss_kd"]
+HUGE = 1e308  # MLflow's SQL store keeps +-inf as +-1.797e308: both are infinite here
+UNKNOWN_ROLE = "unknown"  # a run without kd.role is shown as "unknown-<its id>"
+STUDY_METRICS = {name: key.removeprefix("metrics.") for key, name in tracking.STUDY_COLUMNS.items()
+                 if key.startswith("metrics.")}  # list_studies column -> metric key
+
+
+class Loaded(NamedTuple):
+    """An artifact as a page can use it: its parsed ``value`` (a default when it is absent or unusable) and,
+    when it cannot be used, the ``problem`` in words."""
+
+    value: Any
+    problem: str | None = None
 
 
 def store_uri() -> str:
@@ -32,9 +52,27 @@ def store_uri() -> str:
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def studies(uri: str) -> pd.DataFrame:
     """Every study, with its finding codes as a list (from the ``kd.findings`` tag) and a display label."""
-    frame = tracking.list_studies(uri)
+    frame = _finite(tracking.list_studies(uri), STUDY_METRICS)
     frame["finding_codes"] = frame["findings"].map(finding_codes)
-    frame["label"] = frame["name"].fillna(frame["study_id"])
+    frame["label"] = [one_line(name) or study_id for name, study_id in zip(frame["name"], frame["study_id"],
+                                                                          strict=True)]
+    return frame
+
+
+def _finite(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """``columns`` (column -> metric key) as numbers, infinite ones missing; ``infinite`` lists per row the
+    metric keys that were infinite (a NaN cannot be told from a metric never logged, so it is not listed)."""
+    frame = frame.copy()
+    infinite = pd.Series([[] for _ in range(len(frame))], index=frame.index, dtype=object)
+    for column, key in columns.items():
+        if column not in frame:
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        huge = values.abs() >= HUGE
+        frame[column] = values.mask(huge)
+        for row in frame.index[huge]:
+            infinite[row] = [*infinite[row], key]
+    frame["infinite"] = infinite
     return frame
 
 
@@ -46,7 +84,7 @@ def finding_codes(tag: object) -> list[str]:
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def runs(uri: str, study_ids: tuple[str, ...]) -> pd.DataFrame:
     """Role runs of the given studies, labelled ``<study name> · <role>``."""
-    frame = tracking.list_runs(list(study_ids), uri)
+    frame = _role_runs(tracking.list_runs(list(study_ids), uri))
     if frame.empty:
         return frame
     names = studies(uri).set_index("study_id")["label"]
@@ -55,28 +93,49 @@ def runs(uri: str, study_ids: tuple[str, ...]) -> pd.DataFrame:
     return frame
 
 
+def _role_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Role runs as pages use them: every run has a role (``unknown-<id>`` where its kd.role tag is missing,
+    marked in ``role_missing``) and finite metrics (see :func:`_finite`)."""
+    if frame.empty:
+        return frame
+    roles = frame["tags.kd.role"] if "tags.kd.role" in frame else pd.Series(np.nan, index=frame.index)
+    missing = ~roles.map(lambda role: isinstance(role, str) and bool(role.strip()))
+    stand_in = UNKNOWN_ROLE + "-" + frame["run_id"].astype(str).str[:8]
+    frame = frame.assign(**{"tags.kd.role": roles.where(~missing, stand_in), "role_missing": missing})
+    return _finite(frame, {c: c.removeprefix("metrics.") for c in frame.columns if c.startswith("metrics.")})
+
+
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def histories(uri: str, run_ids: tuple[str, ...], keys: tuple[str, ...]) -> pd.DataFrame:
-    return tracking.metric_history(list(run_ids), list(keys), uri)
+    """Metric histories (run_id, key, step, value, timestamp); an infinite value is a missing one."""
+    frame = tracking.metric_history(list(run_ids), list(keys), uri)
+    values = pd.to_numeric(frame["value"], errors="coerce")
+    return frame.assign(value=values.mask(values.abs() >= HUGE))
 
 
 @st.cache_data(ttl=CACHE_SECONDS * 10, show_spinner=False)
 def predictions(uri: str, run_id: str) -> dict[str, np.ndarray]:
+    """A role's test predictions (``test_probs`` (N, K), ``test_labels`` (N,), ...); {} when it has none or
+    they do not fit together."""
     try:
-        return tracking.load_predictions(run_id, uri)
+        found = tracking.load_predictions(run_id, uri)
     except Exception:  # a role that failed before it was evaluated has no predictions
         return {}
+    probs, labels = found.get("test_probs"), found.get("test_labels")
+    if probs is None or labels is None or np.ndim(probs) != 2 or np.ndim(labels) != 1 or len(probs) != len(labels):
+        return {}
+    return found
 
 
 @st.cache_data(ttl=CACHE_SECONDS * 10, show_spinner=False)
 def attentions(uri: str, run_id: str) -> dict[str, np.ndarray]:
     """A role's logged attention maps (``maps``: layers, N, heads, T, T) and their ``inputs``; {} when it has none."""
     try:
-        raw = tracking.read_artifact(run_id, ATTENTIONS, uri)
-    except Exception:  # not a transformer, or a role that failed before it was evaluated
+        with np.load(io.BytesIO(tracking.read_artifact(run_id, ATTENTIONS, uri))) as found:
+            maps = {key: found[key] for key in found.files}
+    except Exception:  # not a transformer, a role that failed before it was evaluated, or a damaged file
         return {}
-    with np.load(io.BytesIO(raw)) as found:
-        return {key: found[key] for key in found.files}
+    return maps if {"maps", "inputs"} <= maps.keys() and np.ndim(maps["maps"]) == 5 else {}
 
 
 @st.cache_data(show_spinner=False)
@@ -90,30 +149,99 @@ def test_samples(config_text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
     return test.x[:k].numpy(), test.y[:k].numpy()
 
 
-@st.cache_data(ttl=CACHE_SECONDS * 10, show_spinner=False)
-def config_yaml(uri: str, study_id: str) -> str:
-    return tracking.read_artifact(study_id, "config.yaml", uri).decode()
-
-
-def _artifact_json(uri: str, study_id: str, path: str) -> Any:
-    """A JSON artifact of the study, or None where it has none (made before it was recorded, or still running)."""
+def _artifact(uri: str, run_id: str, path: str) -> bytes | None:
+    """An artifact's bytes, or None where the run has none (or the store cannot give it)."""
     try:
-        raw = tracking.read_artifact(study_id, path, uri)
+        return tracking.read_artifact(run_id, path, uri)
     except Exception:  # MLflow raises its own types (or OSError) for a missing artifact
         return None
-    return json.loads(raw)
+
+
+@st.cache_data(ttl=CACHE_SECONDS * 10, show_spinner=False)
+def config_yaml(uri: str, study_id: str) -> Loaded:
+    """The study's config as YAML text (``config.yaml``); None, with the problem, when it has none or the file
+    is not a YAML mapping."""
+    raw = _artifact(uri, study_id, "config.yaml")
+    if raw is None:
+        return Loaded(None, "it has no config.yaml")
+    try:
+        text = raw.decode()
+        parsed = yaml.safe_load(text)
+    except (UnicodeDecodeError, yaml.YAMLError) as err:
+        return Loaded(None, f"its config.yaml cannot be read ({one_line(err, 120)})")
+    if not isinstance(parsed, dict):
+        return Loaded(None, "its config.yaml is not a YAML mapping")
+    return Loaded(text)
+
+
+def _json(uri: str, study_id: str, path: str) -> Loaded:
+    """A JSON artifact of the study: None and no problem when it has none (made before it was recorded, or
+    still running); None and the problem when it is there but is not JSON."""
+    raw = _artifact(uri, study_id, path)
+    if raw is None:
+        return Loaded(None)
+    try:
+        return Loaded(json.loads(raw))
+    except ValueError as err:  # JSONDecodeError, or bytes that are not text
+        return Loaded(None, f"its {path} is not valid JSON ({one_line(err, 120)})")
+
+
+def _numbers(raw: object) -> dict[str, float]:
+    """The finite numbers of an evidence or gate mapping, by name; anything else is left out."""
+    if not isinstance(raw, dict):
+        return {}
+    return {str(name): float(value) for name, value in raw.items()
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)}
+
+
+def _finding(raw: object) -> dict[str, Any] | None:
+    """One finding with every field a page reads, or None where it has no code."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("code"), str) or not raw["code"].strip():
+        return None
+    overrides = raw.get("fix_overrides")
+    return {"code": raw["code"], "title": str(raw.get("title") or raw["code"]),
+            "severity": str(raw.get("severity") or "warning"), "evidence": _numbers(raw.get("evidence")),
+            "fix": str(raw.get("fix") or ""),
+            "fix_overrides": [o for o in overrides if isinstance(o, str)] if isinstance(overrides, list) else []}
+
+
+def _gate(raw: object) -> dict[str, Any] | None:
+    """One gate with every field a page reads, or None where it has no number."""
+    number = raw.get("number") if isinstance(raw, dict) else None
+    if not isinstance(number, int) or isinstance(number, bool):
+        return None
+    return {"number": number, "name": str(raw.get("name") or f"gate {number}"),
+            "status": str(raw.get("status") or "not measurable"), "numbers": _numbers(raw.get("numbers")),
+            "reason": str(raw.get("reason") or "")}
+
+
+def _records(loaded: Loaded, path: str, parse: Any) -> Loaded:
+    """A JSON list of records, each through ``parse`` (None drops it); the problem says how many were dropped."""
+    if loaded.value is None:
+        return loaded
+    items = loaded.value if isinstance(loaded.value, list) else [loaded.value]
+    kept = [record for record in map(parse, items) if record is not None]
+    if not isinstance(loaded.value, list):
+        return Loaded(kept, f"its {path} is not a list")
+    if len(kept) < len(items):
+        return Loaded(kept, f"{len(items) - len(kept)} of the {len(items)} entries of its {path} are malformed")
+    return Loaded(kept)
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def findings(uri: str, study_id: str) -> list[dict[str, Any]]:
-    """The study's findings (``findings.json``): code, title, severity, evidence, fix, fix_overrides."""
-    return _artifact_json(uri, study_id, "findings.json") or []
+def findings(uri: str, study_id: str) -> Loaded:
+    """The study's findings (``findings.json``): code, title, severity, evidence, fix, fix_overrides; [] when it
+    has none."""
+    loaded = _records(_json(uri, study_id, "findings.json"), "findings.json", _finding)
+    return Loaded([] if loaded.value is None else loaded.value, loaded.problem)
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def gates(uri: str, study_id: str) -> list[dict[str, Any]] | None:
-    """The study's ten quality gates (``gates.json``) in order; None when it was never diagnosed."""
-    return _artifact_json(uri, study_id, "gates.json")
+def gates(uri: str, study_id: str) -> Loaded:
+    """The study's quality gates (``gates.json``) in order; None when it was never diagnosed."""
+    loaded = _records(_json(uri, study_id, "gates.json"), "gates.json", _gate)
+    return Loaded(sorted(loaded.value, key=lambda g: g["number"]) if loaded.value is not None else None,
+                  loaded.problem)
 
 
 def clear() -> None:
@@ -123,7 +251,7 @@ def clear() -> None:
 
 def progress(uri: str, study_id: str) -> pd.DataFrame:
     """Live progress of a study's roles: epoch, loss, val accuracy and an ETA (not cached)."""
-    frame = tracking.list_runs([study_id], uri)
+    frame = _role_runs(tracking.list_runs([study_id], uri))
     columns = ["role", "status", "epoch", "epochs", "loss", "val_acc", "eta_s"]
     if frame.empty:
         return pd.DataFrame(columns=columns)

@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data, nav
+from dashboard.text import md
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -46,6 +47,6 @@ def run_it(uri: str, example: str, overrides: list[str], label: str, key: str) -
         from kdcore.config import load_config
 
         job = launcher.launch(load_config(EXAMPLES / example, overrides), tracking_uri=uri)
-        st.success(f"Queued {job.name}: it trains in its own process and appears in Studies when done.",
+        st.success(f"Queued {md(job.name)}: it trains in its own process and appears in Studies when done.",
                    icon=":material/schedule:")
         nav.link("launch", "Watch it on Launch")

@@ -3,10 +3,16 @@ the advisor's advice from the Advisor page to a study whose findings and gates s
 
 Runs `kdx dashboard` on a free loopback port and drives Debian's Chromium through Playwright.
 Skipped when Chromium is not installed, except in CI (CI=true), where `.ci/run` installs it.
+
+Every click, fill or key press first waits until the app is idle (:func:`wait_idle`): a script run
+still going replaces the elements it draws, so an element found during a run may be gone by the
+time it is clicked (a select box whose options depend on another widget is redrawn with its
+dropdown closed).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -70,6 +76,14 @@ def screenshots(tmp_path: Path) -> Path:
     return shots
 
 
+def screenshot(page, path: Path, full_page: bool = False) -> None:
+    """A screenshot once the app is idle and every plotly chart has been drawn at the current size."""
+    wait_idle(page)
+    page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].every(
+        plot => plot._fullLayout && Math.abs(plot._fullLayout.width - plot.getBoundingClientRect().width) < 2)""")
+    page.screenshot(path=str(path), full_page=full_page)
+
+
 def open_browser(p):
     from playwright.sync_api import expect
 
@@ -82,11 +96,48 @@ def open_browser(p):
     return browser, page
 
 
+# The app is idle when no script runs or is asked for, the connection is up, no element is stale
+# (left from the previous run, about to be replaced) and the status widget shows no "Running...".
+IDLE = """({token, quiet}) => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const busy = !app || app.dataset.testScriptState !== "notRunning" || app.dataset.testConnectionState !== "CONNECTED"
+    || document.querySelector('[data-stale="true"], [data-testid="stStatusWidgetRunningIcon"]') !== null;
+  if (!window.__kdxIdle || window.__kdxIdle.token !== token) window.__kdxIdle = {token, since: null};
+  const idle = window.__kdxIdle;
+  if (busy) { idle.since = null; return false; }
+  if (idle.since === null) idle.since = performance.now();
+  return performance.now() - idle.since >= quiet;
+}"""
+_waits = itertools.count()
+
+
+def wait_idle(page, quiet_ms: int = 400, timeout_ms: int = 120_000) -> None:
+    """Wait until the app has been idle for ``quiet_ms`` in a row (a rerun asked for by the last action
+    has started and ended by then)."""
+    page.wait_for_function(IDLE, arg={"token": next(_waits), "quiet": quiet_ms}, polling=50, timeout=timeout_ms)
+
+
+def click(locator) -> None:
+    """Click once the app is idle, then wait until the run the click starts has ended."""
+    wait_idle(locator.page)
+    locator.click()
+    wait_idle(locator.page)
+
+
+def enter(locator, text: str) -> None:
+    """Type ``text`` into a field and press Enter once the app is idle, then wait for the run it starts."""
+    wait_idle(locator.page)
+    locator.fill(text)
+    locator.press("Enter")
+    wait_idle(locator.page)
+
+
 def choose(page, label: str, option: str, nth: int = 0) -> None:
     """Pick ``option`` in the ``nth`` selectbox labelled ``label``."""
+    wait_idle(page)
     page.get_by_label(label, exact=True).nth(nth).click()
     page.get_by_role("option", name=option, exact=True).click()
-    page.wait_for_timeout(800)
+    wait_idle(page)
 
 
 def launch_from_form(page, name: str, epochs: int) -> None:
@@ -94,14 +145,9 @@ def launch_from_form(page, name: str, epochs: int) -> None:
     from playwright.sync_api import expect
 
     expect(page.get_by_text("Launch a study")).to_be_visible()
-    field = page.get_by_label("epochs", exact=True)
-    field.fill(str(epochs))
-    field.press("Enter")
-    field = page.get_by_label("study name", exact=True)
-    field.fill(name)
-    field.press("Enter")
-    page.wait_for_timeout(1500)
-    page.get_by_role("button", name="Launch", exact=True).click()
+    enter(page.get_by_label("epochs", exact=True), str(epochs))
+    enter(page.get_by_label("study name", exact=True), name)
+    click(page.get_by_role("button", name="Launch", exact=True))
     expect(page.get_by_text(name).first).to_be_visible()
 
 
@@ -124,15 +170,16 @@ def test_launch_watch_and_compare_in_a_real_browser(dashboard, tmp_path: Path) -
         page.goto(f"{url}/")
         grid = page.locator("[data-testid='stDataFrame']").first
         expect(grid).to_be_visible()
-        page.wait_for_timeout(1500)
+        wait_idle(page)
         box = grid.bounding_box()
         for row in range(2):  # the row-selection checkboxes sit in the first column of the canvas grid
+            wait_idle(page)
             page.mouse.click(box["x"] + 18, box["y"] + 35 * (row + 1) + 17)
-            page.wait_for_timeout(800)
         expect(page.get_by_text("2 selected")).to_be_visible()
+        wait_idle(page)
         page.screenshot(path=str(shots / "studies.png"), full_page=True)
 
-        page.get_by_role("button", name="Compare selected").click()
+        click(page.get_by_role("button", name="Compare selected"))
         expect(page.get_by_text("2 studies, 6 runs")).to_be_visible()
         plots = page.locator(".js-plotly-plot")
         expect(plots.nth(6)).to_be_visible()
@@ -162,11 +209,10 @@ def test_advice_from_the_advisor_page_becomes_a_diagnosed_study(dashboard, tmp_p
         expect(page.get_by_text("65,098 parameters on mnist1d")).to_be_visible()
         expect(page.locator(".js-plotly-plot")).to_be_visible()
         page.set_viewport_size({"width": 1500, "height": 2200})
-        page.wait_for_timeout(2000)
-        page.screenshot(path=str(shots / "advisor.png"))
+        screenshot(page, shots / "advisor.png")
         page.set_viewport_size({"width": 1500, "height": 1100})
 
-        page.get_by_role("button", name="Open Launch with this advice").click()
+        click(page.get_by_role("button", name="Open Launch with this advice"))
         launch_from_form(page, "advised study", epochs=3)
         expect(page.get_by_text("FINISHED").first).to_be_visible(timeout=240_000)
         advised = list_studies(uri).set_index("name").loc["advised study"]
@@ -189,8 +235,7 @@ def test_advice_from_the_advisor_page_becomes_a_diagnosed_study(dashboard, tmp_p
         if not titles:
             expect(page.get_by_text("No failure mode detected.")).to_be_visible()
         page.set_viewport_size({"width": 1500, "height": 3400})
-        page.wait_for_timeout(2500)
-        page.screenshot(path=str(shots / "study.png"))
+        screenshot(page, shots / "study.png")
         browser.close()
 
 
@@ -215,8 +260,7 @@ def test_study_detail_shows_peers_and_exits(dashboard, tmp_path: Path) -> None:
             expect(page.get_by_text(heading, exact=False).first).to_be_visible()
             page.get_by_text(heading, exact=False).first.scroll_into_view_if_needed()
             expect(page.locator(".js-plotly-plot").first).to_be_visible()
-            page.wait_for_timeout(3000)
-            page.screenshot(path=str(shots / shot))
+            screenshot(page, shots / shot)
         browser.close()
 
 
@@ -244,8 +288,7 @@ def test_study_detail_shows_attention_maps_and_paired_views(dashboard, tmp_path:
             expect(page.get_by_text(heading, exact=False).first).to_be_visible()
             page.get_by_text(heading, exact=False).first.scroll_into_view_if_needed()
             expect(page.get_by_text(title, exact=False).first).to_be_visible()
-            page.wait_for_timeout(3000)
-            page.screenshot(path=str(shots / shot))
+            screenshot(page, shots / shot)
         browser.close()
 
 
@@ -273,10 +316,9 @@ def test_every_learn_page_in_a_real_browser_and_one_run_it_button(tmp_path: Path
                 expect(page.get_by_role("heading", name=heading)).to_be_visible()
                 expect(page.get_by_text("kdx samples load")).to_have_count(0)  # every sample it needs is there
                 expect(page.get_by_text("Deploy", exact=True)).to_have_count(0)  # no deploy menu
-                page.wait_for_timeout(1200)
-                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+                screenshot(page, shots / f"{name}.png", full_page=True)
             page.goto(url)
-            page.get_by_role("button", name="Run it").click()
+            click(page.get_by_role("button", name="Run it"))
             expect(page.get_by_text("Queued", exact=False).first).to_be_visible()
             browser.close()
         assert any("learn" in (job.name or "") for job in list_jobs(tmp_path / "jobs"))

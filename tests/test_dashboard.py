@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,11 @@ def diagnosed(uri: str, study_id: str, findings: list[dict[str, Any]], passed: i
     tracker.log_bytes(study_id, "gates.json", json.dumps(gates).encode())
     tracker.set_tags(study_id, {"kd.findings": ",".join(f["code"] for f in findings)})
     tracker.client.log_metric(study_id, "study/gates_passed", passed, step=1)  # after diagnose's own (step 0)
+
+
+def as_read(markdown: str) -> str:
+    """What a reader sees of Markdown whose store text went through dashboard.text.md."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
 
 
 def app(**state) -> AppTest:
@@ -188,7 +194,7 @@ def test_studies_filter_by_finding_and_by_gates_passed(store) -> None:
     assert dict(zip(table["label"], table["gates_passed"], strict=True)) == {a: 7, b: 4, c: 9}
     assert {tuple(codes) for codes in table["finding_codes"]} == {("overconfidence", "knowledge_confusion"),
                                                                   ("overconfidence",), ()}
-    summary = [b.label for b in at.button if b.key and b.key.startswith("summary-")]
+    summary = [as_read(b.label) for b in at.button if b.key and b.key.startswith("summary-")]
     assert summary == ["overconfidence in 2 studies", "knowledge_confusion in 1 study"]
 
     at.multiselect(key="finding_filter").set_value(["knowledge_confusion"]).run()
@@ -208,10 +214,10 @@ def test_study_detail_shows_findings_with_evidence_and_the_gates_checklist(study
     uri, study_id = study
     diagnosed(uri, study_id, [OVERCONFIDENCE, CONFUSION, CAPACITY, DEGRADATION], passed=7)
     at = open_page("study", study=study_id)
-    critical, capacity, degradation = [e.value for e in at.error]
+    critical, capacity, degradation = [as_read(e.value) for e in at.error]
     assert "Teacher overconfidence amplification" in critical and "student acc 81.2%" in critical
     assert "student ece 0.031" in critical and "Raise the temperature to 12." in critical
-    (warning,) = [w.value for w in at.warning]
+    (warning,) = [as_read(w.value) for w in at.warning]
     assert "Knowledge type confusion" in warning and "agreement 50.0%" in warning
     assert "drop points 5.00" in capacity and "ratio 0.778" in degradation and "assistant 1 acc 70.0%" in degradation
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")][3:]
@@ -231,7 +237,7 @@ def test_relaunch_with_a_fix_launches_the_fixed_config_or_explains_why_not(study
     diagnosed(uri, study_id, [CROSS_MODAL, OVERCONFIDENCE], passed=5)
     at = open_page("study", study=study_id)
     at.button(key=f"relaunch-{study_id}-cross_modal_failure").click().run()
-    assert any("does not apply" in e.value and "no_such_key" in e.value for e in at.error)
+    assert any("does not apply" in e.value and "no_such_key" in as_read(e.value) for e in at.error)
     assert launcher.list_jobs() == []  # nothing launched
 
     at.button(key=f"relaunch-{study_id}-overconfidence").click().run()

@@ -76,7 +76,7 @@ def bad_uri(case: str, tmp_path: Path, servers: dict[str, str]) -> tuple[str, st
 def run_kdx(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     started = time.monotonic()
-    done = subprocess.run([KDX, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([KDX, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
     return done, time.monotonic() - started
 
 

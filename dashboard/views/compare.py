@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, nav
+from dashboard import charts, data, nav, notes
 from kdcore.tracker import role_key
 
 MAX_PREDICTION_SERIES = 6
@@ -38,6 +38,8 @@ def render() -> None:
         st.warning("The selected studies have no role runs yet.")
         return
     st.caption(f"{len(chosen)} studies, {len(runs)} runs")
+    notes.studies(chosen)
+    notes.runs(runs)
 
     metric_col, toggle_col = st.columns([3, 1])
     metric = metric_col.selectbox("Curve", data.CURVE_METRICS, index=1)

@@ -11,6 +11,7 @@ import yaml
 
 from dashboard import data, nav
 from dashboard.form import FieldSpec, config_fields, nest
+from dashboard.text import md
 from kdcore import launcher
 from kdcore.config import ExperimentConfig, field_errors, load_config, validate
 
@@ -144,9 +145,23 @@ def device_choice() -> str:
                         help="What torch sees on this machine. Queued studies are pinned to a free GPU.")
 
 
-@st.fragment(run_every=2)
 def queue(uri: str) -> None:
-    """Studies started from here (or by anyone on this machine), refreshed without rerunning the page."""
+    """Studies started from here (or by anyone on this machine). While one is queued or running the list
+    refreshes itself every 2 s, alone (the form is left as it is); otherwise nothing reruns on its own, so
+    nothing moves while the form is being filled in."""
+    active = any(job.status in ACTIVE for job in launcher.list_jobs())
+    (live_queue if active else queue_list)(uri)
+
+
+@st.fragment(run_every=2)
+def live_queue(uri: str) -> None:
+    """The queue, refreshed every 2 s; once every study has ended, the page reruns once, which stops it."""
+    if not queue_list(uri):
+        st.rerun()
+
+
+def queue_list(uri: str) -> bool:
+    """The last ten studies launched, with their progress; whether any is still queued or running."""
     jobs = launcher.list_jobs()
     finished = {j.job_id for j in jobs if j.status not in ACTIVE}
     if finished - st.session_state.get("seen_finished", set()):
@@ -154,17 +169,17 @@ def queue(uri: str) -> None:
     st.session_state["seen_finished"] = finished
     if not jobs:
         st.caption("No studies launched from this machine yet.")
-        return
+        return False
     for job in jobs[:10]:
         with st.container(border=True):
             head, status, action = st.columns([4, 1, 1])
-            head.markdown(f"**{job.name or job.job_id}**  \n`{job.study_id or 'waiting for its study id'}`")
+            head.markdown(f"**{md(job.name or job.job_id)}**  \n`{job.study_id or 'waiting for its study id'}`")
             status.markdown(f"`{job.status.upper()}`" + (f" on `{job.slot}`" if job.slot else ""))
             if job.status in ACTIVE and action.button("Cancel", key=f"cancel-{job.job_id}"):
                 launcher.cancel(job.job_id)
                 st.rerun(scope="fragment")
             if job.status == "failed" and job.message:
-                st.error(job.message)
+                st.error(md(job.message, 2000))
             if job.study_id and job.status in ACTIVE:
                 table = data.progress(uri, job.study_id)
                 if not table.empty:
@@ -175,6 +190,7 @@ def queue(uri: str) -> None:
                                      "val_acc": st.column_config.NumberColumn("val acc", format="percent"),
                                      "loss": st.column_config.NumberColumn("loss", format="%.3f"),
                                      "eta_s": st.column_config.NumberColumn("ETA (s)", format="%.0f")})
+    return len(finished) < len(jobs)
 
 
 def example_summary(path: Path) -> str:

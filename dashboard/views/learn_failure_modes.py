@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data, lessons
+from dashboard import data, lessons, notes
 from dashboard.alerts import finding_card
 
 MODES = {  # code -> (title, what it is, provoked study, fixed study)
@@ -37,10 +37,11 @@ def study_side(uri: str, name: str, code: str | None) -> None:
         return
     st.markdown(f"*{name}*")
     findings = data.findings(uri, study["study_id"])
+    notes.problem(name, findings.problem, "Open it in Study detail to diagnose it again.")
     runs = data.runs(uri, (study["study_id"],))
-    if not findings:
+    if not findings.value and not findings.problem:
         st.success("No failure mode fired.", icon=":material/check_circle:")
-    for finding in sorted(findings, key=lambda f: f["code"] != code):
+    for finding in sorted(findings.value, key=lambda f: f["code"] != code):
         finding_card(uri, study, runs, finding)
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, lessons
+from dashboard.text import md
 from kdcore import advisor
 
 ZONES = [(0.0, advisor.SIMILAR_PERFORMANCE, "similar: learn together"),
@@ -30,7 +31,7 @@ def gap_points(uri: str, studies: pd.DataFrame) -> pd.DataFrame:
         "dataset": studies.loc[table.index, "dataset"], "params": params.reindex(table.index),
         "baseline": table["baseline"], "student": table["student"],
         "ratio": table["teacher"] / table["baseline"].clip(lower=1e-9),
-        "gain": 100 * (table["student"] - table["baseline"]), "label": studies.loc[table.index, "name"]})
+        "gain": 100 * (table["student"] - table["baseline"]), "label": studies.loc[table.index, "label"]})
     return out.dropna()
 
 
@@ -49,7 +50,7 @@ def render() -> None:
     st.plotly_chart(charts.size_against_accuracy(points), key="learn-gap-size")
     st.plotly_chart(charts.gap_zones(points, ZONES), key="learn-gap-zones")
     worst = points.sort_values("gain").iloc[0]
-    st.caption(f"{len(points)} studies. The largest loss: {worst['label']} ({worst['gain']:+.1f} points at a "
+    st.caption(f"{len(points)} studies. The largest loss: {md(worst['label'])} ({worst['gain']:+.1f} points at a "
                f"{worst['ratio']:.2f}x gap).")
 
 

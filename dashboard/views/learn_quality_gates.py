@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data, lessons
+from dashboard import data, lessons, notes
+from dashboard.text import md
 
 DEFAULT = "worked example 2 - rgb->depth aligned seed0"
 WHY = {
@@ -33,9 +34,11 @@ def render() -> None:
         return
     ids = list(studies.index)
     default = next((i for i in ids if studies.loc[i, "name"] == DEFAULT), ids[0])
-    study_id = st.selectbox("Study", ids, index=ids.index(default), format_func=lambda i: studies.loc[i, "name"],
+    study_id = st.selectbox("Study", ids, index=ids.index(default), format_func=lambda i: studies.loc[i, "label"],
                             key="learn-gates-study")
-    gates = data.gates(uri, study_id)
+    loaded = data.gates(uri, study_id)
+    notes.problem(studies.loc[study_id, "label"], loaded.problem, "Open it in Study detail to diagnose it again.")
+    gates = loaded.value
     if not gates:
         st.info("This study has no gates yet: open it in Study detail and diagnose it.")
         return
@@ -43,14 +46,14 @@ def render() -> None:
     st.metric("Passed", f"{statuses.count('passed')} of {len(gates)}")
     for gate in gates:
         with st.container(border=True):
-            st.markdown(f"{ICONS.get(gate['status'], '')} **Gate {gate['number']}: {gate['name']}**: "
-                        f"{gate['status']}")
+            st.markdown(f"{ICONS.get(gate['status'], '')} **Gate {gate['number']}: {md(gate['name'])}**: "
+                        f"{md(gate['status'])}")
             st.caption(WHY.get(gate["number"], ""))
-            numbers = ", ".join(f"{k} {v:.3g}" for k, v in gate.get("numbers", {}).items())
+            numbers = ", ".join(f"{k} {v:.3g}" for k, v in gate["numbers"].items())
             if numbers:
-                st.markdown(f"Numbers: {numbers}")
-            if gate.get("reason"):
-                st.markdown(f"Why: {gate['reason']}")
+                st.markdown(f"Numbers: {md(numbers, 1000)}")
+            if gate["reason"]:
+                st.markdown(f"Why: {md(gate['reason'], 1000)}")
 
 
 render()

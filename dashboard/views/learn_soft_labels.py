@@ -37,7 +37,7 @@ def render() -> None:
     ids = list(with_teacher.index)
     default = next((i for i in ids if with_teacher.loc[i, "name"] == DEFAULT), ids[0])
     study_id = st.selectbox("Teacher of the study", ids, index=ids.index(default), key="learn-t-study",
-                            format_func=lambda i: with_teacher.loc[i, "name"])
+                            format_func=lambda i: with_teacher.loc[i, "label"])
     found = data.predictions(uri, lessons.role_runs(uri, study_id).get("teacher", ""))
     if not found:
         st.info("This study's teacher has no stored predictions.")

@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, nav
+from dashboard import data, nav, notes
 from dashboard.alerts import finding_card
+from dashboard.text import md
 
 NO_FINDINGS = "no findings"
 MAX_ALERT_STUDIES = 5  # each card reads artifacts and draws charts: keep the page quick
@@ -42,6 +43,13 @@ def welcome(uri: str) -> None:
     nav.link("launch", "Launch a study")
 
 
+def choices(frame: pd.DataFrame, column: str) -> list[str]:
+    """The values of a column to filter on (a tag: any text), keeping a choice made earlier that is gone now."""
+    values = {value for value in frame[column].dropna() if isinstance(value, str)}
+    chosen = st.session_state.get(f"filter_{column}", [])
+    return sorted(values | set(chosen))
+
+
 def by_findings(frame: pd.DataFrame, chosen: list[str]) -> pd.DataFrame:
     """Studies with any of the chosen findings (or with none, for the "no findings" option)."""
     if not chosen:
@@ -64,7 +72,7 @@ def finding_summary(view: pd.DataFrame) -> None:
     with st.container(border=True):
         st.markdown(f"**Findings in the {len(view)} shown studies** (click one to show only its studies)")
         for column, (code, n) in zip(st.columns(len(counts)), counts.items(), strict=True):
-            column.button(f"{code} in {n} stud{'y' if n == 1 else 'ies'}", key=f"summary-{code}", on_click=only,
+            column.button(f"{md(code)} in {n} stud{'y' if n == 1 else 'ies'}", key=f"summary-{code}", on_click=only,
                           args=(code,), icon=":material/warning:", width="stretch")
 
 
@@ -77,11 +85,13 @@ def render() -> None:
         welcome(uri)
         return
 
+    # Keyed: their options change as studies come and go, and a keyless widget with new options is a new
+    # widget (its choice lost, redrawn under the pointer).
     left, middle, right, search = st.columns([1, 1, 1, 2])
-    datasets = left.multiselect("Dataset", sorted(frame["dataset"].dropna().unique()))
-    methods = middle.multiselect("Method", sorted(frame["method"].dropna().unique()))
-    statuses = right.multiselect("Status", sorted(frame["status"].dropna().unique()))
-    text = search.text_input("Search", placeholder="name, model or id")
+    datasets = left.multiselect("Dataset", choices(frame, "dataset"), key="filter_dataset")
+    methods = middle.multiselect("Method", choices(frame, "method"), key="filter_method")
+    statuses = right.multiselect("Status", choices(frame, "status"), key="filter_status")
+    text = search.text_input("Search", placeholder="name, model or id", key="filter_text")
     codes, gates = st.columns([3, 2])
     options = [*sorted(set(frame["finding_codes"].explode().dropna())), NO_FINDINGS]
     if "finding_filter" in st.session_state:  # a code chosen earlier may be gone from the store
@@ -125,9 +135,11 @@ def selected_alerts(uri: str, frame: pd.DataFrame, selection: list[str]) -> None
         return
     st.subheader("Findings of the selected studies")
     for study_id, study in flagged.head(MAX_ALERT_STUDIES).iterrows():
-        st.markdown(f"**{study['label']}** · `{study_id[:8]}`")
+        st.markdown(f"**{md(study['label'])}** · `{study_id[:8]}`")
         runs = data.runs(uri, (study_id,))
-        for finding in data.findings(uri, study_id):
+        findings = data.findings(uri, study_id)
+        notes.problem(study["label"], findings.problem, "Open it in Study detail to diagnose it again.")
+        for finding in findings.value:
             finding_card(uri, study, runs, finding)
     if len(flagged) > MAX_ALERT_STUDIES:
         st.caption(f"Showing the first {MAX_ALERT_STUDIES} of {len(flagged)} selected studies with findings.")

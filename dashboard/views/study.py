@@ -7,8 +7,10 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from dashboard import charts, data, nav
+from dashboard import charts, data, nav, notes
 from dashboard.alerts import finding_card, gates_table
+from dashboard.text import md
+from kdcore.config import ConfigError
 from kdcore.registry import DATASETS
 from kdcore.tracker import role_key
 
@@ -43,30 +45,25 @@ def choose_study(uri: str) -> str | None:
 def diagnosis(uri: str, study: pd.Series, runs: pd.DataFrame) -> None:
     """Findings as alerts with their evidence and fixes, then the ten quality gates as a checklist."""
     st.subheader("Findings and quality gates")
-    gates = data.gates(uri, study.name)
-    if gates is None:
+    gates, findings = data.gates(uri, study.name), data.findings(uri, study.name)
+    for loaded in (findings, gates):
+        notes.problem(study["label"], loaded.problem, "What can be read of it is shown; Diagnose now rewrites it.")
+    damaged = bool(gates.problem or findings.problem)
+    if gates.value is None and not damaged:
         if study["status"] != "FINISHED":
             st.info("Findings and quality gates are computed when a study finishes.")
             return
         st.info("Not diagnosed yet: this study was made before findings and gates were recorded.")
-        if st.button("Diagnose now", key="diagnose", icon=":material/troubleshoot:"):
-            from kdcore.study import diagnose
-            from kdcore.tracking import MlflowTracker
-
-            try:
-                diagnose(MlflowTracker.for_run(study.name, uri), study.name)
-            except Exception as err:  # e.g. a role's metrics or predictions are missing from the store
-                st.error(f"Could not diagnose this study: {type(err).__name__}: {err}")
-                return
-            data.clear()
-            st.rerun()
+    if (gates.value is None or damaged) and study["status"] == "FINISHED":
+        diagnose_button(uri, study)
+    if gates.value is None:
         return
-    findings = data.findings(uri, study.name)
-    if not findings:
+    if not findings.value and not findings.problem:
         st.success("No failure mode detected.", icon=":material/check_circle:")
-    for finding in findings:
+    for finding in findings.value:
         finding_card(uri, study, runs, finding)
 
+    gates = gates.value
     statuses = [g["status"] for g in gates]
     st.markdown(f"##### Quality gates: {statuses.count('passed')} of {len(gates)} passed, "
                 f"{statuses.count('failed')} failed, {statuses.count('not measurable')} not measurable")
@@ -78,13 +75,29 @@ def diagnosis(uri: str, study: pd.Series, runs: pd.DataFrame) -> None:
         "reason": st.column_config.TextColumn("reason", width="large")})
 
 
+def diagnose_button(uri: str, study: pd.Series) -> None:
+    """Compute the study's findings and gates again from what it logged (and store them), on a click."""
+    if st.button("Diagnose now", key="diagnose", icon=":material/troubleshoot:"):
+        from kdcore.study import diagnose
+        from kdcore.tracking import MlflowTracker
+
+        try:
+            diagnose(MlflowTracker.for_run(study.name, uri), study.name)
+        except Exception as err:  # e.g. a role's metrics or predictions are missing from the store
+            st.error(f"Could not diagnose this study: {type(err).__name__}: {md(err, 400)}")
+            return
+        data.clear()
+        st.rerun()
+
+
 EXIT_METRICS = ("exit/test_acc", "exit/val_acc", "exit/latency_ms", "exit/params")
 
 
 def mechanism_section(uri: str, runs: pd.DataFrame) -> None:
     """What the study's mechanism adds: the chain's stages, the peers' curves together, the born-again
     generations, or the exits of a self-distilled student."""
-    mechanism = runs["tags.kd.mechanism"].dropna().iloc[0] if "tags.kd.mechanism" in runs else "offline"
+    mechanisms = runs.get("tags.kd.mechanism", pd.Series(dtype=object)).dropna()
+    mechanism = mechanisms.iloc[0] if len(mechanisms) else "offline"
     roles = runs["tags.kd.role"]
     if mechanism == "progressive":
         skip = runs.get("tags.kd.skip_to_teacher", pd.Series(dtype=str)).eq("true").any()
@@ -116,11 +129,11 @@ VIEW_SAMPLES = 6
 
 def inputs_section(uri: str, study_id: str, runs: pd.DataFrame) -> None:
     """What the models see: paired views side by side (multi-view data), and the transformers' attention."""
-    config = data.config_yaml(uri, study_id)
-    dataset = (yaml.safe_load(config).get("data") or {}).get("name", "")
-    meta = DATASETS.entry(dataset).meta if dataset in DATASETS else {}
+    config = data.config_yaml(uri, study_id).value  # None: the Config section says why
+    dataset = (yaml.safe_load(config).get("data") or {}).get("name", "") if config else ""
+    meta = DATASETS.entry(dataset).meta if isinstance(dataset, str) and dataset in DATASETS else {}
     roles = runs.set_index("tags.kd.role")["run_id"].to_dict()
-    if meta.get("views") and not meta.get("downloads"):
+    if config and meta.get("views") and not meta.get("downloads"):
         views_section(uri, config, meta, roles, runs)
     maps = {role: found for role, run_id in roles.items() if (found := data.attentions(uri, run_id))}
     if maps:
@@ -128,12 +141,16 @@ def inputs_section(uri: str, study_id: str, runs: pd.DataFrame) -> None:
 
 
 def views_section(uri: str, config: str, meta: dict, roles: dict[str, str], runs: pd.DataFrame) -> None:
-    x, y = data.test_samples(config, VIEW_SAMPLES)
+    try:
+        x, y = data.test_samples(config, VIEW_SAMPLES)
+    except ConfigError as err:  # a config.yaml this version of kdcore no longer accepts
+        st.warning(f"The scenes cannot be drawn: {md(err, 400)}", icon=notes.ICON)
+        return
     names = meta.get("classes") or [str(k) for k in range(meta["num_classes"])]
     seen = runs.set_index("tags.kd.role").get("tags.kd.view", pd.Series(dtype=str)).dropna().to_dict()
     st.subheader("RGB and depth, side by side")
     if seen:
-        st.caption(", ".join(f"the {role} sees {view}" for role, view in seen.items()) + ".")
+        st.caption(", ".join(f"the {md(role)} sees {md(view)}" for role, view in seen.items()) + ".")
     shown = [r for r in ("teacher", "student") if r in roles]
     predicted = {role: found["test_probs"][:VIEW_SAMPLES].argmax(1)
                  for role in shown if (found := data.predictions(uri, roles[role]))}
@@ -178,15 +195,17 @@ def render() -> None:
     if not runs.empty:  # chain order: teacher, assistants, baseline, student
         runs = runs.sort_values("tags.kd.role", key=lambda roles: roles.map(role_key), kind="stable")
     a, b, c, d = st.columns(4)
-    a.metric("Status", study["status"])
+    a.metric("Status", md(study["status"]))
     b.metric("Student / teacher", "-" if study.isna()["ratio_teacher"] else f"{study['ratio_teacher']:.3f}")
     c.metric("Student / baseline", "-" if study.isna()["ratio_baseline"] else f"{study['ratio_baseline']:.3f}")
     d.metric("Parameters saved", "-" if study.isna()["param_ratio"] else f"{study['param_ratio']:.1f}x")
     if isinstance(study.get("failure_reason"), str) and study["failure_reason"]:
-        st.error(f"Failed: {study['failure_reason']}")
+        st.error(f"Failed: {md(study['failure_reason'], 1000)}")
+    notes.studies(study.to_frame().T)
     if runs.empty:
         st.caption("No role has started yet.")
         return
+    notes.runs(runs)
 
     present = [c for c in ROLE_COLUMNS if c in runs]
     st.dataframe(runs[present].rename(columns=ROLE_COLUMNS), hide_index=True, width="stretch")
@@ -209,10 +228,13 @@ def render() -> None:
     diagnosis(uri, study, runs)
 
     st.subheader("Config")
-    text = data.config_yaml(uri, study_id)
-    st.code(text, language="yaml")
+    config = data.config_yaml(uri, study_id)
+    if config.value is None:
+        notes.problem(study["label"], config.problem, "Its config cannot be shown or opened in Launch.")
+        return
+    st.code(config.value, language="yaml")
     if st.button("Open in Launch with this config", type="primary"):
-        st.session_state["launch_config"] = yaml.safe_load(text)
+        st.session_state["launch_config"] = yaml.safe_load(config.value)
         st.session_state["form_version"] = st.session_state.get("form_version", 0) + 1
         nav.go("launch")
 

@@ -1,0 +1,96 @@
+"""The dashboard in a real browser works offline and shows store text as written: the main pages fetch
+nothing from beyond the dashboard's own address and log no console error, and a study named with
+Markdown (a remote image, a link, bold) shows that name as text, with no image, no link and no request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from mlflow import MlflowClient
+
+from kdcore.study import Study
+from kdcore.tracking import MlflowTracker
+from tests import test_browser
+from tests.damaged_store import INJECTION
+from tests.helpers import tiny_config
+from tests.test_browser import click, open_browser, start_dashboard, wait_idle
+
+pytestmark = test_browser.pytestmark
+MAIN_PAGES = ["Advisor", "Launch", "Compare", "Study detail", "Temperature", "Capacity gap", "Decision tree",
+              "Failure modes", "Quality gates", "Studies"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    """``kdx dashboard`` over one tiny study named INJECTION, with a finding whose title and fix are too."""
+    folder = tmp_path_factory.mktemp("local")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    study_id = Study(tiny_config(), MlflowTracker(uri), progress=False).run().study_id
+    client = MlflowClient(tracking_uri=uri)
+    client.set_tag(study_id, "mlflow.runName", INJECTION)
+    finding = {"code": "overconfidence", "title": INJECTION, "severity": "critical", "evidence": {"student_acc": 0.5},
+               "fix": INJECTION, "fix_overrides": []}
+    client.log_text(study_id, json.dumps([finding]), "findings.json")
+    client.set_tag(study_id, "kd.findings", "overconfidence")
+    server, url = start_dashboard(folder, uri, "--no-samples")
+    yield url, study_id
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def watch(page) -> tuple[set[str], list[str]]:
+    """The hosts the page sends requests to (http and WebSocket) and the errors it logs, as they come."""
+    hosts: set[str] = set()
+    errors: list[str] = []
+
+    def request(sent) -> None:
+        address = urlsplit(sent.url)
+        if address.scheme in ("http", "https", "ws", "wss"):
+            hosts.add(address.netloc)
+
+    page.on("request", request)
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return hosts, errors
+
+
+def test_main_pages_fetch_only_from_the_dashboard_and_log_no_error(served) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = served
+    with sync_playwright() as p:
+        browser, page = open_browser(p)
+        hosts, errors = watch(page)
+        page.goto(url)
+        expect(page.get_by_role("heading", name="Studies")).to_be_visible()
+        wait_idle(page)
+        for title in MAIN_PAGES:  # through the sidebar, as a reader moves between pages
+            click(page.locator("[data-testid='stSidebarNav']").get_by_text(title, exact=True))
+            expect(page).to_have_title(re.compile(title))
+        browser.close()
+    assert hosts == {urlsplit(url).netloc}
+    assert errors == []
+
+
+def test_a_study_named_in_markdown_shows_the_name_as_text(served) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, study_id = served
+    with sync_playwright() as p:
+        browser, page = open_browser(p)
+        hosts, _ = watch(page)
+        page.goto(f"{url}/study?id={study_id}")
+        main = page.get_by_test_id("stMain")
+        expect(main.get_by_text("Findings and quality gates")).to_be_visible()
+        wait_idle(page)
+        shown = main.inner_text().replace("\u2060", "")
+        assert shown.count(INJECTION) >= 2  # the finding's title and its fix
+        assert main.locator("a[href*='invalid'], img").count() == 0
+        assert main.locator("strong", has_text=re.compile(r"^bold$")).count() == 0
+        browser.close()
+    assert hosts == {urlsplit(url).netloc}
