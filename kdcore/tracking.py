@@ -27,6 +27,7 @@ from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from requests.exceptions import ConnectTimeout
 
+from kdcore.ownership import GONE_REASON, orphaned
 from kdcore.tracker import STUDY_ROLE, RunRecord, Tracker, TrackingUnavailable
 
 try:
@@ -387,7 +388,18 @@ def list_studies(uri: str | None = None, experiment: str | None = None) -> pd.Da
     for column in columns:
         if column not in frame:
             frame[column] = np.nan
+    _mark_orphans(frame)
     return frame[columns].reset_index(drop=True)
+
+
+def _mark_orphans(frame: pd.DataFrame) -> None:
+    """Studies that say RUNNING (or SCHEDULED) while the process that owned them is gone are FAILED."""
+    owner_columns = [c for c in frame.columns if c.startswith("tags.kd.")]
+    frame["failure_reason"] = frame["failure_reason"].astype(object)
+    for index, row in frame.iterrows():
+        tags = {c.removeprefix("tags."): str(row[c]) for c in owner_columns if isinstance(row[c], str)}
+        if orphaned(str(row["status"]), tags):
+            frame.loc[index, ["status", "failure_reason"]] = ["FAILED", GONE_REASON]
 
 
 def list_runs(study_ids: list[str], uri: str | None = None) -> pd.DataFrame:
