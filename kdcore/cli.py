@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from kdcore.advisor import AdviceError
 from kdcore.config import ConfigError, load_config
 from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS, UnknownNameError
+from kdcore.tracker import TrackingUnavailable
 
 if TYPE_CHECKING:
     from kdcore.advisor import Advice
@@ -204,6 +205,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             study = Study.resume(args.resume, tracker, progress=not args.no_progress)
         except StudyBusy as err:
             raise UsageError(f"--resume: {err}") from None
+        except TrackingUnavailable:
+            raise
         except Exception as err:  # an unknown id surfaces as MLflow's own exception type
             raise UsageError(f"--resume: cannot resume {args.resume}: {_one_line(err)}") from None
     else:
@@ -334,6 +337,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         tracker = MlflowTracker.for_run(args.study_id, args.tracking_uri)
         if tracker.get_run(args.study_id).tags.get("kd.role") != STUDY_ROLE:
             raise ValueError("it is not a study")
+    except TrackingUnavailable:
+        raise
     except Exception as err:  # an unknown id surfaces as MLflow's own exception type
         raise UsageError(f"diagnose: cannot read study {args.study_id}: {_one_line(err)}") from None
     findings, gates = diagnose(tracker, args.study_id)
@@ -392,6 +397,8 @@ def _measured(study_id: str, uri: str | None) -> dict[str, Any]:
     try:
         tracker = MlflowTracker.for_run(study_id, uri)
         found = measured_situation(study_results(tracker, study_id))
+    except TrackingUnavailable:
+        raise
     except Exception as err:  # an unknown id surfaces as MLflow's own exception type
         raise UsageError(f"--from-study: cannot read study {study_id}: {_one_line(err)}") from None
     if found is None:
@@ -491,23 +498,41 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_samples(args: argparse.Namespace) -> int:
     import time
 
-    from kdcore.samples import load_samples, make_samples
+    from kdcore.samples import SampleError, load_samples, make_samples
     from kdcore.tracking import resolve_uri
 
     if not args.folder.is_dir():
         raise UsageError(f"--folder: {args.folder} is not a folder")
     if args.samples_command == "load":
         started = time.perf_counter()
-        count = load_samples(args.folder, resolve_uri(args.tracking_uri))
+        try:
+            count = load_samples(args.folder, resolve_uri(args.tracking_uri))
+        except SampleError as err:
+            raise UsageError(str(err)) from None
         print(f"loaded {count} studies from {args.folder} into {resolve_uri(args.tracking_uri)} "
               f"in {time.perf_counter() - started:.1f}s")
         return 0
     manifest = args.manifest or args.folder / "manifest.yaml"
     if not manifest.is_file():
         raise UsageError(f"--manifest: {manifest} does not exist")
-    written = make_samples(args.folder, manifest)
+    try:
+        written = make_samples(args.folder, manifest)
+    except SampleError as err:
+        raise UsageError(str(err)) from None
     print(f"wrote {len(written)} study files to {args.folder}")
     return 0
+
+
+def _open_named_store(args: argparse.Namespace) -> None:
+    """A store named by --tracking-uri or $MLFLOW_TRACKING_URI that cannot be used fails in seconds, before
+    torch loads (a store named only in a config is checked when the config has been read)."""
+    import os
+
+    uri = getattr(args, "tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and hasattr(args, "tracking_uri") and (args.command != "advise" or args.from_study):
+        from kdcore.tracking import open_store
+
+        open_store(uri)
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "studies": cmd_studies, "diagnose": cmd_diagnose,
@@ -518,8 +543,9 @@ COMMANDS = {"run": cmd_run, "list": cmd_list, "studies": cmd_studies, "diagnose"
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _open_named_store(args)
         return COMMANDS[args.command](args)
-    except (ConfigError, AdviceError, UnknownNameError, UsageError) as err:
+    except (ConfigError, AdviceError, UnknownNameError, UsageError, TrackingUnavailable) as err:
         print(f"kdx: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
