@@ -360,7 +360,7 @@ def situation_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
     raw: dict[str, Any] = {}
     if args.situation is not None:
-        raw = load_raw(args.situation)
+        raw = load_raw(args.situation, "situation file")
     if args.from_study:
         raw = _measured(args.from_study, args.tracking_uri) | raw
     if args.dataset:
@@ -434,12 +434,12 @@ def format_advice(advice: Advice) -> str:
 
 def cmd_advise(args: argparse.Namespace) -> int:
     from kdcore.advisor import advise
-    from kdcore.config import load_raw
+    from kdcore.config import SECTIONS, load_raw
 
     advice = advise(situation_from_args(args))
     print(format_advice(advice))
     if args.write:
-        cfg = advice.to_config(load_raw(args.base) if args.base else None)
+        cfg = advice.to_config(load_raw(args.base, "--base config file", SECTIONS) if args.base else None)
         args.write.parent.mkdir(parents=True, exist_ok=True)
         cfg.save(args.write)
         print(f"wrote {args.write}; run it with: kdx run {args.write}")

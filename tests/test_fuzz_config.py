@@ -1,10 +1,12 @@
 """Fuzzing ``kdx run`` with broken configs: each is refused with exit code 2 and one line, and logs nothing.
 
 Every case starts from a tiny valid config and applies one to three mutations that no context can make
-valid (a wrong type, a NaN, an out-of-range or huge value, an unknown key, garbage structure, deep nesting,
-unicode, a broken file), through the YAML file or through KEY=VALUE overrides, sometimes after harmless
-changes (a deleted key, another method). The cases are fixed by a seed; more of them run with
-``KDX_FUZZ_CASES=200 pytest tests/test_fuzz_config.py`` and others with ``KDX_FUZZ_SEED=...``.
+valid (a wrong type, a bool for a number, NaN, an out-of-range or huge value, an unknown key, garbage
+structure, deep nesting, unicode, text MLflow cannot store), through the YAML file or through KEY=VALUE
+overrides, sometimes after harmless changes (a deleted key, another method). Broken files (empty, not a
+mapping, bad YAML, values PyYAML cannot build, not UTF-8) have their own fixed list. The cases are fixed
+by a seed; more of them run with ``KDX_FUZZ_CASES=200 pytest tests/test_fuzz_config.py``, others with
+``KDX_FUZZ_SEED=...``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from __future__ import annotations
 import math
 import os
 import random
+import sqlite3
 import types
+from contextlib import closing
+from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import pytest
@@ -45,7 +50,7 @@ STRUCTURES = [5, 2.5, True, "text", [1, "a", None], [{"no_such_key": 1}], [[[[]]
 
 
 def _leaves() -> dict[str, Any]:
-    """Every config field by dotted path, with its annotation and whether it names a registered thing."""
+    """Every config field by dotted path: its annotation, or "registry" when it names a registered thing."""
     out = {}
     for section, section_field in ExperimentConfig.model_fields.items():
         for name, field in section_field.annotation.model_fields.items():  # type: ignore[union-attr]
@@ -58,7 +63,7 @@ LEAVES = _leaves()
 
 
 def _bomb(rng: random.Random) -> Any:
-    """Nested shared lists: few bytes of YAML (anchors and aliases) but 10**8 elements when walked."""
+    """Nested shared lists: a few lines of YAML (anchors and aliases), up to 10**9 elements when walked."""
     value: Any = ["lol"] * 10
     for _ in range(rng.randint(4, 8)):
         value = [value] * 10
@@ -66,6 +71,7 @@ def _bomb(rng: random.Random) -> Any:
 
 
 def _deep(rng: random.Random) -> Any:
+    """Lists and mappings nested 10 to 100 levels (deeper ones are the broken files' job)."""
     value: Any = rng.choice([1, "x", {}, []])
     for _ in range(rng.randint(10, 100)):
         value = [value] if rng.random() < 0.5 else {"k": value}
@@ -164,32 +170,47 @@ def make_case(case: int) -> tuple[str, list[str], dict[str, Any]]:
     return yaml.safe_dump(doc, allow_unicode=rng.random() < 0.5, sort_keys=False), overrides, doc
 
 
-def run_kdx(config: str | bytes, overrides: list[str], tmp_path, capsys, reproducer: str) -> None:
-    """``kdx run`` in this process: exit code 2, one line on stderr, nothing on stdout, no store created."""
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite store for every case (kdx opens a store named on its command line before anything else)."""
+    return tmp_path_factory.mktemp("store") / "mlflow.db"
+
+
+def experiments_and_runs(store: Path) -> tuple[list[str], int]:
+    """The experiment names in the store and its number of runs (none yet when the file does not exist)."""
+    if not store.exists():
+        return [], 0
+    with closing(sqlite3.connect(store)) as db:
+        names = [name for (name,) in db.execute("SELECT name FROM experiments")]
+        return names, db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+
+def run_kdx(config: str | bytes, overrides: list[str], tmp_path: Path, store: Path, capsys: pytest.CaptureFixture,
+            reproducer: str) -> None:
+    """``kdx run`` in this process: exit code 2, one line on stderr, nothing on stdout, nothing logged."""
     path = tmp_path / "cfg.yaml"
     path.write_bytes(config if isinstance(config, bytes) else config.encode())
-    store = tmp_path / "store"
     try:
-        code = main(["run", str(path), *overrides, "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}",
-                     "--no-progress"])
+        code = main(["run", str(path), *overrides, "--tracking-uri", f"sqlite:///{store}", "--no-progress"])
     except BaseException as err:  # any escape is the failure this test looks for
         pytest.fail(f"kdx run raised {type(err).__name__}: {err}\n{reproducer}")
     out, err = capsys.readouterr()
     assert code == 2 and out == "", f"exit {code}, stdout {out[:500]!r}\n{reproducer}"
     assert err.startswith("kdx: error: ") and err.endswith("\n") and err.count("\n") == 1, f"{err!r}\n{reproducer}"
-    assert not store.exists(), f"the store was touched\n{reproducer}"
+    names, runs = experiments_and_runs(store)
+    assert runs == 0 and set(names) <= {"Default"}, f"the store holds {runs} runs in {names}\n{reproducer}"
 
 
 @pytest.mark.parametrize("config", BROKEN_FILES)
-def test_a_broken_file_is_one_line_and_exit_code_2(config: str | bytes, tmp_path, capsys) -> None:
-    run_kdx(config, [], tmp_path, capsys, f"config: {config[:200]!r}")
+def test_a_broken_file_is_one_line_and_exit_code_2(config: str | bytes, tmp_path, store, capsys) -> None:
+    run_kdx(config, [], tmp_path, store, capsys, f"config: {config[:200]!r}")
 
 
 @pytest.mark.parametrize("case", range(CASES))
-def test_a_broken_config_is_one_line_and_exit_code_2(case: int, tmp_path, capsys) -> None:
+def test_a_broken_config_is_one_line_and_exit_code_2(case: int, tmp_path, store, capsys) -> None:
     config, overrides, raw = make_case(case)
     reproducer = f"case {case} (seed {SEED}): overrides {[o[:200] for o in overrides]}, config:\n{config[:3000]!r}"
-    run_kdx(config, overrides, tmp_path, capsys, reproducer)
+    run_kdx(config, overrides, tmp_path, store, capsys, reproducer)
     if not overrides:  # the same mapping, as the dashboard's form hands it over
         with pytest.raises(ConfigError):
             validate(raw)
