@@ -111,7 +111,8 @@ def finding_card(uri: str, study: pd.Series, runs: pd.DataFrame, finding: dict[s
     code = finding["code"]
     alert = st.error if finding["severity"] == "critical" else st.warning
     with st.container(border=True):
-        alert(f"**{md(finding['title'])}** ({md(code)}, {md(finding['severity'])})  \n"
+        name = f"`{code}`" if code in EVIDENCE else md(code)  # one of the five codes, or any text from the store
+        alert(f"**{md(finding['title'])}** ({name}, {md(finding['severity'])})  \n"
               f"Evidence: {md(numbers(finding['evidence']), 1000)}  \n**Fix:** {md(finding['fix'], 1000)}",
               icon=":material/error:" if alert is st.error else ":material/warning:")
         build = EVIDENCE.get(code)

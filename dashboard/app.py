@@ -6,5 +6,6 @@ import streamlit as st
 
 from dashboard import nav
 
-st.set_page_config(page_title="KD Explorer", page_icon=":material/school:", layout="wide")
+# An emoji icon is drawn in the browser; a :material/ one is fetched from a font CDN, which an offline room lacks.
+st.set_page_config(page_title="KD Explorer", page_icon="🎓", layout="wide")
 st.navigation(nav.sections()).run()

@@ -77,10 +77,13 @@ def screenshots(tmp_path: Path) -> Path:
 
 
 def screenshot(page, path: Path, full_page: bool = False) -> None:
-    """A screenshot once the app is idle and every plotly chart has been drawn at the current size."""
+    """A screenshot once the app is idle and every plotly chart in view (not in a hidden tab) has been drawn
+    at the current size."""
     wait_idle(page)
-    page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].every(
-        plot => plot._fullLayout && Math.abs(plot._fullLayout.width - plot.getBoundingClientRect().width) < 2)""")
+    page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')]
+        .filter(plot => plot.getClientRects().length > 0)
+        .every(plot => plot._fullLayout
+               && Math.abs(plot._fullLayout.width - plot.getBoundingClientRect().width) < 2)""")
     page.screenshot(path=str(path), full_page=full_page)
 
 

@@ -119,6 +119,7 @@ def render() -> None:
         st.session_state["selection"] = chosen
     selection = st.session_state.get("selection", [])
     st.caption(f"{len(view)} of {len(frame)} studies shown · {len(selection)} selected")
+    notes.studies(view)
     compare_col, detail_col, _ = st.columns([1, 1, 4])
     if compare_col.button("Compare selected", disabled=not selection, type="primary"):
         nav.go("compare")
