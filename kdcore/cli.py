@@ -471,25 +471,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import os
 
-    from kdcore.samples import is_empty_store, load_samples
+    from kdcore.dashboard_server import dashboard_command
+    from kdcore.samples import SampleError, is_empty_store, load_samples
     from kdcore.tracking import resolve_uri
 
     uri = resolve_uri(args.tracking_uri)
     if not args.no_samples and SAMPLES.is_dir() and is_empty_store(uri):
-        print(f"kdx: loaded {load_samples(SAMPLES, uri)} example studies into {uri}")
-    hosts = ["localhost", "127.0.0.1", "::1", *args.allowed_host]
-    command = [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP),
-               "--server.address", args.host, "--server.port", str(args.port), "--server.headless", "true",
-               "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
-               "--browser.gatherUsageStats", "false", "--server.runOnSave", "false"]
-    for host in hosts:
-        command += ["--server.allowedHosts", host]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    if args.workshop:
-        env["KDX_WORKSHOP"] = "1"
-        command += ["--client.toolbarMode", "viewer"]  # no deploy menu, no developer options
-    if args.max_concurrent:
-        env["KDX_MAX_CONCURRENT"] = str(args.max_concurrent)
+        try:
+            print(f"kdx: loaded {load_samples(SAMPLES, uri)} example studies into {uri}")
+        except SampleError as err:
+            raise UsageError(str(err)) from None
+    command, env = dashboard_command(DASHBOARD_APP, args.host, args.port, args.allowed_host, args.workshop,
+                                     args.max_concurrent, uri)
     print(f"kdx: dashboard on http://{args.host}:{args.port} over {uri}", flush=True)
     os.execve(sys.executable, command, env)  # become the server: stopping kdx stops Streamlit, nothing is orphaned
     return 0  # not reached
