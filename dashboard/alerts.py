@@ -88,7 +88,8 @@ def fixed_config(uri: str, study: pd.Series, finding: dict[str, Any]) -> dict[st
     if config.value is None:
         raise ConfigError(f"{config.problem}, so there is nothing to apply the fix to")
     raw = apply_overrides(yaml.safe_load(config.value), finding["fix_overrides"])
-    raw.setdefault("tracking", {})["study_name"] = f"{study['label']} + fix: {finding['code']}"
+    suffix = f" + fix: {finding['code']}"  # the name stays within MLflow's 250 characters
+    raw.setdefault("tracking", {})["study_name"] = f"{study['label']}"[:250 - len(suffix)] + suffix
     return raw
 
 

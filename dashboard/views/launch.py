@@ -54,7 +54,7 @@ def widget(spec: FieldSpec, value: Any, key: str) -> Any:
                             key=key, help=help_text, height=68)
         try:
             parsed = yaml.safe_load(text)
-        except yaml.YAMLError:
+        except Exception:  # YAMLError, a value PyYAML cannot build (2024-13-01), or nesting too deep
             return text  # a string: the validator reports it as the wrong type
         return empty if parsed is None else parsed
     if spec.kind == "longtext":
