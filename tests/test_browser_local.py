@@ -1,6 +1,7 @@
-"""The dashboard in a real browser works offline and shows store text as written: the main pages fetch
-nothing from beyond the dashboard's own address and log no console error, and a study named with
-Markdown (a remote image, a link, bold) shows that name as text, with no image, no link and no request.
+"""The dashboard in a real browser works offline, holds still and shows store text as written: the main
+pages fetch nothing from beyond the dashboard's own address and log no console error; Launch does not
+rerun on its own while nothing is queued; and a study named with Markdown (a remote image, a link,
+bold) shows that name as text, with no image, no link and no request.
 """
 
 from __future__ import annotations
@@ -95,3 +96,27 @@ def test_a_study_named_in_markdown_shows_the_name_as_text(served) -> None:
         assert main.locator("strong", has_text=re.compile(r"^bold$")).count() == 0
         browser.close()
     assert hosts == {urlsplit(url).netloc}
+
+
+RUNS = """() => {
+  window.__kdxRuns = 0;
+  const app = document.querySelector('[data-testid="stApp"]');
+  new MutationObserver(() => { if (app.dataset.testScriptState === "running") window.__kdxRuns += 1; })
+    .observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
+}"""
+
+
+def test_launch_holds_still_while_nothing_is_queued(served) -> None:
+    """A page that reruns by itself redraws the form under the reader's pointer (an open select box closes)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = served
+    with sync_playwright() as p:
+        browser, page = open_browser(p)
+        page.goto(f"{url}/launch")
+        expect(page.get_by_text("No studies launched from this machine yet.")).to_be_visible()
+        wait_idle(page)
+        page.evaluate(RUNS)
+        page.wait_for_timeout(6000)  # three periods of a 2 s refresh
+        assert page.evaluate("window.__kdxRuns") == 0
+        browser.close()

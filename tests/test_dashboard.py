@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+import streamlit as st
 import yaml
 from streamlit.testing.v1 import AppTest
 
@@ -208,6 +209,20 @@ def test_studies_filter_by_finding_and_by_gates_passed(store) -> None:
     next(b for b in at.button if b.key == "summary-overconfidence").click().run()  # the summary filters too
     assert at.multiselect(key="finding_filter").value == ["overconfidence"]
     assert shown() == {a, b}
+
+
+def test_studies_filters_keep_their_choice_when_a_new_kind_of_study_appears(store) -> None:
+    """A filter's options come from the store; when they change, the reader's choice must stay."""
+    uri, _ = store
+    at = app().run()
+    method = next(m for m in at.multiselect if m.label == "Method")
+    method.set_value(["kd"]).run()
+    Study(tiny_config("distill.method=dkd"), MlflowTracker(uri, "kd-explorer"), progress=False).run()
+    st.cache_data.clear()  # as when the dashboard sees a study finish
+    at.run()
+    method = next(m for m in at.multiselect if m.label == "Method")
+    assert method.options == ["dkd", "kd"] and method.value == ["kd"]
+    assert len(at.dataframe[0].value) == 3
 
 
 def test_study_detail_shows_findings_with_evidence_and_the_gates_checklist(study) -> None:
