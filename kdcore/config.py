@@ -156,6 +156,13 @@ class ModelConfig(Section):
         return self
 
 
+# The survey's NOT-FOR boundaries, by the name kdx advise --accept-boundary and the config use.
+BOUNDARY_NAMES = ("rule_based", "different_tasks", "real_time", "needs_new_capabilities", "safety_critical",
+                  "interpretability_first")
+BoundaryName = Literal["rule_based", "different_tasks", "real_time", "needs_new_capabilities", "safety_critical",
+                       "interpretability_first"]
+
+
 class DistillConfig(Section):
     method: str = Field("kd", description="Registered method that trains the student (kdx list methods).",
                         json_schema_extra={"registry": "methods"})
@@ -223,6 +230,16 @@ class DistillConfig(Section):
     rationale: str | None = Field(
         None, max_length=4000,
         description="Why this mechanism and knowledge type (quality gate 8); kdx advise writes it.",
+    )
+    accepted_boundaries: list[BoundaryName] = Field(
+        default_factory=list, max_length=len(BOUNDARY_NAMES),
+        description="NOT-FOR boundaries the study goes ahead despite, acknowledged with kdx advise "
+                    "--accept-boundary (quality gate 8 fails a study run against an unacknowledged one).",
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1,
+        description="Share of each hard label's mass spread over every class in the student's label loss "
+                    "(a fix for overconfidence); 0 = none.",
     )
 
     @field_validator("method")

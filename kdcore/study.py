@@ -455,8 +455,9 @@ class Study:
             metrics |= prediction_metrics(probs[split], getattr(splits, split).y, reference.get(split), prefix)
         # val/acc is the per-epoch curve; the selected model's value gets its own key.
         metrics["val/best_acc"] = metrics.pop("val/acc")
-        for k, acc in enumerate(per_class_accuracy(probs["test"], splits.test.y, splits.num_classes)):
-            metrics[f"test/acc_class_{k}"] = acc
+        for split in ("val", "test"):  # val feeds the judgement (gate 10); test is for the report
+            for k, acc in enumerate(per_class_accuracy(probs[split], getattr(splits, split).y, splits.num_classes)):
+                metrics[f"{split}/acc_class_{k}"] = acc
         metrics |= self.cost_metrics(deployed(model))
         self.tracker.log_metrics(run_id, metrics, step=self.cfg.train.epochs_for(role))
         self.tracker.log_bytes(run_id, "predictions.npz", _predictions_npz(probs, splits))
@@ -497,6 +498,7 @@ def _predictions_npz(probs: dict[str, torch.Tensor], splits: DatasetSplits) -> b
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer,
+        val_probs=probs["val"].numpy().astype(np.float32), val_labels=scored_labels(splits.val.y).numpy(),
         test_probs=probs["test"].numpy().astype(np.float32), test_labels=scored_labels(splits.test.y).numpy(),
         shift_probs=probs["test_shifted"].numpy().astype(np.float32),
         shift_labels=scored_labels(splits.test_shifted.y).numpy(),

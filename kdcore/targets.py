@@ -34,10 +34,11 @@ def scored_pairs(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Ten
     return student[mask], teacher[mask], labels[mask]
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over samples, or over scored positions."""
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy over samples, or over scored positions; ``smoothing`` moves that share of each
+    label's mass evenly onto every class (label smoothing, against overconfident students)."""
     rows, targets = scored(logits, labels)
-    return F.cross_entropy(rows, targets)
+    return F.cross_entropy(rows, targets, label_smoothing=smoothing)
 
 
 def correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
