@@ -44,6 +44,13 @@ RUN_NAME_CHARS = 250  # runs.name is VARCHAR(250) in MLflow's SQL stores (Postgr
 PARAM_VALUE_CHARS = 6000  # MAX_PARAM_VAL_LENGTH; every flattened config value is logged as a param
 MAX_SEED = 1_000_000_000  # scikit-learn takes seeds below 2**32, torch's batch order seed * 100_003
 SECTIONS = "a mapping of sections (data, teacher, student, distill, train, tracking)"
+MAX_EXTRA_TEACHERS = 4  # distill.teachers: each is trained before the student, so five teachers in all at most
+
+
+def is_teacher(role: str) -> bool:
+    """``teacher`` (the teacher) or ``teacher_k`` (the k-th of several diverse teachers, k >= 2)."""
+    head, _, number = role.partition("_")
+    return head == "teacher" and (not number or number.isdigit())
 
 
 class ConfigError(ValueError):
@@ -193,6 +200,21 @@ class DistillConfig(Section):
         False, description="Progressive only: every stage also learns from the original teacher, not only from "
                            "the stage above (against degradation along the chain).",
     )
+    assistant_ensemble: int = Field(
+        1, ge=1, le=5,
+        description="Progressive only: models trained per assistant stage; the stage below learns from their "
+                    "averaged softened outputs (against degradation along the chain); 1 = a single assistant.",
+    )
+    teachers: list[ModelConfig] = Field(
+        default_factory=list, max_length=MAX_EXTRA_TEACHERS,
+        description="Offline only: further teachers beside the teacher (0 to 4), each trained with its own seed; "
+                    "the student learns from their combination (diverse teachers, against overconfidence).",
+    )
+    teacher_weights: list[float] = Field(
+        default_factory=list,
+        description="Offline only: the weight of each teacher, the teacher first, then distill.teachers "
+                    "(each > 0, normalised to sum to 1); empty = equal weights.",
+    )
     peers: list[ModelConfig] = Field(
         default_factory=list, max_length=3,
         description="Online only: the models that learn together with the student (1 to 3), each from the others.",
@@ -275,10 +297,22 @@ class DistillConfig(Section):
                                  "assistants, then the student), or leave it empty")
             if not all(0 < value <= 100 for value in self.stage_temperatures):
                 raise ValueError("distill.stage_temperatures: each must be > 0 and <= 100")
+        if self.teacher_weights:
+            count = len(self.teachers) + 1
+            if len(self.teacher_weights) != count:
+                raise ValueError(f"distill.teacher_weights: give one per teacher ({count} here: the teacher, then "
+                                 "distill.teachers), or leave it empty for equal weights")
+            if not all(value > 0 for value in self.teacher_weights):
+                raise ValueError(f"distill.teacher_weights: each must be > 0 (got {_short(self.teacher_weights)})")
         if self.stage_params and len(self.stage_params) != len(self.assistants) + 1:
             raise ValueError(f"distill.stage_params: give one per stage of the chain ({len(self.assistants) + 1} "
                              "here: the assistants, then the student), or leave it empty")
         return self
+
+    def for_plain_labels(self) -> DistillConfig:
+        """These settings for a model trained on the labels outside any distillation (a teacher, the baseline):
+        no label smoothing, so the baseline stays the student trained alone, the reference a fix is judged by."""
+        return self.model_copy(update={"label_smoothing": 0.0})
 
     @model_validator(mode="after")
     def _method_params(self) -> DistillConfig:
@@ -347,8 +381,9 @@ class TrainConfig(Section):
         return value
 
     def epochs_for(self, role: str) -> int:
-        """The teacher may have its own budget; every student role shares ``epochs``."""
-        return (self.teacher_epochs or self.epochs) if role == "teacher" else self.epochs
+        """The teachers (``teacher``, ``teacher_2``, ...) may have their own budget; every student role shares
+        ``epochs``."""
+        return (self.teacher_epochs or self.epochs) if is_teacher(role) else self.epochs
 
 
 class TrackingConfig(Section):
@@ -392,6 +427,7 @@ class ExperimentConfig(Section):
         roles = {"teacher": self.teacher, "student": self.student}
         roles |= {f"distill.assistants.{i}": model for i, model in enumerate(self.distill.assistants)}
         roles |= {f"distill.peers.{i}": model for i, model in enumerate(self.distill.peers)}
+        roles |= {f"distill.teachers.{i}": model for i, model in enumerate(self.distill.teachers)}
         for role, model in roles.items():
             if not model_fits(model.name, self.data.name):
                 meta = MODELS.entry(model.name).meta
@@ -446,8 +482,16 @@ class ExperimentConfig(Section):
         """The config as ``section.key -> str`` pairs: the params of every MLflow run."""
         return {key: "" if value is None else str(value) for key, value in _flatten(self.to_dict()).items()}
 
-    def teacher_fingerprint(self, version: str) -> str:
+    def teacher_model(self, k: int = 1) -> ModelConfig:
+        """Teacher ``k``'s architecture: 1 is ``teacher``, 2 and up are ``distill.teachers`` in order."""
+        return self.teacher if k == 1 else self.distill.teachers[k - 2]
+
+    def teacher_fingerprint(self, version: str, k: int = 1) -> str:
         """Hash of everything that determines the trained teacher's weights, so only an identical teacher is reused.
+
+        ``k`` picks one of several teachers (see :meth:`teacher_model`); teacher ``k`` trains with seed offset
+        ``k - 1``, which is in its hash with its own architecture, so two teachers of one study never share
+        weights, even of the same architecture.
 
         That is the code version, the whole data section (dataset, size, split fractions, split seed), the
         teacher's architecture and every training setting, its epoch budget included. Thread count, device
@@ -461,7 +505,9 @@ class ExperimentConfig(Section):
         if train["device"] in {"cpu", "mps"}:  # mixed precision runs on CUDA only
             train["amp"] = False
         payload = {"version": version, "data": self.data.model_dump(mode="json"),
-                   "teacher": self.teacher.model_dump(mode="json"), "train": train}
+                   "teacher": self.teacher_model(k).model_dump(mode="json"), "train": train}
+        if k > 1:  # the teacher alone keeps its hash of before there were several
+            payload["seed_offset"] = k - 1
         if self.distill.mechanism == "cross_modal":  # a teacher of one view is not a teacher of another
             payload["view"] = self.distill.teacher_view or next(iter(DATASETS.entry(self.data.name).meta["views"]))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

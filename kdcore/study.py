@@ -22,14 +22,15 @@ import torch
 from torch import nn
 
 from kdcore import __version__
-from kdcore.config import ExperimentConfig, ModelConfig, config_from_yaml
+from kdcore.config import ExperimentConfig, ModelConfig, config_from_yaml, is_teacher
 from kdcore.data.splits import DatasetSplits, cache_dir, load_dataset
 from kdcore.diagnostics import Finding, Gate, StudyResults, detect, evaluate_gates
 from kdcore.engine import EpochReport, fit, predict_outputs, predict_probs, resolve_device, set_determinism
 from kdcore.mechanisms.cross_modal import views
-from kdcore.methods.base import Method, TeacherSource, build_method
+from kdcore.methods.base import Method, TeacherSource, build_method, teacher_weights
 from kdcore.metrics import latency_ms, peak_memory_mb, per_class_accuracy, prediction_metrics
 from kdcore.models.base import build_model, count_parameters
+from kdcore.models.ensemble import Ensemble, members
 from kdcore.ownership import Heartbeat, StudyBusy, StudyLock, owner_alive, owner_label, owner_tags, prune_checkpoints
 from kdcore.registry import DATASETS, MECHANISMS, METHODS
 from kdcore.targets import scored_labels
@@ -209,7 +210,9 @@ class Study:
             method += f" T{distill.temperature:g}"
         mechanism = {
             "offline": "",
-            "progressive": f"progressive({len(distill.assistants)}{', skip' if distill.skip_to_teacher else ''}) ",
+            "progressive": "progressive({}{}{}) ".format(
+                len(distill.assistants), ", skip" if distill.skip_to_teacher else "",
+                f", ensembles of {distill.assistant_ensemble}" if distill.assistant_ensemble > 1 else ""),
             "online": f"online({len(distill.peers) + 1} peers) ",
             "self": (f"born-again({distill.generations}) " if distill.self_kind == "temporal"
                      else f"self exits(exit {distill.exit or 'deepest'}) "),
@@ -220,13 +223,13 @@ class Study:
         return f"{cfg.data.name} {pair} {mechanism}{method} seed{cfg.train.seed}"
 
     def _teacher_label(self) -> str:
-        """Who teaches, for names and the ``kd.teacher`` tag: the teacher, the peers, or the student itself."""
+        """Who teaches, for names and the ``kd.teacher`` tag: the teacher(s), the peers, or the student itself."""
         distill = self.cfg.distill
         if distill.mechanism == "online":
             return "+".join(model_spec(peer) for peer in distill.peers)
         if not MECHANISMS.entry(distill.mechanism).meta.get("teacher", True):
             return "self"
-        return model_spec(self.cfg.teacher)
+        return "+".join(model_spec(teacher) for teacher in (self.cfg.teacher, *distill.teachers))
 
     def _tags(self, role: str, method: str, **extra: str) -> dict[str, str]:
         cfg = self.cfg
@@ -276,65 +279,81 @@ class Study:
         return hashlib.sha256(self.cfg.to_yaml().encode()).hexdigest()[:16]
 
     # --- roles -----------------------------------------------------------------------------------
-    def teacher_role(self, view: str | None = None) -> RoleResult:
-        """The teacher: kept from this study's earlier attempt, reused from an identical one, or trained.
+    def teacher_role(self, view: str | None = None, k: int = 1) -> RoleResult:
+        """Teacher ``k``: kept from this study's earlier attempt, reused from an identical one, or trained.
 
+        ``k`` = 1 is the teacher (role ``teacher``); 2 and up are ``distill.teachers`` in order (roles
+        ``teacher_2``, ...), each trained with seed offset ``k - 1`` so that teachers of one architecture differ.
         ``view`` names the part of paired multi-view inputs it sees (cross-modal); empty = all of them.
         """
-        fingerprint = self.cfg.teacher_fingerprint(__version__)
+        role, model_cfg = teacher_role_name(k), self.cfg.teacher_model(k)
+        fingerprint = self.cfg.teacher_fingerprint(__version__, k)
         view_tag = {"kd.view": view} if view else {}
-        if "teacher" not in self._previous:
-            same = self.tracker.find_runs({"kd.role": "teacher", "kd.teacher_fingerprint": fingerprint},
+        if role not in self._previous:
+            same = self.tracker.find_runs({"kd.role": role, "kd.teacher_fingerprint": fingerprint},
                                           status="FINISHED")
             if same:
                 origin = weights_run(same[0])
-                model = self._load_weights(self.builder(self.cfg.teacher, view), origin)
+                model = self._load_weights(self.builder(model_cfg, view), origin)
+                params = self.cfg.flat() | ({"train.seed_offset": str(k - 1)} if k > 1 else {})
                 run_id = self.tracker.start_run(
-                    "teacher", self._tags("teacher", "none", **{"kd.teacher_fingerprint": fingerprint,
-                                                                 "kd.reused_from": origin, **view_tag}),
-                    self.cfg.flat(), parent_id=self.study_id)
+                    role, self._tags(role, "none", **{"kd.teacher_fingerprint": fingerprint,
+                                                      "kd.reused_from": origin, **view_tag}),
+                    params, parent_id=self.study_id)
                 self._open.append(run_id)
-                self.teacher_reused_from = origin
-                return self._finish_role("teacher", run_id, model, teacher=None, log_weights=False)
-        return self.train_role("teacher", self.cfg.teacher, "none", teacher=None, view=view,
-                               extra_tags={"kd.teacher_fingerprint": fingerprint})
+                if k == 1:
+                    self.teacher_reused_from = origin
+                return self._finish_role(role, run_id, model, teacher=None, log_weights=False)
+        return self.train_role(role, model_cfg, "none", teacher=None, view=view,
+                               extra_tags={"kd.teacher_fingerprint": fingerprint}, seed_offset=k - 1)
 
     def train_role(self, role: str, model_cfg: ModelConfig, method: str, teacher: RoleResult | None,
                    extra_tags: dict[str, str] | None = None, temperature: float | None = None,
                    more_teachers: Sequence[RoleResult] = (), view: str | None = None,
-                   params: dict | None = None, seed_offset: int = 0) -> RoleResult:
+                   params: dict | None = None, seed_offset: int = 0, weights: Sequence[float] | None = None,
+                   ensemble: int = 1) -> RoleResult:
         """Train one model of the study with ``method`` (taught by ``teacher``) and log it as a role.
 
         ``temperature`` and ``params`` override ``distill.temperature`` and ``distill.params`` for this role
-        (a stage of a chain); ``more_teachers`` also teach it, each term averaged over all teachers
-        (skip-to-teacher); ``view`` is the part of multi-view inputs the model sees; ``seed_offset`` gives
-        the role its own initial weights and batch order (a born-again generation must not retrace its teacher).
+        (a stage of a chain); ``more_teachers`` also teach it (skip-to-teacher, several diverse teachers) and
+        ``weights`` says how much ``teacher`` and each of them count (empty = equally): response terms read
+        their mixed softened outputs, other terms are averaged over them. ``view`` is the part of multi-view
+        inputs the model sees; ``seed_offset`` gives the role its own initial weights and batch order (a
+        born-again generation must not retrace its teacher); ``ensemble`` > 1 trains that many models of
+        ``model_cfg`` as one :class:`Ensemble`, logged as this one role.
+        The teachers and the baseline learn from plain labels (no ``label_smoothing``): the baseline is the
+        student trained alone, the reference every fix is judged against.
         """
         cfg, splits = self.cfg, self.splits
         assert splits is not None
         update = {k: v for k, v in (("temperature", temperature), ("params", params)) if v is not None}
         distill = cfg.distill.model_copy(update=update) if update else cfg.distill
+        if is_teacher(role) or role == "baseline":
+            distill = distill.for_plain_labels()
         tags = dict(extra_tags or {}) | ({"kd.view": view} if view else {})
         if METHODS.get(method).needs_teacher:
             tags["kd.temperature"] = f"{distill.temperature:g}"
+        if ensemble > 1:
+            tags["kd.ensemble"] = str(ensemble)
 
         needs_teacher = METHODS.get(method).needs_teacher
 
         def make(models: dict[str, nn.Module]) -> Method:
             # A method without a teacher (the baseline) gets none: no teacher pass, no cache.
             teachers = ([teacher] if teacher else []) + list(more_teachers) if needs_teacher else []
-            sources = [TeacherSource(t.model) for t in teachers]
+            sources, shares = teacher_sources(teachers, weights)
             if needs_teacher and not sources:
                 raise ValueError(f"method {method} needs a teacher")
             distiller = build_method(method, models[role], sources[0] if sources else None, distill,
-                                     example=splits.train.x[:EXAMPLE], more_teachers=sources[1:])
+                                     example=splits.train.x[:EXAMPLE], more_teachers=sources[1:], weights=shares)
             if splits.deterministic:
                 for k, source in enumerate(sources):
                     source.cache = self.teacher_cache(source, distiller.teacher_keys(k))
             return distiller
 
-        return self.train_models({role: self.builder(model_cfg, view)}, make, method, tags, teacher,
-                                 seed_offset=seed_offset)[role]
+        build = self.builder(model_cfg, view)
+        return self.train_models({role: ensemble_builder(build, ensemble) if ensemble > 1 else build}, make,
+                                 method, tags, teacher, seed_offset=seed_offset)[role]
 
     def builder(self, model_cfg: ModelConfig, view: str | None = None) -> Callable[[], nn.Module]:
         """Builds ``model_cfg``'s model for this study's data (fresh weights from the current seed state);
@@ -443,6 +462,17 @@ class Study:
             "model/memory_mb": peak_memory_mb(model, example),
         }
 
+    def _member_metrics(self, ensemble: Ensemble) -> dict[str, float]:
+        """Each member's own accuracy (``member_<i>/val_acc``, ``member_<i>/test_acc``), beside the ensemble's."""
+        assert self.splits is not None
+        out: dict[str, float] = {}
+        for i, member in enumerate(ensemble.members, start=1):
+            probs = self._predict(member)
+            for split in ("val", "test"):
+                y = getattr(self.splits, split).y
+                out[f"member_{i}/{split}_acc"] = prediction_metrics(probs[split], y, None, split)[f"{split}/acc"]
+        return out
+
     def _finish_role(self, role: str, run_id: str, model: nn.Module, teacher: RoleResult | None,
                      log_weights: bool = True) -> RoleResult:
         """Evaluate the selected model on every split, log metrics and artifacts, close the run."""
@@ -458,6 +488,8 @@ class Study:
         for split in ("val", "test"):  # val feeds the judgement (gate 10); test is for the report
             for k, acc in enumerate(per_class_accuracy(probs[split], getattr(splits, split).y, splits.num_classes)):
                 metrics[f"{split}/acc_class_{k}"] = acc
+        if isinstance(model, Ensemble):
+            metrics |= self._member_metrics(model)
         metrics |= self.cost_metrics(deployed(model))
         self.tracker.log_metrics(run_id, metrics, step=self.cfg.train.epochs_for(role))
         self.tracker.log_bytes(run_id, "predictions.npz", _predictions_npz(probs, splits))
@@ -472,6 +504,40 @@ class Study:
         result = RoleResult(role, run_id, model, metrics, probs)
         self.roles[role] = result
         return result
+
+
+def teacher_role_name(k: int) -> str:
+    """The role of teacher ``k``: 1 is the teacher, 2 and up are ``distill.teachers`` in order."""
+    return "teacher" if k == 1 else f"teacher_{k}"
+
+
+def teacher_sources(teachers: Sequence[RoleResult], weights: Sequence[float] | None
+                    ) -> tuple[list[TeacherSource], list[float]]:
+    """One source per model that teaches, with its weight (``weights`` per teacher, empty = equal, normalised).
+
+    An ensemble teaches through each of its members, which share its weight equally: mixing the members'
+    softened outputs is mixing the ensemble's, at whatever temperature the student learns.
+    """
+    sources: list[TeacherSource] = []
+    shares: list[float] = []
+    for result, share in zip(teachers, teacher_weights(len(teachers), weights or None), strict=True):
+        parts = members(result.model)
+        sources += [TeacherSource(part) for part in parts]
+        shares += [share / len(parts)] * len(parts)
+    return sources, shares
+
+
+def ensemble_builder(build: Callable[[], nn.Module], count: int) -> Callable[[], nn.Module]:
+    """Builds ``count`` models as one :class:`Ensemble`; member i starts from the current seed plus offset i
+    (``SEED_STRIDE`` apart, like roles), so the members begin from different weights (they share the batch order)."""
+    def make() -> Ensemble:
+        seed = torch.initial_seed()  # the role's seed, set just before its models are built
+        parts = []
+        for i in range(count):
+            torch.manual_seed(seed + i * SEED_STRIDE)
+            parts.append(build())
+        return Ensemble(parts)
+    return make
 
 
 def deployed(model: nn.Module) -> nn.Module:

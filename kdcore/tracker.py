@@ -15,16 +15,16 @@ STUDY_ROLE = "study"  # kd.role of a study's parent run
 
 
 def role_key(role: str) -> tuple[int, int, str]:
-    """Sort key of a role in the order a study runs them: teacher, assistant_1, assistant_2, ... (numerically),
-    baseline (generation 0 of a born-again chain), generation_1, ..., student, peer_1, ..., then any other role
-    by name. Tables, legends and progress lists all use it."""
+    """Sort key of a role in the order a study runs them: teacher, teacher_2, ..., assistant_1, assistant_2, ...
+    (numerically), baseline (generation 0 of a born-again chain), generation_1, ..., student, peer_1, ..., then
+    any other role by name. Tables, legends and progress lists all use it."""
     head, _, number = role.rpartition("_")
     if number.isdigit() and head in NUMBERED:
         return NUMBERED[head], int(number), ""
     return {"teacher": (0, 0, ""), "baseline": (2, 0, ""), "student": (3, 0, "")}.get(role, (5, 0, role))
 
 
-NUMBERED = {"assistant": 1, "generation": 2, "peer": 4}  # numbered roles and their place in role_key
+NUMBERED = {"teacher": 0, "assistant": 1, "generation": 2, "peer": 4}  # numbered roles and their place in role_key
 
 
 @dataclass

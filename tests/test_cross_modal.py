@@ -1,14 +1,19 @@
-"""Cross-modal distillation: views, the alignment loss, pairing, and the failure without alignment."""
+"""Cross-modal distillation: views, the alignment loss, pairing, the method's terms through the alignment
+network, and the failure without alignment."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from kdcore.config import ConfigError
 from kdcore.losses.alignment import alignment_loss
-from kdcore.mechanisms.cross_modal import CrossModalDistillation, _derangement
+from kdcore.losses.feature import hint_mse
+from kdcore.losses.relation import similarity_preserving
+from kdcore.mechanisms.cross_modal import CrossModalDistillation, _derangement, transfer_specs
 from kdcore.methods.base import Batch, TeacherSource
+from kdcore.methods.terms import TERMS, TermSpec
 from kdcore.models.base import ViewModel, build_model
 from kdcore.study import Study
 from kdcore.tracker import MemoryTracker
@@ -16,6 +21,25 @@ from tests.helpers import tiny_config
 
 RGBD = ["data.name=rgbd_scenes", "data.n_samples=600", "distill.mechanism=cross_modal", "train.epochs=2",
         "distill.align_epochs=1"]
+# Worked example 2 in small: CNNs of different widths (so every alignment network is a real one), the teacher
+# trained once for the whole module (its epochs are fixed, so students of any budget reuse it), no student labels.
+MULTI = [*RGBD, "data.n_samples=300", "teacher.name=cnn2d", "teacher.width=8", "teacher.depth=2",
+         "student.name=cnn2d", "student.width=4", "student.depth=1", "train.teacher_epochs=3", "distill.method=multi",
+         "distill.alpha=1"]
+FEATURE_TERMS = [name for name, term in TERMS.items() if term.reads == "feature"]  # feature and relation terms
+
+
+@pytest.fixture(scope="module")
+def tracker() -> MemoryTracker:
+    """One store for the module's studies, so they share one trained teacher."""
+    return MemoryTracker()
+
+
+def student_run(tracker: MemoryTracker, cfg) -> tuple[str, dict[str, float]]:
+    """Run the study; the student's run id and its latest metrics."""
+    summary = Study(cfg, tracker, progress=False).run()
+    run = tracker.find_runs({"kd.study_id": summary.study_id, "kd.role": "student"})[0]
+    return run.run_id, run.metrics
 
 
 def test_alignment_loss_is_zero_when_aligned_and_trains_only_the_student_side() -> None:
@@ -48,11 +72,35 @@ def test_a_view_model_sees_only_its_channels() -> None:
     ("distill.student_view=rgb", "distill.student_view: the student must see another view"),
     ("distill.teacher_view=infrared", "distill.teacher_view: rgbd_scenes has no view 'infrared'; allowed: rgb, depth"),
     ("distill.align_epochs=2", "distill.align_epochs: alignment takes the first epochs"),
-    ("distill.method=fitnet", "distill.method: the cross_modal mechanism transfers logits"),
+    ("distill.method=none", "distill.method: the cross_modal mechanism transfers loss terms, and method none "
+                            "has no terms; allowed: at, dist, dkd, fitnet, kd, multi"),
+    ("distill.params={terms: [{term: kd}, {term: attention_pattern}]}",
+     "distill.params.terms.1: term attention_pattern needs attention maps"),
+    ("distill.params={terms: [{term: sp, student_layer: block1, teacher_layer: penultimate}]}",
+     r"distill.params.terms.0: term sp reads the student's block1 \(4, 16, 16\) through an alignment network "
+     r"onto the teacher's penultimate \(8,\), which cannot change the rank"),
 ])
 def test_bad_cross_modal_configs_name_the_field(override: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        tiny_config(*RGBD, override)
+    with pytest.raises(ConfigError, match=message) as caught:
+        tiny_config(*MULTI, override)
+    assert len(str(caught.value).splitlines()) == 1
+
+
+def test_the_mechanism_refuses_attention_terms_itself() -> None:
+    """A model that exposed attentions would pass the method's own check; the mechanism still refuses."""
+    cfg = tiny_config(*MULTI)
+    attention = cfg.model_copy(update={"distill": cfg.distill.model_copy(
+        update={"params": {"terms": [{"term": "kd"}, {"term": "attention_pattern"}]}})})
+    with pytest.raises(ValueError, match=r"^distill\.params\.terms\.1: term attention_pattern reads attention maps, "
+                                         r"which the cross_modal mechanism does not align; allowed terms: kd, "):
+        transfer_specs(attention)
+    x = torch.rand(8, 4, 32, 32)
+    student = build_model(cfg.student, (4, 32, 32), 3, ("depth", (3, 4)))
+    teacher = build_model(cfg.teacher, (4, 32, 32), 3, ("rgb", (0, 3)))
+    with pytest.raises(ValueError, match="cannot run term attention_pattern"):
+        CrossModalDistillation(student, TeacherSource(teacher), cfg.distill, [TermSpec(term="attention_pattern")],
+                               x[:4], x)
+    assert [s.term for s in transfer_specs(tiny_config(*MULTI, "distill.method=fitnet"))] == ["hint"]
 
 
 def test_other_mechanisms_and_datasets_refuse_cross_modal() -> None:
@@ -88,13 +136,85 @@ def test_alignment_phase_then_distillation_phase_on_paired_samples() -> None:
     assert torch.equal(method.partners, torch.arange(16))  # paired: each sample with its own teacher outputs
 
 
-def test_without_alignment_a_label_free_student_fails_and_the_detector_fires() -> None:
-    tracker = MemoryTracker()
+@pytest.mark.parametrize("method", [["distill.method=kd"], [
+    "distill.method=multi", "distill.params={terms: [{term: kd}, {term: hint}, {term: rkd_distance}]}"]])
+def test_without_alignment_a_label_free_student_fails_and_the_detector_fires(tracker: MemoryTracker,
+                                                                             method: list[str]) -> None:
+    """Also with feature and relation terms: plain adapters on mismatched samples carry no knowledge."""
     cfg = tiny_config(*RGBD, "data.name=rgbd_scenes_nearest", "data.n_samples=1000", "distill.align=false",
-                      "distill.alpha=1", "train.epochs=4", "teacher.width=64")  # a teacher well above chance
+                      "distill.alpha=1", "train.epochs=4", "teacher.width=64", "student.width=32",
+                      *method)  # a teacher, and a baseline on labelled depth, well above chance
     summary = Study(cfg, tracker, progress=False).run()
     student = tracker.find_runs({"kd.study_id": summary.study_id, "kd.role": "student"})[0]
     assert student.tags["kd.view"] == "depth" and student.tags["kd.teacher_view"] == "rgb"
     assert "train/loss_align" not in student.metrics
     assert "cross_modal_failure" in {f.code for f in summary.findings}
     assert "unaligned" in summary.name
+
+
+@pytest.mark.parametrize("align", [True, False])
+def test_terms_read_the_mapped_student_feature_and_the_partners_teacher_feature(align: bool) -> None:
+    """After alignment: alpha * weight * term(map(student feature), teacher feature of the partner), and the
+    label loss with label smoothing; unaligned, the same terms through plain adapters on mismatched partners."""
+    cfg = tiny_config(*MULTI, "distill.alpha=0.5", "distill.label_smoothing=0.2", f"distill.align={align}")
+    torch.manual_seed(0)
+    x, y = torch.rand(16, 4, 32, 32), torch.randint(0, 3, (16,))
+    student = build_model(cfg.student, (4, 32, 32), 3, ("depth", (3, 4)))
+    teacher = build_model(cfg.teacher, (4, 32, 32), 3, ("rgb", (0, 3))).eval()
+    specs = [TermSpec(term="hint", weight=3.0), TermSpec(term="sp", weight=2.0, student_layer="last")]
+    method = CrossModalDistillation(student, TeacherSource(teacher), cfg.distill, specs, x[:4], x).eval()
+    assert method.teacher_keys() == {"logits", "penultimate", "block2"}  # what the study caches
+    method.begin_epoch(1)
+    batch = Batch(x[:8], y[:8], torch.arange(8))
+    losses = method.step(batch).losses
+    assert set(losses) == ({"align", "ce", "hint", "sp"} if align else {"ce", "hint", "sp"})
+    (losses["hint"] + losses["sp"]).backward()  # the terms train the student's encoder and the maps
+    weights = [p for p in [*student.net.blocks.parameters(), *method.maps.parameters()] if p.dim() > 1]
+    assert weights and all(p.grad is not None and p.grad.abs().sum() > 0 for p in weights)
+    partners = torch.arange(16) if align else _derangement(16, 7919)
+    assert torch.equal(method.partners, partners)
+    with torch.no_grad():
+        own, paired = student(x[:8]), teacher(x[partners[:8]])
+        vector = method.maps["penultimate>penultimate"](own.features["penultimate"])  # (8, 8)
+        spatial = method.maps["block1>block2"](own.features["block1"])  # (8, 8, 8, 8)
+        t_vector, t_spatial = paired.features["penultimate"], paired.features["block2"]
+        hint, sp = hint_mse(vector, t_vector), similarity_preserving(spatial, t_spatial)
+        ce = F.cross_entropy(own.logits, y[:8], label_smoothing=0.2)
+        alignment = (alignment_loss(vector, t_vector) + alignment_loss(spatial, t_spatial)) / 2
+    assert losses["hint"].item() == pytest.approx(0.5 * 3.0 * hint.item(), rel=1e-5)
+    assert losses["sp"].item() == pytest.approx(0.5 * 2.0 * sp.item(), rel=1e-5)
+    assert losses["ce"].item() == pytest.approx(0.5 * ce.item(), rel=1e-5)
+    if align:  # every pair a term reads is aligned too, beside the penultimate features
+        assert losses["align"].item() == pytest.approx(0.5 * alignment.item(), rel=1e-5)
+    assert not isinstance(method.maps["block1>block2"], torch.nn.Identity)  # a learned map, 4 -> 8 channels
+
+
+def test_multi_level_cross_modal_study_logs_each_term_and_they_fall(tracker: MemoryTracker) -> None:
+    """Worked example 2 as advised: kd + hint + rkd_distance through the alignment network on paired scenes."""
+    cfg = tiny_config(*MULTI, "train.epochs=4", "distill.params={terms: [{term: kd}, {term: hint}, "
+                                                "{term: rkd_distance}]}")
+    run_id, metrics = student_run(tracker, cfg)
+    assert {"train/loss_align", "train/loss_kd", "train/loss_hint", "train/loss_rkd_distance"} <= set(metrics)
+    assert len(tracker.metric_history(run_id, "train/loss_align")) == 4  # aligned through both phases
+    for term in ("kd", "hint", "rkd_distance", "align"):
+        values = [value for _, value in tracker.metric_history(run_id, f"train/loss_{term}")]
+        assert values[-1] < values[0], (term, values)
+    assert len(tracker.metric_history(run_id, "train/loss_hint")) == 3  # distillation epochs only
+
+
+@pytest.mark.parametrize("term", FEATURE_TERMS)
+def test_each_feature_and_relation_term_distils_across_modalities(tracker: MemoryTracker, term: str) -> None:
+    layer = ", student_layer: last" if TERMS[term].spatial else ""  # at reads an aligned spatial map
+    cfg = tiny_config(*MULTI, "train.epochs=2", f"distill.params={{terms: [{{term: {term}{layer}}}]}}")
+    run_id, metrics = student_run(tracker, cfg)
+    assert len(tracker.metric_history(run_id, f"train/loss_{term}")) == 1  # one distillation epoch
+    assert torch.isfinite(torch.tensor(metrics[f"train/loss_{term}"])) and metrics[f"train/loss_{term}"] > 0
+
+
+def test_unaligned_feature_terms_learn_through_a_plain_adapter(tracker: MemoryTracker) -> None:
+    cfg = tiny_config(*MULTI, "distill.align=false", "train.epochs=2",
+                      "distill.params={terms: [{term: kd}, {term: hint}, {term: rkd_distance}]}")
+    run_id, metrics = student_run(tracker, cfg)
+    assert "train/loss_align" not in metrics
+    assert len(tracker.metric_history(run_id, "train/loss_hint")) == 2  # no alignment phase
+    assert tracker.get_run(run_id).tags["kd.align"] == "false"

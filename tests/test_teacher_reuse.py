@@ -51,3 +51,28 @@ def test_a_study_reuses_an_identical_teacher_but_not_one_trained_on_another_spli
     assert reused is None  # trained anew: the first teacher learned from samples this split tests on
     _, reused = teacher_run()
     assert reused == first
+
+
+def test_an_extra_teachers_fingerprint_holds_its_own_architecture_and_seed_offset() -> None:
+    cfg = tiny_config("distill.teachers=[{name: mlp, width: 32, depth: 1}, {name: mlp, width: 32, depth: 1}]")
+    main, second, third = (cfg.teacher_fingerprint("v", k) for k in (1, 2, 3))
+    assert len({main, second, third}) == 3  # one architecture, three seeds: three teachers
+    assert main == tiny_config().teacher_fingerprint("v")  # adding teachers keeps the teacher's own reuse
+    other = tiny_config("distill.teachers=[{name: mlp, width: 16, depth: 1}, {name: mlp, width: 32, depth: 1}]")
+    assert other.teacher_fingerprint("v", 2) != second and other.teacher_fingerprint("v", 3) == third
+
+
+def test_a_study_reuses_identical_extra_teachers_role_by_role() -> None:
+    tracker = MemoryTracker()
+    teachers = "distill.teachers=[{name: mlp, width: 16, depth: 1}]"
+
+    def teacher_runs(*overrides: str) -> dict[str, tuple[str, str | None]]:
+        summary = Study(tiny_config(teachers, *overrides), tracker, progress=False).run()
+        runs = tracker.find_runs({"kd.study_id": summary.study_id})
+        return {r.tags["kd.role"]: (r.run_id, r.tags.get("kd.reused_from"))
+                for r in runs if r.tags["kd.role"].startswith("teacher")}
+
+    first = teacher_runs()
+    assert set(first) == {"teacher", "teacher_2"} and all(origin is None for _, origin in first.values())
+    again = teacher_runs("distill.temperature=2")  # the student's settings never change a teacher
+    assert {role: origin for role, (_, origin) in again.items()} == {role: run for role, (run, _) in first.items()}

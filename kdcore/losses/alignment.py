@@ -2,9 +2,10 @@
 
 Two sensors see the same scene through different statistics (RGB and depth), so their features live in
 different spaces. An alignment network maps the student's features into the teacher's space, trained on
-paired samples; only the direction of each feature vector is matched, so the teacher's feature scale
-(which depends on its architecture and training) does not dominate the loss (Gupta et al. 2016,
-"Cross Modal Distillation for Supervision Transfer", use paired images the same way).
+paired samples; only the direction of each sample's feature (a vector, or a spatial map flattened) is
+matched, so the teacher's feature scale (which depends on its architecture and training) does not dominate
+the loss (Gupta et al. 2016, "Cross Modal Distillation for Supervision Transfer", use paired images the same
+way).
 """
 
 from __future__ import annotations

@@ -2,8 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
+
+
+def mixture_logits(logits: Sequence[torch.Tensor], weights: Sequence[float], temperature: float) -> torch.Tensor:
+    """Logits whose softened distribution is the weighted mean of several models' softened distributions.
+
+    Returns ``T * log(sum_i w_i softmax(z_i / T))`` (float32, computed in log space so a confident model never
+    takes log(0)): softmax of it over ``T`` is exactly the mixture, so every response term reads it as one
+    teacher's logits at that temperature. The distributions are averaged, not the terms' values, because the
+    mixture is one consistent target, the ensemble's own prediction and less overconfident than any member:
+    for KL the student's gradient is the same either way, but the term's value then measures the distance
+    to what the teachers say together (0 when the student matches it), and terms that are not linear in the
+    target (DKD's target/non-target split, DIST's correlations) would otherwise pull towards each teacher's
+    shape in turn. ``weights`` must sum to 1.
+    """
+    t = temperature
+    log_p = torch.stack([F.log_softmax(z.float() / t, dim=-1) for z in logits])  # (M, ..., K)
+    log_w = torch.tensor(list(weights), dtype=log_p.dtype, device=log_p.device).log()  # (M,)
+    return torch.logsumexp(log_p + log_w.view(-1, *[1] * (log_p.dim() - 1)), dim=0) * t  # (..., K)
 
 
 def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

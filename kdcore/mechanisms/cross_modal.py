@@ -5,17 +5,28 @@ axis). The teacher is trained on ``distill.teacher_view``; the student only ever
 ``distill.student_view``. The student's training has two phases in one run:
 
 1. **alignment** (the first ``distill.align_epochs`` epochs): an alignment network maps the student's
-   penultimate features into the teacher's feature space, trained with the student's encoder on paired
-   samples to minimise :func:`~kdcore.losses.alignment.alignment_loss`;
-2. **distillation**: the method's response terms on the logits of each pair, the alignment loss kept as the
-   feature-based term (weighted by alpha), and (1 - alpha) cross-entropy on the labels (alpha 1 = the
-   student's modality has no labels, the usual cross-modal case).
+   features into the teacher's feature space, trained with the student's encoder on paired samples to
+   minimise :func:`~kdcore.losses.alignment.alignment_loss`. It maps the penultimate features, plus every
+   other (student feature, teacher feature) pair a feature or relation term reads, one small network per
+   pair (:func:`~kdcore.losses.feature.make_adapter`); the alignment loss is the mean over the pairs;
+2. **distillation**: the method's terms, alpha-weighted, plus the alignment loss (weighted by alpha) and
+   (1 - alpha) cross-entropy on the labels with ``distill.label_smoothing`` (alpha 1 = the student's
+   modality has no labels, the usual cross-modal case). Response terms compare the logits of each pair.
+   Feature terms compare the student's aligned features with the teacher's on the paired sample: ``hint``
+   by MSE, ``at`` by the attention maps of the aligned spatial maps (the alignment network maps a
+   (C, H, W) block onto the teacher's channels and size, so ``at`` reads blocks, e.g. ``student_layer:
+   last``). Relation terms (``rkd_distance``, ``rkd_angle``, ``sp``, ``pkt``) compare the relations among the
+   batch's aligned student features with those among the teacher's features of the paired samples.
+   ``attention_pattern`` is refused: it reads transformer attention maps, which nothing here aligns.
 
 ``distill.align: false`` skips the alignment, and with it the pairing: each student sample is matched with
 the teacher's outputs on another sample of the training set, as when the two sensors were recorded
-separately. With no labels of its own, such a student stays near chance, which is what the
-cross-modal failure detector looks for. The baseline is the student's architecture trained on its own view
-with labels: what a labelled student-modality dataset would give.
+separately. Feature and relation terms still run, through the same per-pair networks, now plain learned
+adapters with no alignment phase and no alignment loss, fitted to the teacher's features of the mismatched
+samples: the same method as the aligned study, so the pair of studies isolates what alignment and pairing
+bring. With no labels of its own, such a student stays near chance, which is what the cross-modal failure
+detector looks for. The baseline is the student's architecture trained on its own view with labels: what a
+labelled student-modality dataset would give.
 """
 
 from __future__ import annotations
@@ -29,19 +40,22 @@ from kdcore import targets
 from kdcore.losses.alignment import alignment_loss
 from kdcore.losses.feature import make_adapter
 from kdcore.methods.base import Batch, Method, StepOutput, TeacherSource
-from kdcore.methods.terms import TermSpec, response_losses, response_specs
-from kdcore.registry import DATASETS, register_mechanism
+from kdcore.methods.terms import ATTENTIONS, LOGITS, TERMS, TermSpec, feature_shapes, resolve_layer, response_losses
+from kdcore.registry import DATASETS, METHODS, register_mechanism
 
-FEATURE = "penultimate"  # the features that are aligned
-TRANSFER = "the cross_modal mechanism transfers logits, and aligns features itself"
+FEATURE = "penultimate"  # the features the alignment phase always aligns
 UNPAIRED_SEED = 7919  # the fixed mismatching of samples when alignment (and pairing) is skipped
+TRANSFERABLE = [name for name, term in TERMS.items() if term.reads != ATTENTIONS]  # terms this mechanism runs
+
+Pair = tuple[str, str]  # (student feature, teacher feature) that one alignment network maps between
 
 
 class CrossModalDistillation(Method):
-    """The student on its own view: alignment first, then response terms plus the alignment term.
+    """The student on its own view: alignment first, then the method's terms plus the alignment term.
 
     ``partners`` maps each training index to the index whose teacher outputs it learns from: itself when
-    paired, a fixed permutation when not.
+    paired, a fixed permutation when not. ``maps`` holds one alignment network per feature pair, keyed
+    ``student>teacher``; ``links`` says which pair each term reads (None for response terms).
     """
 
     knowledge = "feature"
@@ -49,18 +63,24 @@ class CrossModalDistillation(Method):
     def __init__(self, student: nn.Module, teacher: TeacherSource, cfg: Any, specs: list[TermSpec],
                  example: torch.Tensor, train_x: torch.Tensor) -> None:
         super().__init__(student, teacher, cfg)
+        refused = [spec.term for spec in specs if spec.term not in TRANSFERABLE]
+        if refused:
+            raise ValueError(f"the cross_modal mechanism cannot run term {refused[0]} (it reads attention maps, "
+                             f"which are not aligned); allowed: {', '.join(TRANSFERABLE)}")
         self.specs = specs
+        self.response = [spec for spec in specs if TERMS[spec.term].reads == LOGITS]
         self.align_epochs = cfg.align_epochs if cfg.align else 0
         self.aligning = False
-        self.aligner: nn.Module | None = None
-        if cfg.align:
-            with torch.no_grad():
-                was = student.training
-                s_shape = tuple(student.eval()(example).features[FEATURE].shape[1:])
-                student.train(was)
-                t_device = next(teacher.model.parameters()).device
-                t_shape = tuple(teacher.model(example.to(t_device)).features[FEATURE].shape[1:])
-            self.aligner = make_adapter(s_shape, t_shape)
+        s_shapes = _shapes(student, example)
+        t_shapes = _shapes(teacher.model, example)
+        self.links: list[Pair | None] = [
+            None if TERMS[spec.term].reads == LOGITS
+            else (resolve_layer(spec.student_layer, s_shapes), resolve_layer(spec.teacher, t_shapes))
+            for spec in specs]
+        self.pairs: list[Pair] = list(dict.fromkeys(
+            ([(FEATURE, FEATURE)] if cfg.align else []) + [link for link in self.links if link is not None]))
+        self.maps = nn.ModuleDict({_key(pair): make_adapter(s_shapes[pair[0]], t_shapes[pair[1]])
+                                   for pair in self.pairs})
         n = len(train_x)
         order = torch.arange(n) if cfg.align else _derangement(n, UNPAIRED_SEED)
         self.register_buffer("partners", order, persistent=False)
@@ -70,7 +90,7 @@ class CrossModalDistillation(Method):
         self.aligning = epoch < self.align_epochs
 
     def teacher_keys(self, source: int = 0) -> set[str]:
-        return {"logits", FEATURE} if self.aligner is not None else {"logits"}
+        return {LOGITS} | {teacher for _, teacher in self.pairs}
 
     def step(self, batch: Batch) -> StepOutput:
         assert self.teacher is not None
@@ -78,14 +98,44 @@ class CrossModalDistillation(Method):
         index = self.partners[batch.index]
         partner = Batch(self.train_x[index], batch.y, index)
         teacher = self.teacher.outputs(partner, self.teacher_keys())
+        mapped = {pair: self.maps[_key(pair)](out.features[pair[0]]) for pair in self.pairs}  # teacher's shapes
         losses: dict[str, torch.Tensor] = {}
-        if self.aligner is not None:
-            align = alignment_loss(self.aligner(out.features[FEATURE]), teacher[FEATURE])
+        if self.cfg.align:
+            align = torch.stack([alignment_loss(mapped[pair], teacher[pair[1]]) for pair in self.pairs]).mean()
             losses["align"] = align if self.aligning else self.cfg.alpha * align
         if not self.aligning:
-            losses["ce"] = (1 - self.cfg.alpha) * targets.cross_entropy(out.logits, batch.y)
-            losses |= response_losses(self.specs, out.logits, [teacher["logits"]], batch, self.cfg)
+            losses["ce"] = (1 - self.cfg.alpha) * targets.cross_entropy(out.logits, batch.y,
+                                                                        smoothing=self.cfg.label_smoothing)
+            losses |= response_losses(self.response, out.logits, [teacher[LOGITS]], batch, self.cfg)
+            losses |= self.feature_losses(mapped, teacher, batch)
         return StepOutput(out.logits, losses)
+
+    def feature_losses(self, mapped: dict[Pair, torch.Tensor], teacher: dict[str, Any],
+                       batch: Batch) -> dict[str, torch.Tensor]:
+        """Each feature or relation term on the aligned student feature and the partner's teacher feature,
+        alpha- and weight-scaled; a repeated term is named ``<term>_<position>``."""
+        losses: dict[str, torch.Tensor] = {}
+        for i, (spec, link) in enumerate(zip(self.specs, self.links, strict=True)):
+            if link is None:
+                continue
+            name = spec.term if spec.term not in losses else f"{spec.term}_{i}"
+            value = TERMS[spec.term].fn(mapped[link], teacher[link[1]], batch, self.cfg)
+            losses[name] = self.cfg.alpha * spec.weight * value
+        return losses
+
+
+def _shapes(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """The model's feature shapes (without batch) on ``example``, from one eval-mode pass on its device."""
+    was = model.training
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        features = model.eval()(example.to(device)).features
+    model.train(was)
+    return {name: tuple(value.shape[1:]) for name, value in features.items()}
+
+
+def _key(pair: Pair) -> str:
+    return f"{pair[0]}>{pair[1]}"  # a ModuleDict key cannot hold a dot
 
 
 def _derangement(n: int, seed: int) -> torch.Tensor:
@@ -103,7 +153,7 @@ def views(cfg: Any) -> tuple[str, str]:
 
 
 def check(cfg: Any) -> None:
-    """The dataset must pair views, the two views must differ, and the method must work on logits."""
+    """The dataset must pair views, the two views must differ, and the method's terms must be alignable."""
     meta = DATASETS.entry(cfg.data.name).meta
     paired = [entry.name for entry in DATASETS if entry.meta.get("views")]
     if not meta.get("views"):
@@ -118,10 +168,51 @@ def check(cfg: Any) -> None:
     if teacher_view == student_view:
         raise ValueError(f"distill.student_view: the student must see another view than the teacher "
                          f"({teacher_view}); allowed: {', '.join(n for n in names if n != teacher_view)}")
-    response_specs(cfg, TRANSFER)
+    transfer_specs(cfg)
     if cfg.distill.align and cfg.distill.align_epochs >= cfg.train.epochs:
         raise ValueError(f"distill.align_epochs: alignment takes the first epochs of the student's "
                          f"{cfg.train.epochs}; allowed: 1 to {cfg.train.epochs - 1}")
+
+
+def transfer_specs(cfg: Any) -> list[TermSpec]:
+    """The config method's weighted terms, when this mechanism can run every one; else a one-line ValueError
+    naming ``distill.params.terms.<i>`` (multi) or ``distill.method``.
+
+    A method needs terms (without any, e.g. ``none``, the teacher would teach nothing); no term may read
+    attention maps; a feature or relation term's two features must have the same rank, since an alignment
+    network maps the student's onto the teacher's (vector onto vector, map onto map).
+    """
+    cls = METHODS.get(cfg.distill.method)
+    params = cls.Params.model_validate(cfg.distill.params) if hasattr(cls, "Params") else None
+    specs: list[TermSpec] = cls.specs(params) if hasattr(cls, "specs") else []
+    if not specs:
+        usable = [entry.name for entry in METHODS if hasattr(entry.obj, "specs")]
+        raise ValueError(f"distill.method: the cross_modal mechanism transfers loss terms, and method "
+                         f"{cfg.distill.method} has no terms; allowed: {', '.join(usable)}")
+    listed = params is not None and "terms" in type(params).model_fields  # multi: name the term's position
+    for i, spec in enumerate(specs):
+        field = f"distill.params.terms.{i}" if listed else "distill.method"
+        reads = TERMS[spec.term].reads
+        if reads == ATTENTIONS:
+            raise ValueError(f"{field}: term {spec.term} reads attention maps, which the cross_modal mechanism "
+                             f"does not align; allowed terms: {', '.join(TRANSFERABLE)}")
+        if reads != LOGITS:
+            _check_ranks(spec, cfg, field)
+    return specs
+
+
+def _check_ranks(spec: TermSpec, cfg: Any, field: str) -> None:
+    """The student and teacher features a term reads must have the same rank (one network maps between them)."""
+    found = []
+    for model, layer in ((cfg.student, spec.student_layer), (cfg.teacher, spec.teacher)):
+        shapes = feature_shapes(model.name, model.width, model.depth, cfg.data.name)
+        name = resolve_layer(layer, shapes)
+        found.append((name, shapes[name]))
+    (s_name, s_shape), (t_name, t_shape) = found
+    if len(s_shape) != len(t_shape):
+        raise ValueError(f"{field}: term {spec.term} reads the student's {s_name} {s_shape} through an alignment "
+                         f"network onto the teacher's {t_name} {t_shape}, which cannot change the rank; read "
+                         "penultimate on both sides, or blocks on both")
 
 
 @register_mechanism("cross_modal", fields=("teacher_view", "student_view", "align", "align_epochs"), check=check)
@@ -131,7 +222,7 @@ def cross_modal(study) -> None:
     teacher_view, student_view = views(cfg)
     teacher = study.teacher_role(view=teacher_view)
     study.train_role("baseline", cfg.student, "none", teacher=teacher, view=student_view)
-    specs = response_specs(cfg, TRANSFER)
+    specs = transfer_specs(cfg)
     splits = study.splits
 
     def make(built: dict[str, nn.Module]) -> Method:

@@ -23,8 +23,8 @@ EXCHANGE = "the online mechanism exchanges outputs between peers"
 
 
 class MutualLearning(Method):
-    """Every model of the cohort: (1 - alpha) cross-entropy plus alpha times the method's logit terms
-    towards each other model's detached outputs, averaged over the others."""
+    """Every model of the cohort: (1 - alpha) cross-entropy (labels smoothed by ``label_smoothing``) plus alpha
+    times the method's logit terms towards each other model's detached outputs, averaged over the others."""
 
     knowledge = "response"
     needs_teacher = False
@@ -43,7 +43,8 @@ class MutualLearning(Method):
         for role, own in logits.items():
             prefix = f"{role}/" if role else ""  # the engine files "peer_k/..." losses under peer_k
             others = [other.detach() for name, other in logits.items() if name != role]
-            losses[f"{prefix}ce"] = (1 - self.cfg.alpha) * targets.cross_entropy(own, batch.y)
+            losses[f"{prefix}ce"] = (1 - self.cfg.alpha) * targets.cross_entropy(own, batch.y,
+                                                                                 self.cfg.label_smoothing)
             losses |= {f"{prefix}{name}": value
                        for name, value in response_losses(self.specs, own, others, batch, self.cfg).items()}
         return StepOutput(logits[""], losses, {role: logits[role] for role in self.cohort})

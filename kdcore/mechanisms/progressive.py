@@ -6,6 +6,13 @@ have its own temperature, and ``distill.skip_to_teacher`` lets every stage also 
 original teacher, which counters the loss of accuracy along a long chain. ``distill.stage_params`` gives
 each stage its own method parameters, e.g. next-token and attention terms for the first stage of a
 transformer chain and hidden-state terms for the next.
+
+With ``distill.assistant_ensemble`` k > 1, every assistant stage is an ensemble of k models of its
+architecture, each from its own initial weights, trained together with the stage's method. The stage
+below learns from their mixed softened outputs at its own temperature (response terms) and from each
+member's features through its own adapter (feature and relation terms, averaged over the members).
+The stage stays one role (``assistant_k``) whose accuracy and predictions are the ensemble's, as it
+would be deployed; each member's accuracy is logged on it as ``member_<i>/val_acc`` and ``/test_acc``.
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ def check(cfg: Any) -> None:
         method_check(stage, default.replace("distill.params", f"distill.stage_params.{k}"))
 
 
-@register_mechanism("progressive", fields=("assistants", "stage_temperatures", "stage_params", "skip_to_teacher"),
-                    check=check)
+@register_mechanism("progressive", fields=("assistants", "stage_temperatures", "stage_params", "skip_to_teacher",
+                                           "assistant_ensemble"), check=check)
 def progressive(study) -> None:
     """A chain: the teacher teaches assistant_1, each assistant the next, the last one the student."""
     cfg = study.cfg
@@ -45,7 +52,8 @@ def progressive(study) -> None:
     skip = cfg.distill.skip_to_teacher
     upper = teacher
     for role, model, temperature, own in zip(stages, models, temperatures, params, strict=True):
-        also = [teacher] if skip and upper is not teacher else []
+        also = [teacher] if skip and upper is not teacher else []  # the stage above and the teacher count alike
         upper = study.train_role(role, model, cfg.distill.method, teacher=upper, temperature=temperature,
                                  params=own, more_teachers=also,
+                                 ensemble=cfg.distill.assistant_ensemble if role != "student" else 1,
                                  extra_tags={"kd.skip_to_teacher": str(skip).lower()})

@@ -83,7 +83,8 @@ class MultiExit(nn.Module):
 
 class ExitDistillation(Method):
     """The deepest exit: cross-entropy. Every other exit: (1 - alpha) cross-entropy plus alpha times the
-    method's logit terms towards the deepest exit's detached outputs."""
+    method's logit terms towards the deepest exit's detached outputs. Every exit's labels are smoothed by
+    ``label_smoothing``: the whole network is the student."""
 
     knowledge = "response"
     needs_teacher = False
@@ -95,9 +96,10 @@ class ExitDistillation(Method):
     def step(self, batch: Batch) -> StepOutput:
         exits = self.student.all_exits(batch.x)
         deepest = exits[-1]
-        losses = {"ce": targets.cross_entropy(deepest, batch.y)}
+        smoothing = self.cfg.label_smoothing
+        losses = {"ce": targets.cross_entropy(deepest, batch.y, smoothing)}
         for k, logits in enumerate(exits[:-1], start=1):
-            losses[f"ce_exit{k}"] = (1 - self.cfg.alpha) * targets.cross_entropy(logits, batch.y)
+            losses[f"ce_exit{k}"] = (1 - self.cfg.alpha) * targets.cross_entropy(logits, batch.y, smoothing)
             terms = response_losses(self.specs, logits, [deepest.detach()], batch, self.cfg)
             losses |= {f"{name}_exit{k}": value for name, value in terms.items()}
         return StepOutput(exits[self.student.exit - 1], losses)
@@ -151,8 +153,8 @@ def self_distill(study) -> None:
     # The baseline is the deployed exit's own architecture trained alone on the labels, so that the
     # student is compared with the same model without self-distillation.
     study.train_models({"baseline": lambda: multi_exit().deployed()},
-                       lambda built: build_method("none", built["baseline"], None, cfg.distill), "none", {},
-                       teacher=None)
+                       lambda built: build_method("none", built["baseline"], None, cfg.distill.for_plain_labels()),
+                       "none", {}, teacher=None)
     student = study.train_models({"student": multi_exit},
                                  lambda built: ExitDistillation(built["student"], cfg.distill, specs),
                                  cfg.distill.method, {"kd.exit": str(cfg.distill.exit or "deepest")},

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from kdcore.models.ensemble import Ensemble
 from kdcore.registry import METHODS
 
 
@@ -77,7 +78,8 @@ class Method(nn.Module, ABC):
     many_teachers: ClassVar[bool] = False  # True: it can also learn from ``more_teachers``
 
     def __init__(self, student: nn.Module, teacher: TeacherSource | None, cfg: Any,
-                 example: torch.Tensor | None = None, more_teachers: Sequence[TeacherSource] = ()) -> None:
+                 example: torch.Tensor | None = None, more_teachers: Sequence[TeacherSource] = (),
+                 weights: Sequence[float] | None = None) -> None:
         super().__init__()
         if self.needs_teacher and teacher is None:
             raise ValueError(f"method {type(self).__name__} needs a teacher")
@@ -87,6 +89,7 @@ class Method(nn.Module, ABC):
         self.teacher = teacher  # not a submodule: never trained, never in state_dict
         self.more_teachers = list(more_teachers)  # e.g. the original teacher of a chain (skip-to-teacher)
         self.cfg = cfg
+        self.teacher_weights = teacher_weights(1 + len(self.more_teachers) if teacher else 0, weights)
 
     @abstractmethod
     def step(self, batch: Batch) -> StepOutput:
@@ -113,7 +116,53 @@ class Method(nn.Module, ABC):
         return {"logits"} if self.needs_teacher else set()
 
 
+def teacher_weights(count: int, weights: Sequence[float] | None) -> list[float]:
+    """How much each of ``count`` teachers counts, summing to 1: ``weights`` normalised, or equal without them."""
+    if weights is None:
+        return [1 / count] * count if count else []
+    if len(weights) != count or not all(w > 0 for w in weights):
+        raise ValueError(f"teacher weights: give {count} positive numbers, one per teacher (got {list(weights)})")
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+class EnsembleMethod(Method):
+    """Trains every member of an :class:`~kdcore.models.ensemble.Ensemble` with its own instance of a method,
+    in one loop.
+
+    Each member learns as it would alone: the members share no parameters and their losses are summed, so
+    each gets exactly its own gradient (``train/loss_*`` are the members' sums). The step's logits are the
+    ensemble's, so the engine keeps the epoch at which the ensemble as a whole is best on validation.
+    """
+
+    needs_teacher: ClassVar[bool] = False  # the members' methods hold the teachers
+
+    def __init__(self, ensemble: Ensemble, methods: Sequence[Method]) -> None:
+        super().__init__(ensemble, None, methods[0].cfg)
+        self.methods = nn.ModuleList(methods)
+
+    def step(self, batch: Batch) -> StepOutput:
+        outs = [method.step(batch) for method in self.methods]
+        losses = {name: torch.stack([out.losses[name] for out in outs]).sum() for name in outs[0].losses}
+        return StepOutput(self.student.combine([out.logits for out in outs]), losses)
+
+    def begin_epoch(self, epoch: int) -> None:
+        for method in self.methods:
+            method.begin_epoch(epoch)
+
+    def teacher_keys(self, source: int = 0) -> set[str]:
+        return set().union(*(method.teacher_keys(source) for method in self.methods))
+
+
 def build_method(name: str, student: nn.Module, teacher: TeacherSource | None, cfg: Any,
-                 example: torch.Tensor | None = None, more_teachers: Sequence[TeacherSource] = ()) -> Method:
-    """The registered method ``name``; ``example`` (a few inputs) lets it size adapters to the features."""
-    return METHODS.get(name)(student, teacher, cfg, example, more_teachers)
+                 example: torch.Tensor | None = None, more_teachers: Sequence[TeacherSource] = (),
+                 weights: Sequence[float] | None = None) -> Method:
+    """The registered method ``name``; ``example`` (a few inputs) lets it size adapters to the features.
+
+    ``weights`` says how much ``teacher`` and each of ``more_teachers`` count (None = equally). An
+    :class:`~kdcore.models.ensemble.Ensemble` student trains each member with the method, from the same teachers.
+    """
+    if isinstance(student, Ensemble):
+        return EnsembleMethod(student, [build_method(name, member, teacher, cfg, example, more_teachers, weights)
+                                        for member in student.members])
+    return METHODS.get(name)(student, teacher, cfg, example, more_teachers, weights)

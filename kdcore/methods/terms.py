@@ -164,8 +164,9 @@ class TermMethod(Method):
     many_teachers: ClassVar[bool] = True
 
     def __init__(self, student: nn.Module, teacher: TeacherSource | None, cfg: Any,
-                 example: torch.Tensor | None = None, more_teachers: Sequence[TeacherSource] = ()) -> None:
-        super().__init__(student, teacher, cfg, example, more_teachers)
+                 example: torch.Tensor | None = None, more_teachers: Sequence[TeacherSource] = (),
+                 weights: Sequence[float] | None = None) -> None:
+        super().__init__(student, teacher, cfg, example, more_teachers, weights)
         self.params = self.Params.model_validate(cfg.params) if hasattr(self, "Params") else None
         self.spec_list = self.specs(self.params)
         self.adapters = nn.ModuleDict()  # "i" for term i on the teacher; "i@k" on more_teachers[k - 1]
@@ -200,7 +201,7 @@ class TermMethod(Method):
 
     @property
     def sources(self) -> list[TeacherSource]:
-        """Every teacher this method learns from; each term is averaged over them."""
+        """Every teacher this method learns from (``teacher_weights`` says how much each counts)."""
         return [self.teacher, *self.more_teachers] if self.teacher is not None else []
 
     def teacher_keys(self, source: int = 0) -> set[str]:
@@ -212,30 +213,42 @@ class TermMethod(Method):
         return keys
 
     def step(self, batch: Batch) -> StepOutput:
+        """Label loss plus each term: a response term reads the teachers' mixed softened distributions
+        (:func:`~kdcore.losses.response.mixture_logits`), a feature or relation term is the weighted mean of
+        its value on each teacher, through that teacher's own adapter."""
         assert self.teacher is not None
         out: ModelOutput = self.student(batch.x)
         alpha = self.cfg.alpha
-        losses = {"ce": (1 - alpha) * targets.cross_entropy(out.logits, batch.y)}
-        parts: dict[str, list[torch.Tensor]] = {}
-        for k, source in enumerate(self.sources):
-            teacher = source.outputs(batch, self.teacher_keys(k))
-            s_rows, t_rows, y_rows = targets.scored_pairs(out.logits, teacher[LOGITS], batch.y)
-            rows = Batch(batch.x, y_rows, batch.index)  # response terms see the scored positions as samples
-            for i, (spec, (s_name, t_name)) in enumerate(zip(self.spec_list, self.layers[k], strict=True)):
-                term = TERMS[spec.term]
-                term_batch = batch
-                if term.reads == LOGITS:
-                    s_value, t_value, term_batch = s_rows, t_rows, rows
-                elif term.reads == ATTENTIONS:
-                    s_value, t_value = out.attention_logits, teacher[ATTENTIONS]  # student scores, teacher probs
-                else:
-                    s_value, t_value = out.features[s_name], teacher[t_name]
-                    if _adapter_key(i, k) in self.adapters:
-                        s_value = self.adapters[_adapter_key(i, k)](s_value)
-                name = spec.term if all(x.term != spec.term for x in self.spec_list[:i]) else f"{spec.term}_{i}"
-                parts.setdefault(name, []).append(alpha * spec.weight * term.fn(s_value, t_value, term_batch, self.cfg))
-        losses |= {name: torch.stack(values).mean() for name, values in parts.items()}  # averaged over teachers
+        losses = {"ce": (1 - alpha) * targets.cross_entropy(out.logits, batch.y, self.cfg.label_smoothing)}
+        seen = [source.outputs(batch, self.teacher_keys(k)) for k, source in enumerate(self.sources)]
+        s_rows, t_rows, y_rows = targets.scored_pairs(out.logits, self._teacher_logits(seen), batch.y)
+        rows = Batch(batch.x, y_rows, batch.index)  # response terms see the scored positions as samples
+        for i, spec in enumerate(self.spec_list):
+            term = TERMS[spec.term]
+            if term.reads == LOGITS:
+                value = term.fn(s_rows, t_rows, rows, self.cfg)
+            else:
+                value = sum(w * term.fn(*self._pair(out, teacher, i, k), batch, self.cfg)
+                            for k, (w, teacher) in enumerate(zip(self.teacher_weights, seen, strict=True)))
+            name = spec.term if all(x.term != spec.term for x in self.spec_list[:i]) else f"{spec.term}_{i}"
+            losses[name] = alpha * spec.weight * value
         return StepOutput(out.logits, losses)
+
+    def _teacher_logits(self, seen: list[dict[str, Any]]) -> torch.Tensor:
+        """The one teacher's logits, or logits of the weighted mixture of several at the method's temperature."""
+        if len(seen) == 1:
+            return seen[0][LOGITS]
+        return response.mixture_logits([t[LOGITS] for t in seen], self.teacher_weights, self.cfg.temperature)
+
+    def _pair(self, out: ModelOutput, teacher: dict[str, Any], term: int, source: int) -> tuple[Any, Any]:
+        """What feature or relation term ``term`` compares for teacher ``source``: (student side, teacher side)."""
+        if TERMS[self.spec_list[term].term].reads == ATTENTIONS:
+            return out.attention_logits, teacher[ATTENTIONS]  # student scores, teacher probs
+        s_name, t_name = self.layers[source][term]
+        s_value = out.features[s_name]
+        if _adapter_key(term, source) in self.adapters:
+            s_value = self.adapters[_adapter_key(term, source)](s_value)
+        return s_value, teacher[t_name]
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """The student's parameters and the adapters (trained with it, never deployed)."""
