@@ -17,18 +17,62 @@ direct, 1.5-3x: one assistant, 3x+: several, below 1.1x: similar, learn together
   which neither rule decides, gets direct distillation, with the advice to train the baseline first and
   to add one assistant if the performance ratio comes out at 1.5x or more.
 * With neither, the gap is not assessed: the advice is direct distillation and says so.
+
+Precedence between step 1 and step 3 (the mechanism)
+----------------------------------------------------
+Step 3 chooses the mechanism; step 1 sizes the gap (and with it the assistants of a chain).
+
+* Online (mutual) learning needs exploration AND several learners. Exploration is needed when no
+  proven expert exists or the domain drifts. Either fact alone is not enough: several learners beside a
+  proven teacher on a stable domain learn from that teacher; one learner on a drifting domain keeps its
+  proven teacher (re-distil when the teacher is retrained); one learner without a teacher teaches itself.
+* A proven teacher on a stable domain keeps offline (or progressive, when the gap needs assistants),
+  even when step 1 finds similar performance (below 1.1x) and alone would say collaborative: learning
+  together needs several learners. The advice then shows the disagreement, in step 3's detail and in
+  its policy text.
+
+Assistants (the capacity table's rows)
+--------------------------------------
+1.5-3x in performance gets exactly one assistant. 3x+ in performance, and 10x+ in parameters when
+accuracies are unknown, is multi-step: at least two assistants, more when the parameter ratio needs them
+for every stage to stay within 5x, up to three. The survey's worked example 1 (175B -> 500M parameters,
+350x) therefore gets three assistants, where the survey draws one (1.5B). The advice follows the 5x-per-stage
+rule and says so, naming the one-assistant chain as the alternative (its assistant at the geometric mean,
+about 9.4B, with about 19x per stage; the survey's 1.5B makes a 117x first stage).
+
+Temperatures per stage
+----------------------
+A chain's stages get one temperature each (the assistants, then the student), from the stage's own
+parameter ratio: the direct gap's suggestion at 2x or less, the progressive gap's at 10x or more,
+log-linear between (softer targets across wider steps), to the nearest 0.5.
+
+NOT-FOR boundaries
+------------------
+Six situations make distillation the wrong tool (:data:`kdcore.config.BOUNDARY_NAMES`). When any
+applies, the verdict is "do not distill", with the alternative; ``Advice.to_config`` refuses unless every
+one that applies is accepted, and records the accepted ones in ``distill.accepted_boundaries`` and the
+rationale.
+
+The recorded rationale
+----------------------
+``Advice.rationale`` ends with one line, ``Situation: mechanism=...; needs=...; ...``, holding the
+mechanism, the situation's inputs a study cannot measure (:data:`RECORDED_FLAGS`) and the boundaries.
+:func:`parse_rationale` reads it back; :func:`situation_from_flags` merges those flags with the sides a
+study measured, so a study can be re-advised on its own numbers and compared with what it recorded.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from typing import Any, Literal
+from urllib.parse import quote, unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kdcore.config import first_error
+from kdcore.config import BOUNDARY_NAMES, first_error
 from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS, UnknownNameError, model_fits
 
 # --- thresholds (the survey's numbers, named) -------------------------------------------------------
@@ -39,6 +83,7 @@ ONE_ASSISTANT_PERFORMANCE = 1.5  # from here, one teacher assistant bridges the 
 PROGRESSIVE_PERFORMANCE = 3.0  # from here, several steps
 MAX_STAGE_GAP = 5.0  # assistants are added until neighbouring stages differ by at most 5x in parameters
 MAX_ASSISTANTS = 3
+MIN_MULTI_STEP_ASSISTANTS = 2  # the 3x+ row is multi-step: at least two assistants, so at least three stages
 # Suggested temperature range per gap: softer targets for wider gaps (the product's heuristic; Hinton
 # et al. 2015 report 2-20, and T=4 is the common default for image classifiers).
 TEMPERATURES: dict[str, tuple[float, float, float]] = {  # gap -> (low, high, suggested)
@@ -115,9 +160,10 @@ class Situation(BaseModel):
                               description="What the task needs: decisions, patterns, structure, or several.")
     proven_teacher: bool = Field(True, description="A trained, trusted teacher exists.")
     stable_domain: bool = Field(True, description="The data does not drift while the student learns.")
-    several_learners: bool = Field(False, description="Several learners explore together (no single expert).")
+    several_learners: bool = Field(False, description="Several learners train together (a cohort, not one student).")
     rule_based: bool = Field(False, description="The teacher is a simple rule-based system.")
-    real_time: bool = Field(False, description="A hard latency budget the student must meet.")
+    real_time: bool = Field(False, description="The student must run faster than the teacher could ever be made to "
+                                               "run: a speed problem, not a knowledge one.")
     needs_new_capabilities: bool = Field(False, description="The student must do what the teacher cannot.")
     safety_critical: bool = Field(False, description="Safety-critical use without a validation framework.")
     interpretability_first: bool = Field(False, description="Interpretability matters more than accuracy.")
@@ -249,10 +295,19 @@ def _params(f: Facts, low: float, high: float) -> bool:
     return f.performance_ratio is None and f.parameter_ratio is not None and low <= f.parameter_ratio < high
 
 
+def _exploring(f: Facts) -> bool:
+    """Exploration is needed: no proven expert to follow, or a domain that drifts under the learners."""
+    return not f.s.proven_teacher or not f.s.stable_domain
+
+
+def _mutual(f: Facts) -> bool:
+    """Online (mutual) learning: several learners AND exploration; neither alone (module docstring)."""
+    return f.s.several_learners and _exploring(f)
+
+
 TREE: tuple[Branch, ...] = (
     # 1. capacity gap: the performance ratio decides when known, else the parameter ratio
-    Branch(1, "peers", "Peer learning", "several learners explore together", "similar",
-           lambda f: f.s.several_learners),
+    Branch(1, "peers", "Peer learning", "several learners explore together: they are peers", "similar", _mutual),
     Branch(1, "perf_similar", "Similar performance", "performance ratio below 1.1x", "similar",
            lambda f: _perf(f, 0, SIMILAR_PERFORMANCE)),
     Branch(1, "perf_direct", "Performance 1.1-1.5x", "performance ratio 1.1-1.5x: the student can decode the "
@@ -281,11 +336,10 @@ TREE: tuple[Branch, ...] = (
     # 3. mechanism
     Branch(3, "cross_modal", "Cross-modal", "teacher and student see different modalities", "cross_modal",
            lambda f: f.cross_modal),
+    Branch(3, "explore", "Exploration, several learners", "several learners, and exploration is needed (no "
+           "proven teacher, or the domain drifts)", "online", _mutual),
     Branch(3, "no_teacher", "No teacher", "no proven external teacher is available", "self",
            lambda f: not f.s.proven_teacher),
-    Branch(3, "explore", "Exploration", "several learners explore, the domain drifts, or teacher and student "
-           "perform alike", "online",
-           lambda f: f.s.several_learners or not f.s.stable_domain or _perf(f, 0, SIMILAR_PERFORMANCE)),
     Branch(3, "chain", "Proven expert, large gap", "a proven teacher on a stable domain, with a gap that needs "
            "assistants", "progressive", lambda f: _gap(f) in {"one_assistant", "progressive"}),
     Branch(3, "offline", "Proven expert", "a proven teacher on a stable domain", "offline", lambda f: True),
@@ -325,6 +379,10 @@ def edges() -> list[tuple[str, str]]:
 
 
 # --- the advice ----------------------------------------------------------------------------------------
+DISTILL, DO_NOT_DISTILL = "distill", "do not distill"
+RATIONALE_LIMIT = 4000  # distill.rationale's maximum length in the config
+
+
 @dataclass
 class Fired:
     step: int
@@ -345,15 +403,16 @@ class Assistant:
 
 @dataclass
 class Boundary:
-    """A "not for" boundary: distillation is the wrong tool here, and what to use instead."""
+    """A NOT-FOR boundary that applies: distillation is the wrong tool here, and what to use instead."""
 
+    name: str  # one of kdcore.config.BOUNDARY_NAMES
     boundary: str
     instead: str
 
 
 @dataclass
 class Advice:
-    """The tree's answer: the path, what to run, and why."""
+    """The tree's answer: the path, what to run, and why; or "do not distill" when a boundary applies."""
 
     situation: Situation
     path: list[Fired]
@@ -364,38 +423,83 @@ class Advice:
     representation: str
     assistants: list[Assistant]
     assistant_rule: str
+    chain_rule: str  # why this many assistants (multi-step chains)
     temperature: tuple[float, float, float]
-    warnings: list[Boundary]
+    stage_temperatures: list[float]  # progressive: one per stage, the assistants first and the student last
+    stage_rule: str
+    not_for: list[Boundary]
     policy: str
     parameter_ratio: float | None
     performance_ratio: float | None
 
     @property
+    def boundaries(self) -> list[str]:
+        """The names (BOUNDARY_NAMES) of the NOT-FOR boundaries that apply."""
+        return [b.name for b in self.not_for]
+
+    @property
+    def verdict(self) -> str:
+        return DO_NOT_DISTILL if self.not_for else DISTILL
+
+    @property
     def rationale(self) -> str:
-        """The advice in a few sentences: recorded on a study as its justification (quality gate 8)."""
+        """The advice in a few sentences, recorded on a study as its justification (quality gate 8)."""
+        return self.record()
+
+    def record(self, accepted: Iterable[str] = ()) -> str:
+        """The rationale with the boundaries ``accepted`` acknowledged; its last line is the :func:`parse_rationale`
+        record, kept whole within the config's length limit."""
+        chosen = set(accepted)
+        taken = [name for name in self.boundaries if name in chosen]
+        line = situation_line(self, taken)
+        body = " ".join(part for part in (self._verdict_text(taken), self._advice_text()) if part)
+        room = max(1, RATIONALE_LIMIT - len(line) - 1)
+        if len(body) > room:
+            body = body[:room - 1].rstrip() + "…"
+        return f"{body}\n{line}"
+
+    def _verdict_text(self, accepted: list[str]) -> str:
+        if not self.not_for:
+            return ""
+        text = "Do not distill. " + " ".join(f"{b.boundary} Instead: {b.instead}" for b in self.not_for)
+        return text + (f" Acknowledged, distilling anyway despite: {', '.join(accepted)}." if accepted else "")
+
+    def _advice_text(self) -> str:
         steps = " ".join(f"{p.step}. {p.question}: {p.rule}" + (f" ({p.detail})" if p.detail else "") +
                          f" -> {p.outcome}." for p in self.path)
-        chain = ""
-        if self.assistants:
-            sizes = ", ".join(_assistant_label(a) for a in self.assistants)
-            chain = f" Assistants: {sizes}."
+        chain = f"Assistants: {', '.join(_assistant_label(a) for a in self.assistants)}." if self.assistants else ""
         low, high, _ = self.temperature
-        return (f"Advice: {self.mechanism} distillation of {'+'.join(self.knowledge)} knowledge "
-                f"(method {self.method}). {steps}{chain} Temperature {low:g}-{high:g}. {self.policy}").strip()
+        lead = "If distilled anyway" if self.not_for else "Advice"
+        parts = (f"{lead}: {self.mechanism} distillation of {'+'.join(self.knowledge)} knowledge (method "
+                 f"{self.method}).", steps, chain, self.chain_rule, f"Temperature {low:g}-{high:g}.", self.stage_rule,
+                 self.policy)
+        return " ".join(part for part in parts if part)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["situation"] = self.situation.model_dump(mode="json")
-        out["rationale"] = self.rationale
+        out |= {"rationale": self.rationale, "boundaries": self.boundaries, "verdict": self.verdict}
         return out
 
-    def runnable(self) -> str | None:
-        """Why ``to_config`` cannot build this advice, or None when it can."""
+    def runnable(self, accept: Iterable[str] = ()) -> str | None:
+        """Why ``to_config(accept=accept)`` cannot build this advice, or None when it can."""
         try:
-            self.to_config()
+            self.to_config(accept=accept)
         except AdviceError as err:
             return str(err).removeprefix("advice: ")
         return None
+
+    def refusal(self, accept: Iterable[str] = ()) -> str | None:
+        """The one-line "do not distill" for the boundaries that apply and are not in ``accept``; None if none."""
+        accepted = set(accept)
+        open_ = [b for b in self.not_for if b.name not in accepted]
+        if not open_:
+            return None
+        names = [b.name for b in open_]
+        which = f"the {names[0]} boundary applies" if len(names) == 1 else \
+            f"the {', '.join(names[:-1])} and {names[-1]} boundaries apply"
+        flags = " ".join(f"--accept-boundary {name}" for name in names)
+        return f"do not distill: {which}; to distill anyway, pass {flags}"
 
     def _missing(self) -> str | None:
         """What the advice lacks before a config can even be assembled."""
@@ -413,16 +517,22 @@ class Advice:
             return "assistants: the teacher is not a registered model, so assistants cannot be built"
         return None
 
-    def to_config(self, base: dict[str, Any] | None = None) -> Any:
+    def to_config(self, base: dict[str, Any] | None = None, accept: Iterable[str] = ()) -> Any:
         """A runnable :class:`~kdcore.config.ExperimentConfig` for this advice, on top of ``base`` (a raw config).
 
-        Raises :class:`AdviceError` naming what is missing when the advice cannot run in kdcore today.
+        ``accept`` names the NOT-FOR boundaries to distill despite; every one that applies must be accepted.
+        Raises :class:`AdviceError` naming what is missing, or the boundary that stops it.
         """
         from kdcore.config import ConfigError, validate
 
-        problem = self._missing()
+        accept = list(accept)
+        unknown = [name for name in accept if name not in BOUNDARY_NAMES]
+        if unknown:
+            raise AdviceError(f"accept: unknown boundary {unknown[0]!r}; allowed: {', '.join(BOUNDARY_NAMES)}")
+        problem = self.refusal(accept) or self._missing()
         if problem:
             raise AdviceError(f"advice: {problem}")
+        accepted = [name for name in self.boundaries if name in accept]
         s = self.situation
         raw = {key: dict(value) if isinstance(value, dict) else value for key, value in (base or {}).items()}
         for role in ("teacher", "student"):
@@ -437,9 +547,11 @@ class Advice:
         distill = raw.setdefault("distill", {})
         distill.update(method=self.method, mechanism=self.mechanism, temperature=self.temperature[2],
                        assistants=[{"name": a.name, "width": a.width, "depth": a.depth} for a in self.assistants],
-                       rationale=self.rationale[:4000], params={})
+                       rationale=self.record(accepted), accepted_boundaries=accepted, params={})
         for key in MECHANISM_FIELDS:  # the base's mechanism-specific values belong to its own mechanism
             distill.pop(key, None)
+        if self.mechanism == "progressive" and self.stage_temperatures:
+            distill["stage_temperatures"] = list(self.stage_temperatures)
         if self.mechanism == "online":  # the teacher's side of the situation becomes the student's peer
             distill["peers"] = [raw["teacher"]]
         if self.mechanism == "self":  # born-again generations (distill.self_kind: spatial for early exits)
@@ -448,9 +560,9 @@ class Advice:
             views = DATASETS.entry(s.dataset).meta.get("views", {})
             distill |= {f"{role}_view": side.modality for role, side in (("teacher", s.teacher), ("student", s.student))
                         if side.modality in views}
-        if self.method == "multi" and all(_family(getattr(s, role).model) == "transformer"
-                                          for role in ("teacher", "student")):
-            distill |= transformer_terms(self.mechanism, len(self.assistants))
+        if self.method == "multi":
+            distill |= multi_terms(self.knowledge, self.mechanism, len(self.assistants), raw["teacher"],
+                                   raw["student"], s.dataset)  # type: ignore[arg-type]
         try:
             return validate(raw)
         except ConfigError as err:
@@ -459,34 +571,92 @@ class Advice:
 
 MECHANISM_FIELDS = ("stage_temperatures", "stage_params", "skip_to_teacher", "peers", "self_kind", "generations",
                     "exit", "teacher_view", "student_view", "align", "align_epochs")
-# Transformer to transformer: the first stage learns the next-token distribution and where the teacher
-# attends; later stages, between models of closer size, also match hidden states (MiniLM-style chains).
-FIRST_STAGE_TERMS = [{"term": "kd"}, {"term": "attention_pattern"}]
-LATER_STAGE_TERMS = [{"term": "kd"}, {"term": "hint", "student_layer": "last"}, {"term": "attention_pattern"}]
 
 
-def transformer_terms(mechanism: str, assistants: int) -> dict[str, Any]:
-    """The multi method's terms for a transformer pair: per stage for a chain, the first stage's otherwise."""
-    if mechanism == "progressive" and assistants:
-        return {"stage_params": [{"terms": FIRST_STAGE_TERMS}] + [{"terms": LATER_STAGE_TERMS}] * assistants}
-    return {"params": {"terms": FIRST_STAGE_TERMS}}
+# --- multi-level: the terms each knowledge type trains ---------------------------------------------------
+def _default(method: str, param: str) -> float:
+    """A method's own default weight, so a multi-level term weighs what the single method would."""
+    return METHODS.get(method).Params.model_fields[param].default
 
 
+def knowledge_term(knowledge: str, teacher: dict[str, tuple[int, ...]],
+                   student: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    """The multi method's term for one knowledge type, given both models' feature shapes (name -> shape).
+
+    response: ``kd`` on logits. feature: ``at`` on the last blocks when both are spatial maps (shape-free),
+    else ``hint`` through an adapter (the last block of transformers, else the penultimate vectors).
+    relation: ``attention_pattern`` when both expose attentions, else ``rkd_distance`` on the embeddings.
+    """
+    from kdcore.methods.terms import ATTENTIONS, resolve_layer
+
+    attentions = ATTENTIONS in teacher and ATTENTIONS in student
+    if knowledge == "response":
+        return {"term": "kd"}
+    if knowledge == "feature":
+        if attentions:
+            return {"term": "hint", "student_layer": "last"}  # hidden states (MiniLM-style)
+        if all(len(shapes[resolve_layer("last", shapes)]) >= 2 for shapes in (teacher, student)):
+            return {"term": "at", "weight": _default("at", "weight"), "student_layer": "last"}
+        return {"term": "hint", "weight": _default("fitnet", "weight"), "student_layer": "penultimate"}
+    if attentions:
+        return {"term": "attention_pattern"}
+    return {"term": "rkd_distance", "weight": _default("rkd", "distance_weight"), "student_layer": "penultimate"}
+
+
+KNOWLEDGE_ORDER = ("response", "feature", "relation")
+
+
+def multi_terms(knowledge: list[str], mechanism: str, assistants: int, teacher: dict[str, Any],
+                student: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """``distill.params`` (or ``stage_params``) of the multi method for the knowledge types named.
+
+    Transformer chains differ per stage: the first stage learns what the survey's worked example 1 gives
+    it; later stages, between models of closer size, also match hidden states (feature knowledge).
+    """
+    from kdcore.methods.terms import ATTENTIONS, TermSpec, feature_shapes
+
+    shapes = [feature_shapes(side["name"], side["width"], side["depth"], dataset) for side in (teacher, student)]
+
+    def terms(kinds: list[str]) -> list[dict[str, Any]]:  # every field written out, as the Launch form edits them
+        return [TermSpec.model_validate(knowledge_term(kind, *shapes)).model_dump() for kind in kinds]
+
+    first = terms(knowledge)
+    if mechanism == "progressive" and assistants and all(ATTENTIONS in s for s in shapes):
+        later = terms([kind for kind in KNOWLEDGE_ORDER if kind in {*knowledge, "feature"}])
+        return {"stage_params": [{"terms": first}] + [{"terms": later}] * assistants}
+    return {"params": {"terms": first}}
+
+
+# --- assistants and per-stage temperatures ---------------------------------------------------------------
 def _assistant_label(a: Assistant) -> str:
     name = f"{a.name} w{a.width} d{a.depth}" if a.name else "a model"
     return f"{name} (~{a.params:,} parameters)"
 
 
 def assistant_count(gap: str, parameter_ratio: float | None) -> int:
-    """How many assistants a gap calls for: one for 1.5-3x, else enough for each stage to stay within 5x."""
+    """How many assistants a gap calls for: exactly one for 1.5-3x; for a multi-step gap at least two, and
+    enough for every stage to stay within 5x in parameters (at most MAX_ASSISTANTS)."""
     if gap == "one_assistant":
         return 1
     if gap != "progressive":
         return 0
-    by_params = 1
+    by_params = 0
     if parameter_ratio and parameter_ratio > 1:
-        by_params = math.ceil(math.log(parameter_ratio) / math.log(MAX_STAGE_GAP)) - 1
-    return min(MAX_ASSISTANTS, max(2 if parameter_ratio is None else 1, by_params))
+        by_params = math.ceil(math.log(parameter_ratio) / math.log(MAX_STAGE_GAP) - 1e-9) - 1
+    return min(MAX_ASSISTANTS, max(MIN_MULTI_STEP_ASSISTANTS, by_params))
+
+
+def chain_rule(f: Facts, n: int) -> str:
+    """Why a multi-step chain has ``n`` assistants, and the chain of one assistant it is not (module docstring)."""
+    if n < MIN_MULTI_STEP_ASSISTANTS:
+        return ""
+    text = (f"{n} assistants: a gap this wide is multi-step (at least {MIN_MULTI_STEP_ASSISTANTS} assistants), with "
+            f"more while a stage would exceed {MAX_STAGE_GAP:g}x in parameters (at most {MAX_ASSISTANTS}).")
+    if f.teacher_params and f.student_params:
+        middle = math.sqrt(f.teacher_params * f.student_params)
+        text += (f" A chain of one assistant: ~{middle:,.0f} parameters at the geometric mean, "
+                 f"{math.sqrt(f.teacher_params / f.student_params):.1f}x per stage.")
+    return text
 
 
 ASSISTANT_RULE = ("Assistant k of n aims at P_t^(1-k/(n+1)) * P_s^(k/(n+1)) parameters (geometric interpolation, "
@@ -533,24 +703,62 @@ def _width_for(model: str, depth: int, dataset: str, target: float, ceiling: int
     return min((low, high), key=lambda w: abs(math.log(parameters(model, w, depth, dataset) / target)))
 
 
-BOUNDARIES: tuple[tuple[str, Callable[[Facts], bool], str], ...] = (
-    ("The teacher is a simple rule-based system: there is no learning gap to bridge.",
-     lambda f: f.s.rule_based, "Transfer the rules directly."),
-    ("Teacher and student solve different problems.", lambda f: f.other_task,
-     "Use transfer learning (adapt the teacher's representation to the new task)."),
-    ("A hard real-time budget the student must meet.", lambda f: f.s.real_time,
-     "Use model optimisation first (pruning, quantisation, architecture search); distillation keeps accuracy, "
-     "it does not guarantee speed."),
-    ("The student needs capabilities the teacher lacks.",
-     lambda f: f.s.needs_new_capabilities or (f.performance_ratio is not None and f.performance_ratio < 1),
-     "Use curriculum learning or train on labels for those skills; a teacher cannot pass on what it lacks."),
-    ("Safety-critical use without a validation framework.", lambda f: f.s.safety_critical,
-     "Build robust validation first; distillation can follow."),
-    ("Interpretability is the first concern.", lambda f: f.s.interpretability_first,
-     "Use explainable-AI methods; distillation often makes a model harder to interpret."),
+def stage_temperature(ratio: float) -> float:
+    """A stage's suggested temperature from its own parameter ratio: the direct gap's at 2x or less, the
+    progressive gap's at 10x or more, log-linear between, to the nearest 0.5."""
+    low, high = TEMPERATURES["direct"][2], TEMPERATURES["progressive"][2]
+    share = math.log(max(ratio, SMALL_PARAM_GAP) / SMALL_PARAM_GAP) / math.log(LARGE_PARAM_GAP / SMALL_PARAM_GAP)
+    return round(2 * (low + min(1.0, share) * (high - low))) / 2
+
+
+def stage_plan(f: Facts, assistants: list[Assistant]) -> tuple[list[float], str]:
+    """One temperature per stage of a chain (assistants, then the student), and the sentence that says why."""
+    if not assistants or not f.teacher_params or not f.student_params:
+        return [], ""
+    chain = [f.teacher_params, *(a.params for a in assistants), f.student_params]
+    ratios = [upper / lower for upper, lower in pairwise(chain)]
+    temperatures = [stage_temperature(r) for r in ratios]
+    names = [f"assistant_{k}" for k in range(1, len(assistants) + 1)] + ["student"]
+    stages = ", ".join(f"{name} {t:g} ({r:.1f}x)" for name, t, r in zip(names, temperatures, ratios, strict=True))
+    return temperatures, (f"Temperature per stage: {stages}; each from the stage's own parameter ratio, softer "
+                          "targets across wider steps.")
+
+
+# --- NOT-FOR boundaries ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NotFor:
+    """A situation where distillation is the wrong tool: when it applies, and what to use instead."""
+
+    name: str  # one of kdcore.config.BOUNDARY_NAMES
+    boundary: str
+    instead: str
+    when: Callable[[Facts], bool]
+
+
+NOT_FOR: tuple[NotFor, ...] = (
+    NotFor("rule_based", "The teacher is a simple rule-based system: there is no learning gap to bridge.",
+           "Transfer the rules directly into the student's system.", lambda f: f.s.rule_based),
+    NotFor("different_tasks", "Teacher and student solve different problems.",
+           "Use transfer learning: adapt the teacher's representation to the new task and fine-tune it there.",
+           lambda f: f.other_task),
+    NotFor("real_time", "The student must run faster than the teacher could ever be made to run.",
+           "Optimise the architecture for speed (efficient design, architecture search, pruning, quantisation): "
+           "distillation transfers what a model knows; it does not make a model fast.", lambda f: f.s.real_time),
+    NotFor("needs_new_capabilities", "The student needs capabilities the teacher lacks (or already does better "
+           "alone).", "Use curriculum learning, or train on labels for those skills; a teacher cannot pass on "
+           "what it lacks.", lambda f: f.s.needs_new_capabilities or (f.performance_ratio is not None and
+                                                                     f.performance_ratio < 1)),
+    NotFor("safety_critical", "The system is safety-critical and has no validation framework.",
+           "Build robust validation first; distillation can follow once the student can be verified.",
+           lambda f: f.s.safety_critical),
+    NotFor("interpretability_first", "Interpretability is the first concern.",
+           "Use explainable-AI methods; distillation often makes a model harder to interpret.",
+           lambda f: f.s.interpretability_first),
 )
+BOUNDARY_FLAGS = ("rule_based", "real_time", "needs_new_capabilities", "safety_critical", "interpretability_first")
 
 
+# --- why: policies and the numbers of each step -------------------------------------------------------
 def _policy(f: Facts, gap_branch: Branch) -> str:
     """Which capacity rule the advice followed, and why (see the module docstring)."""
     if gap_branch.id.startswith("perf"):
@@ -581,7 +789,30 @@ def _without_perf(f: Facts) -> Facts:
                  f.student_modality, f.teacher_architecture, f.student_architecture, f.needs, f.s)
 
 
-def _detail(step: int, f: Facts) -> str:
+def _mechanism_policy(f: Facts, mechanism: str) -> str:
+    """Where step 3 overrides step 1 or a flag alone, the precedence it followed (module docstring)."""
+    if _gap(f) == "similar" and mechanism != "online" and f.performance_ratio is not None:
+        return (f"Step 1 alone would say collaborative learning (performance {f.performance_ratio:.2f}x, below "
+                f"{SIMILAR_PERFORMANCE:g}x); step 3 decides the mechanism, and learning together needs several "
+                f"learners exploring, so this advice is {mechanism}.")
+    return ""
+
+
+def _step3_detail(f: Facts, mechanism: str) -> str:
+    """Step 3's numbers: the disagreement with step 1, or the flag that alone does not make it online."""
+    notes = []
+    if _gap(f) == "similar" and mechanism != "online" and f.performance_ratio is not None:
+        notes.append("step 1 alone would say collaborative, which needs several learners exploring")
+    if mechanism in ("offline", "progressive"):
+        if not f.s.stable_domain:
+            notes.append("the domain drifts, but one learner has no peers: keep the teacher, re-distil when it is "
+                         "retrained")
+        if f.s.several_learners:
+            notes.append("several learners, but a proven teacher on a stable domain: each learns from it")
+    return "; ".join(notes)
+
+
+def _detail(step: int, f: Facts, mechanism: str) -> str:
     if step == 1:
         parts = []
         if f.parameter_ratio is not None:
@@ -589,12 +820,104 @@ def _detail(step: int, f: Facts) -> str:
         if f.performance_ratio is not None:
             parts.append(f"performance {f.performance_ratio:.2f}x")
         return "; ".join(parts)
+    if step == 3:
+        return _step3_detail(f, mechanism)
     if step == 4 and (f.teacher_architecture or f.teacher_modality):
         return (f"{f.teacher_modality or '?'} {f.teacher_architecture or '?'} -> "
                 f"{f.student_modality or '?'} {f.student_architecture or '?'}")
     return ""
 
 
+# --- the recorded rationale ------------------------------------------------------------------------------
+SITUATION_FLAGS = ("needs", "proven_teacher", "stable_domain", "several_learners", *BOUNDARY_FLAGS)
+SIDE_FLAGS = ("task", "modality")
+# The situation's inputs a study cannot measure: recorded with the advice, read back by parse_rationale.
+RECORDED_FLAGS = (*SITUATION_FLAGS, *(f"{role}_{key}" for key in SIDE_FLAGS for role in ("teacher", "student")))
+LIST_KEYS = ("needs", "boundaries", "accepted")
+RECORD_KEYS = ("mechanism", *RECORDED_FLAGS, "boundaries", "accepted")
+RECORD_PREFIX = "Situation: "
+_SAFE = " ,:/()'_.-"  # left readable in recorded values; ';', '=', '+', '%' and line breaks are escaped
+
+
+@dataclass
+class RecordedAdvice:
+    """What an advice recorded in its rationale: enough to re-advise a study and compare."""
+
+    mechanism: str  # the mechanism the advice named
+    flags: dict[str, Any]  # RECORDED_FLAGS: the situation's inputs a study cannot measure
+    boundaries: list[str]  # BOUNDARY_NAMES that applied when the advice was given
+    accepted: list[str] = field(default_factory=list)  # the boundaries acknowledged, distilling anyway
+
+
+def recorded_flags(s: Situation) -> dict[str, Any]:
+    """The situation's inputs that a study cannot measure, by their RECORDED_FLAGS names."""
+    flags = {name: getattr(s, name) for name in SITUATION_FLAGS}
+    flags["needs"] = list(s.needs)
+    for key in SIDE_FLAGS:
+        for role in ("teacher", "student"):
+            flags[f"{role}_{key}"] = getattr(getattr(s, role), key)
+    return flags
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return "+".join(quote(str(v), safe=_SAFE) for v in value)
+    return "" if value is None else quote(str(value), safe=_SAFE)
+
+
+def _decode(key: str, text: str) -> Any:
+    if key in LIST_KEYS:
+        return [unquote(v) for v in text.split("+")] if text else []
+    if key in SITUATION_FLAGS:
+        if text not in ("yes", "no"):
+            raise ValueError(f"{key}: expected yes or no")
+        return text == "yes"
+    if key.endswith("_modality") and not text:
+        return None
+    return unquote(text)
+
+
+def situation_line(advice: Advice, accepted: list[str]) -> str:
+    """The rationale's last line: mechanism, recorded flags and boundaries as ``key=value; ...``."""
+    values = {"mechanism": advice.mechanism, **recorded_flags(advice.situation), "boundaries": advice.boundaries,
+              "accepted": accepted}
+    return RECORD_PREFIX + "; ".join(f"{key}={_encode(values[key])}" for key in RECORD_KEYS)
+
+
+def parse_rationale(text: str | None) -> RecordedAdvice | None:
+    """What an advisor-written rationale recorded; None for free text (or a record that does not read back)."""
+    if not text or RECORD_PREFIX not in text:
+        return None
+    items = [item.partition("=") for item in text.rsplit(RECORD_PREFIX, 1)[1].strip().split("; ")]
+    if any(not sep for _, sep, _ in items) or [key for key, _, _ in items] != list(RECORD_KEYS):
+        return None
+    try:
+        values = {key: _decode(key, value) for key, _, value in items}
+    except ValueError:
+        return None
+    if not set(values["boundaries"]) | set(values["accepted"]) <= set(BOUNDARY_NAMES):
+        return None
+    return RecordedAdvice(values["mechanism"], {key: values[key] for key in RECORDED_FLAGS}, values["boundaries"],
+                          values["accepted"])
+
+
+def situation_from_flags(flags: dict[str, Any], teacher: Side | dict[str, Any], student: Side | dict[str, Any],
+                         dataset: str | None = None) -> Situation:
+    """A situation from recorded flags (RecordedAdvice.flags) and the sides a study measured (models, sizes,
+    accuracies): the recorded task and modality of a side win over the measured ones when given."""
+    raw: dict[str, Any] = {name: flags[name] for name in SITUATION_FLAGS if name in flags}
+    for role, side in (("teacher", teacher), ("student", student)):
+        spec = side.model_dump(exclude_none=True) if isinstance(side, Side) else dict(side)
+        for key in SIDE_FLAGS:
+            if flags.get(f"{role}_{key}") is not None:
+                spec[key] = flags[f"{role}_{key}"]
+        raw[role] = spec
+    return situation(raw | {"dataset": dataset})
+
+
+# --- advise ------------------------------------------------------------------------------------------------
 def advise(s: Situation | dict[str, Any]) -> Advice:
     """Walk the four steps for a situation and assemble the advice."""
     s = situation(s) if isinstance(s, dict) else s
@@ -606,6 +929,8 @@ def advise(s: Situation | dict[str, Any]) -> Advice:
         knowledge.append("relation")  # different tasks share structure, not outputs
     method = METHOD_FOR_KNOWLEDGE[knowledge[0]] if len(knowledge) == 1 else "multi"
     n = assistant_count(gap, f.parameter_ratio) if mechanism == "progressive" else 0
+    assistants = interpolate_assistants(f, n)
+    stage_temperatures, stage_rule = stage_plan(f, assistants)
     handling_text = {
         "paired_alignment": "Train an alignment network on paired samples that maps the student's features into "
                             "the teacher's space, then distill through it.",
@@ -616,12 +941,14 @@ def advise(s: Situation | dict[str, Any]) -> Advice:
                   "Map features through a learned adapter, or transfer attention maps, which are shape-free."),
         "direct_match": "Match logits and features directly; adapters only where widths differ.",
     }[handling]
+    policy = " ".join(p for p in (_policy(f, fired[1]), _mechanism_policy(f, mechanism)) if p)
     return Advice(
         situation=s,
-        path=[Fired(step, STEPS[step], b.id, b.rule, b.outcome, _detail(step, f)) for step, b in fired.items()],
+        path=[Fired(step, STEPS[step], b.id, b.rule, b.outcome, _detail(step, f, mechanism))
+              for step, b in fired.items()],
         gap=gap, mechanism=mechanism, knowledge=knowledge, method=method, representation=handling_text,
-        assistants=interpolate_assistants(f, n), assistant_rule=ASSISTANT_RULE if n else "",
-        temperature=TEMPERATURES[gap],
-        warnings=[Boundary(text, instead) for text, when, instead in BOUNDARIES if when(f)],
-        policy=_policy(f, fired[1]), parameter_ratio=f.parameter_ratio, performance_ratio=f.performance_ratio,
+        assistants=assistants, assistant_rule=ASSISTANT_RULE if n else "", chain_rule=chain_rule(f, n),
+        temperature=TEMPERATURES[gap], stage_temperatures=stage_temperatures, stage_rule=stage_rule,
+        not_for=[Boundary(b.name, b.boundary, b.instead) for b in NOT_FOR if b.when(f)],
+        policy=policy, parameter_ratio=f.parameter_ratio, performance_ratio=f.performance_ratio,
     )

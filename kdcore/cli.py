@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(comma-separated for several)")
     advise.add_argument("--no-proven-teacher", action="store_true", help="no trained, trusted teacher exists")
     advise.add_argument("--unstable-domain", action="store_true", help="the data drifts while the student learns")
-    advise.add_argument("--several-learners", action="store_true", help="several learners explore together")
+    advise.add_argument("--several-learners", action="store_true",
+                        help="several learners train together (online only when exploration is needed too)")
+    _add_boundary_switches(advise)
     advise.add_argument("--from-study", metavar="STUDY_ID",
                         help="take models, dataset and measured accuracies (teacher, baseline) from a study")
     advise.add_argument("--tracking-uri", metavar="URI", help="store of --from-study; default as for kdx studies")
@@ -354,8 +356,23 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_boundary_switches(advise: argparse.ArgumentParser) -> None:
+    """One switch per NOT-FOR boundary (different tasks come from --teacher-task / --student-task), and
+    --accept-boundary to distill despite one."""
+    from kdcore.advisor import BOUNDARY_FLAGS, Situation
+    from kdcore.config import BOUNDARY_NAMES
+
+    for flag in BOUNDARY_FLAGS:
+        advise.add_argument(f"--{flag.replace('_', '-')}", action="store_true",
+                            help=f"NOT-FOR boundary {flag}: {Situation.model_fields[flag].description}")
+    advise.add_argument("--accept-boundary", action="append", default=[], choices=BOUNDARY_NAMES, metavar="NAME",
+                        help="distill despite this NOT-FOR boundary (repeatable; recorded in the config): "
+                             f"{', '.join(BOUNDARY_NAMES)}")
+
+
 def situation_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The raw situation: the YAML file (or a study's measurements), then the flags on top."""
+    from kdcore.advisor import BOUNDARY_FLAGS
     from kdcore.config import load_raw
 
     raw: dict[str, Any] = {}
@@ -386,6 +403,7 @@ def situation_from_args(args: argparse.Namespace) -> dict[str, Any]:
                              (args.several_learners, "several_learners", True)):
         if flag:
             raw[key] = value
+    raw |= {flag: True for flag in BOUNDARY_FLAGS if getattr(args, flag)}
     return raw
 
 
@@ -406,11 +424,12 @@ def _measured(study_id: str, uri: str | None) -> dict[str, Any]:
     return found.model_dump(mode="json", exclude_defaults=True)
 
 
-def format_advice(advice: Advice) -> str:
-    """The path through the tree, then what to run and the warnings, for the terminal."""
-    lines = []
-    for boundary in advice.warnings:
-        lines.append(f"warning: {boundary.boundary} {boundary.instead}")
+def format_advice(advice: Advice, accept: Sequence[str] = ()) -> str:
+    """The verdict (with the alternative when a NOT-FOR boundary applies), the path through the tree, then
+    what to run, for the terminal."""
+    lines = [f"verdict         {advice.verdict}"]
+    for boundary in advice.not_for:
+        lines += [f"  {boundary.name}: {boundary.boundary}", f"    instead: {boundary.instead}"]
     for step in advice.path:
         lines.append(f"{step.step}. {step.question}: {step.rule} -> {step.outcome}")
         if step.detail:
@@ -423,11 +442,12 @@ def format_advice(advice: Advice) -> str:
     for k, assistant in enumerate(advice.assistants, start=1):
         size = f"{assistant.name} width {assistant.width} depth {assistant.depth}" if assistant.name else "a model"
         lines.append(f"assistant {k}     {size}, ~{assistant.params:,} parameters")
-    if advice.assistant_rule:
-        lines.append(f"                {advice.assistant_rule}")
+    for rule in (advice.chain_rule, advice.assistant_rule, advice.stage_rule):
+        if rule:
+            lines.append(f"                {rule}")
     if advice.policy:
         lines.append(f"policy          {advice.policy}")
-    problem = advice.runnable()
+    problem = advice.runnable(accept)
     lines.append(f"runnable        {'no: ' + problem if problem else 'yes (--write CONFIG writes the study)'}")
     return "\n".join(lines)
 
@@ -437,9 +457,10 @@ def cmd_advise(args: argparse.Namespace) -> int:
     from kdcore.config import SECTIONS, load_raw
 
     advice = advise(situation_from_args(args))
-    print(format_advice(advice))
+    print(format_advice(advice, args.accept_boundary))
     if args.write:
-        cfg = advice.to_config(load_raw(args.base, "--base config file", SECTIONS) if args.base else None)
+        base = load_raw(args.base, "--base config file", SECTIONS) if args.base else None
+        cfg = advice.to_config(base, accept=args.accept_boundary)
         args.write.parent.mkdir(parents=True, exist_ok=True)
         cfg.save(args.write)
         print(f"wrote {args.write}; run it with: kdx run {args.write}")

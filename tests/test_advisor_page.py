@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.tree_chart import decision_tree
-from kdcore.advisor import TREE, advise
+from kdcore.advisor import TREE, advise, parse_rationale
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
@@ -48,6 +48,8 @@ def test_large_cnn_to_tiny_mlp_on_mnist1d_is_progressive_and_opens_launch_prefil
 def test_advice_that_cannot_run_disables_launch_and_says_why(advisor_page: AppTest) -> None:
     at = advisor_page
     at.toggle(key="adv.peers").set_value(True).run()
+    assert at.metric[0].value == "progressive"  # several learners beside a proven teacher learn from it
+    at.toggle(key="adv.stable").set_value(False).run()  # ...a drifting domain makes them explore together
     assert at.metric[0].value == "online" and not at.button[0].disabled  # peers learn from each other's outputs
     at.multiselect(key="adv.needs").set_value(["patterns"]).run()  # ...but features cannot be exchanged
     assert at.button[0].disabled
@@ -62,6 +64,33 @@ def test_typed_accuracies_decide_the_gap_and_the_policy_is_shown(advisor_page: A
     assert not at.exception
     assert at.metric[0].value == "offline" and at.metric[2].value == "0"
     assert any("performance ratio (1.12x) decides" in i.value for i in at.info)
+    at.number_input(key="adv.s_acc").set_value(0.85).run()  # 1.06x: step 1 alone would learn together
+    assert at.metric[0].value == "offline"
+    assert any("Step 1 alone would say collaborative learning (performance 1.06x" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize(("widget", "key", "value", "name"), [
+    ("checkbox", "adv.real_time", True, "real_time"),
+    ("text_input", "adv.teacher.task", "detection", "different_tasks"),
+])
+def test_a_boundary_says_do_not_distill_and_launch_waits_for_the_acknowledgement(
+        advisor_page: AppTest, widget: str, key: str, value: object, name: str) -> None:
+    at = advisor_page
+    getattr(at, widget)(key=key).set_value(value).run()
+    stop = [e.value for e in at.error]
+    assert len(stop) == 1 and stop[0].startswith(f"**Do not distill** (`{name}`).") and "**Instead:**" in stop[0]
+    launch = next(b for b in at.button if b.label == "Open Launch with this advice")
+    assert launch.disabled and any("tick the acknowledgement" in c.value for c in at.caption)
+    at.checkbox(key=f"adv.accept.{name}").check().run()
+    launch = next(b for b in at.button if b.label == "Open Launch with this advice")
+    assert not launch.disabled
+    launch.click().run()
+    assert not at.exception, at.exception
+    cfg = at.session_state["launch_config"]
+    assert cfg["distill"]["accepted_boundaries"] == [name]
+    recorded = parse_rationale(cfg["distill"]["rationale"])
+    assert recorded is not None and recorded.boundaries == recorded.accepted == [name]
+    assert [t.value for t in at.title] == ["Launch a study"]
 
 
 def test_tree_figure_lights_exactly_the_path() -> None:

@@ -168,8 +168,9 @@ def test_advise_reads_a_situation_file_and_flags_win(tmp_path: Path, capsys: pyt
 @pytest.mark.parametrize(("argv", "message"), [
     (["--teacher", "mlp:huge", "--student", "mlp"], "teacher.size: mlp has no size 'huge'"),
     (["--teacher", "mlp", "--student", "mlp", "--needs", "vibes"], "needs.0:"),
-    (["--dataset", "digits", "--teacher", "mlp", "--student", "mlp", "--several-learners", "--needs", "patterns",
-      "--write", "x.yaml"], "advice: distill.method: the online mechanism exchanges outputs between peers"),
+    (["--dataset", "digits", "--teacher", "mlp", "--student", "mlp", "--several-learners", "--unstable-domain",
+      "--needs", "patterns", "--write", "x.yaml"],
+     "advice: distill.method: the online mechanism exchanges outputs between peers"),
 ])
 def test_advise_bad_input_is_one_line_and_writes_nothing(
         argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -185,6 +186,6 @@ def test_advise_writes_a_runnable_online_config(tmp_path: Path, monkeypatch: pyt
                                                  capsys: pytest.CaptureFixture) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["advise", "--dataset", "digits", "--teacher", "mlp:medium", "--student", "mlp:small",
-                 "--several-learners", "--write", "online.yaml"]) == 0
+                 "--several-learners", "--unstable-domain", "--write", "online.yaml"]) == 0
     cfg = load_config(tmp_path / "online.yaml")
     assert cfg.distill.mechanism == "online" and [p.name for p in cfg.distill.peers] == ["mlp"]

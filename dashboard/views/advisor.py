@@ -16,11 +16,6 @@ from kdcore.registry import DATASETS, MODELS, fitting_models
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits_kd.yaml"
 NEEDS = {"decisions": "final decisions", "patterns": "pattern recognition", "structure": "structural reasoning"}
-BOUNDARY_FLAGS = {"rule_based": "The teacher is a simple rule-based system",
-                  "real_time": "A hard real-time budget the student must meet",
-                  "needs_new_capabilities": "The student must do things the teacher cannot",
-                  "safety_critical": "Safety-critical, without a validation framework",
-                  "interpretability_first": "Interpretability matters most"}
 
 
 @st.cache_data(show_spinner=False)
@@ -91,7 +86,9 @@ def situation_form(uri: str) -> dict[str, Any]:
         raw: dict[str, Any] = {
             "proven_teacher": st.toggle("A proven teacher exists", True, key="adv.proven"),
             "stable_domain": st.toggle("The domain is stable", True, key="adv.stable"),
-            "several_learners": st.toggle("Several learners explore together", False, key="adv.peers"),
+            "several_learners": st.toggle("Several learners train together", False, key="adv.peers",
+                                          help="Online learning needs them AND exploration: no proven teacher, "
+                                               "or a drifting domain."),
         }
     with st.expander("Accuracies, modalities, tasks and boundaries"):
         teacher["accuracy"], student["accuracy"] = accuracies(uri)
@@ -102,14 +99,19 @@ def situation_form(uri: str) -> dict[str, Any]:
             spec["modality"] = column.text_input(f"{role.title()} modality", key=f"adv.{role}.modality",
                                                  placeholder=hint) or None
             spec["task"] = column.text_input(f"{role.title()} task", "classification", key=f"adv.{role}.task")
-        raw |= {flag: st.checkbox(label, key=f"adv.{flag}") for flag, label in BOUNDARY_FLAGS.items()}
+        st.caption("NOT-FOR boundaries (a different task above is one too): distillation is the wrong tool when "
+                   "one applies.")
+        raw |= {flag: st.checkbox(advisor.Situation.model_fields[flag].description, key=f"adv.{flag}")
+                for flag in advisor.BOUNDARY_FLAGS}
     return raw | {"dataset": dataset, "teacher": teacher, "student": student, "needs": needs or ["decisions"]}
 
 
 def show(advice: advisor.Advice) -> None:
-    for boundary in advice.warnings:
-        st.warning(f"**Distillation may be the wrong tool.** {boundary.boundary} {boundary.instead}",
-                   icon=":material/block:")
+    for boundary in advice.not_for:
+        st.error(f"**Do not distill** (`{boundary.name}`). {boundary.boundary} **Instead:** {boundary.instead}",
+                 icon=":material/block:")
+    if advice.not_for:
+        st.caption("What follows is the tree's answer if you distill anyway.")
     low, high, suggested = advice.temperature
     a, b, c, d = st.columns(4)
     a.metric("Mechanism", advice.mechanism)
@@ -124,7 +126,9 @@ def show(advice: advisor.Advice) -> None:
     if advice.assistants:
         st.markdown("**Teacher assistants**")
         st.dataframe(pd.DataFrame([asdict_row(k, a) for k, a in enumerate(advice.assistants, 1)]), hide_index=True)
-        st.caption(advice.assistant_rule)
+        st.caption(f"{advice.chain_rule} {advice.assistant_rule}".strip())
+    if advice.stage_rule:
+        st.caption(advice.stage_rule)
     if advice.policy:
         st.info(advice.policy, icon=":material/rule:")
 
@@ -134,9 +138,20 @@ def asdict_row(k: int, assistant: advisor.Assistant) -> dict[str, Any]:
             "parameters": assistant.params}
 
 
+def acknowledgements(advice: advisor.Advice) -> list[str]:
+    """One checkbox per NOT-FOR boundary that applies; the names of those ticked (distill anyway)."""
+    return [b.name for b in advice.not_for
+            if st.checkbox(f"I understand that {b.boundary[0].lower()}{b.boundary[1:].rstrip('.')}, and distill "
+                           f"anyway (`{b.name}`)", key=f"adv.accept.{b.name}")]
+
+
 def launch_button(advice: advisor.Advice) -> None:
-    problem = advice.runnable()
-    if problem:
+    accepted = acknowledgements(advice)
+    problem = advice.runnable(accepted)
+    if advice.refusal(accepted):
+        st.caption("Do not distill: tick the acknowledgement above to open Launch anyway; it is recorded on the "
+                   "study.")
+    elif problem:
         st.caption(f"Not launchable yet: {problem}.")
     if st.button("Open Launch with this advice", type="primary", disabled=bool(problem)):
         # The advice sets data, models and distillation; the training budget is the Launch form's.
@@ -144,7 +159,7 @@ def launch_button(advice: advisor.Advice) -> None:
                                                              else {})
         base = {key: current[key] for key in ("data", "train", "tracking") if key in current}
         try:
-            cfg = advice.to_config(base)
+            cfg = advice.to_config(base, accept=accepted)
         except advisor.AdviceError as err:
             st.error(str(err))
             return

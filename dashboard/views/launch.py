@@ -120,7 +120,8 @@ def term_editor(raw: dict[str, Any], version: int) -> None:
         terms = [spec.model_dump() for spec in Multi.Params().terms]
     st.markdown("**Terms of multi-level distillation** (one row per term; layers: penultimate, last, blockN)")
     edited = st.data_editor(
-        pd.DataFrame(terms, columns=TERM_COLUMNS), num_rows="dynamic", key=f"form{version}.terms", width="stretch",
+        pd.DataFrame(terms, columns=TERM_COLUMNS).astype({"student_layer": "string", "teacher_layer": "string"}),
+        num_rows="dynamic", key=f"form{version}.terms", width="stretch",
         column_config={
             "term": st.column_config.SelectboxColumn("term", options=list(TERMS), required=True),
             "weight": st.column_config.NumberColumn("weight", min_value=0.0, default=1.0),

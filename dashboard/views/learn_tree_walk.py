@@ -16,9 +16,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "A large gap (MNIST-1D: a large CNN, a tiny MLP)": {
         "dataset": "mnist1d", "teacher": {"model": "cnn1d", "size": "large"},
         "student": {"model": "mlp", "size": "tiny"}},
-    "Several learners exploring together": {
+    "Several learners exploring a drifting domain": {
         "dataset": "mnist1d", "teacher": {"model": "cnn1d", "size": "small"},
-        "student": {"model": "mlp", "size": "medium"}, "several_learners": True},
+        "student": {"model": "mlp", "size": "medium"}, "several_learners": True, "stable_domain": False},
     "No proven teacher": {
         "dataset": "mnist1d", "teacher": {"model": "mlp", "size": "medium"},
         "student": {"model": "mlp", "size": "medium"}, "proven_teacher": False},
@@ -35,7 +35,7 @@ def advisor_state(preset: dict[str, Any]) -> dict[str, Any]:
     """The Advisor page's widget values for a preset (its ``adv.*`` keys)."""
     state = {"adv.dataset": preset["dataset"], "adv.needs": preset.get("needs", ["decisions"]),
              "adv.proven": preset.get("proven_teacher", True), "adv.peers": preset.get("several_learners", False),
-             "adv.stable": True}
+             "adv.stable": preset.get("stable_domain", True)}
     for role in ("teacher", "student"):
         side = preset[role]
         state |= {f"adv.{role}.model": side["model"], f"adv.{role}.size": side["size"],
