@@ -21,7 +21,7 @@ from kdcore.config import ConfigError, apply_overrides, validate
 from kdcore.diagnostics import ASSISTANT_KEEP
 
 GATE_ICONS = {"passed": "✅ passed", "failed": "❌ failed", "not measurable": "➖ not measurable"}
-PERCENT_NAMES = {"chance", "agreement", "train_test_gap"}  # accuracies (and their differences) shown as %
+PERCENT_NAMES = {"chance", "agreement", "student_gap", "baseline_gap", "kd_loss_share", "kept_advantage"}  # as %
 
 
 def number(name: str, value: float) -> str:
@@ -48,16 +48,15 @@ def numbers(values: dict[str, float]) -> str:
 Evidence = Callable[[str, pd.Series, pd.DataFrame, dict[str, Any]], list[go.Figure]]
 
 
+ACCURACY = "metrics.val/best_acc"  # findings judge validation numbers; their evidence shows the same
+
+
 def _capacity(uri: str, study: pd.Series, runs: pd.DataFrame, finding: dict[str, Any]) -> list[go.Figure]:
-    return [charts.role_bars(runs, "metrics.test/acc", "Test accuracy by role", percent=True),
-            charts.ratio_bars(study.to_frame().T.assign(study_id=study.name))]
+    return [charts.role_bars(runs, ACCURACY, "Validation accuracy by role", percent=True)]
 
 
 def _overconfidence(uri: str, study: pd.Series, runs: pd.DataFrame, finding: dict[str, Any]) -> list[go.Figure]:
-    roles = runs.set_index("tags.kd.role")["run_id"]
-    probs = {role: data.predictions(uri, roles[role]).get("test_probs") for role in ("teacher", "student")
-             if role in roles}
-    return [charts.entropy_histograms(probs),
+    return [charts.role_bars(runs, "metrics.val/entropy", "Mean predictive entropy (validation)"),
             charts.role_bars(runs, "metrics.val/ece", "Calibration error (ECE, validation)")]
 
 
@@ -69,7 +68,7 @@ def _confusion(uri: str, study: pd.Series, runs: pd.DataFrame, finding: dict[str
 def _cross_modal(uri: str, study: pd.Series, runs: pd.DataFrame, finding: dict[str, Any]) -> list[go.Figure]:
     chance = finding["evidence"].get("chance")
     lines = {chance: "chance (1/K)"} if chance is not None else None
-    return [charts.role_bars(runs, "metrics.test/acc", "Test accuracy against chance", lines, percent=True)]
+    return [charts.role_bars(runs, ACCURACY, "Validation accuracy against chance", lines, percent=True)]
 
 
 def _chain(uri: str, study: pd.Series, runs: pd.DataFrame, finding: dict[str, Any]) -> list[go.Figure]:
@@ -81,34 +80,66 @@ EVIDENCE: dict[str, Evidence] = {"capacity_mismatch": _capacity, "overconfidence
                                  "progressive_degradation": _chain}
 
 
-def fixed_config(uri: str, study: pd.Series, finding: dict[str, Any]) -> dict[str, Any]:
-    """The study's config with the finding's fix applied, named after both (ConfigError if it does not apply,
-    or the study has no usable config)."""
+def _config_with(uri: str, study: pd.Series, overrides: list[str], suffix: str) -> dict[str, Any]:
+    """The study's config with ``overrides`` applied, named after the study and ``suffix`` (ConfigError if they
+    do not apply, or the study has no usable config)."""
     config = data.config_yaml(uri, study.name)
     if config.value is None:
         raise ConfigError(f"{config.problem}, so there is nothing to apply the fix to")
-    raw = apply_overrides(yaml.safe_load(config.value), finding["fix_overrides"])
-    suffix = f" + fix: {finding['code']}"  # the name stays within MLflow's 250 characters
-    raw.setdefault("tracking", {})["study_name"] = f"{study['label']}"[:250 - len(suffix)] + suffix
+    raw = apply_overrides(yaml.safe_load(config.value), overrides)
+    raw.setdefault("tracking", {})["study_name"] = f"{study['label']}"[:250 - len(suffix)] + suffix  # MLflow's limit
     return raw
 
 
-def relaunch(uri: str, study: pd.Series, finding: dict[str, Any]) -> None:
+def fixed_config(uri: str, study: pd.Series, finding: dict[str, Any]) -> dict[str, Any]:
+    """The study's config with the finding's fix applied, named after both."""
+    return _config_with(uri, study, finding["fix_overrides"], f" + fix: {finding['code']}")
+
+
+def sweep_configs(uri: str, study: pd.Series, finding: dict[str, Any]) -> list[dict[str, Any]]:
+    """One config per value of the finding's sweep: the study's own config with only that value changed, so
+    the studies it makes are the study's siblings (:mod:`kdcore.siblings`)."""
+    return [_config_with(uri, study, [f"{key}={value}"], f" + sweep: {key.rsplit('.', 1)[-1]}={value}")
+            for key, values in finding["sweep"].items() for value in values]
+
+
+def _launch(uri: str, raws: list[dict[str, Any]]) -> None:
+    """Validate every config first (none is queued when one does not apply), then queue them all."""
     from kdcore import launcher  # imports torch: only when a study is launched
 
     try:
-        cfg = validate(fixed_config(uri, study, finding))
+        configs = [validate(raw) for raw in raws]
     except ConfigError as err:
         st.error(f"The fix does not apply to this config: {md(err, 400)}")
         return
-    job = launcher.launch(cfg, tracking_uri=uri)
+    for cfg in configs:
+        job = launcher.launch(cfg, tracking_uri=uri)
+        st.toast(f"Queued {job.job_id}: {md(cfg.tracking.study_name)}")
     data.clear()
-    st.toast(f"Queued {job.job_id}: {md(cfg.tracking.study_name)}")
+
+
+def relaunch(uri: str, study: pd.Series, finding: dict[str, Any]) -> None:
+    try:
+        raws = [fixed_config(uri, study, finding)]
+    except ConfigError as err:
+        st.error(f"The fix does not apply to this config: {md(err, 400)}")
+        return
+    _launch(uri, raws)
+
+
+def run_sweep(uri: str, study: pd.Series, finding: dict[str, Any]) -> None:
+    try:
+        raws = sweep_configs(uri, study, finding)
+    except ConfigError as err:
+        st.error(f"The sweep does not apply to this config: {md(err, 400)}")
+        return
+    _launch(uri, raws)
 
 
 def finding_card(uri: str, study: pd.Series, runs: pd.DataFrame, finding: dict[str, Any]) -> None:
     """One finding (as :func:`dashboard.data.findings` gives it): the alert (title, evidence, fix), its
-    evidence chart(s) and the one-click fix. Its text comes from the store and is shown as plain text."""
+    evidence chart(s), the one-click fix and, where the diagnosis needs more studies, the sweep that makes
+    them. Its text comes from the store and is shown as plain text."""
     code = finding["code"]
     alert = st.error if finding["severity"] == "critical" else st.warning
     with st.container(border=True):
@@ -121,22 +152,37 @@ def finding_card(uri: str, study: pd.Series, runs: pd.DataFrame, finding: dict[s
         if figures:
             for i, (column, figure) in enumerate(zip(st.columns(len(figures)), figures, strict=True)):
                 column.plotly_chart(figure, key=f"evidence-{study.name}-{code}-{i}")
-        overrides = finding["fix_overrides"]
-        if not overrides:
+        if finding["fix_overrides"]:
+            fix_buttons(uri, study, finding)
+        if finding["sweep"]:
+            sweep_button(uri, study, finding)
+
+
+def fix_buttons(uri: str, study: pd.Series, finding: dict[str, Any]) -> None:
+    """The fix as overrides, relaunched in one click or opened in Launch."""
+    code = finding["code"]
+    st.caption("The fix as config overrides: " + md(" ".join(finding["fix_overrides"]), 1000))
+    left, right, _ = st.columns([1, 1, 3])
+    if left.button("Relaunch with this fix", key=f"relaunch-{study.name}-{code}", type="primary",
+                   icon=":material/build:"):
+        relaunch(uri, study, finding)
+    if right.button("Edit the fix in Launch", key=f"edit-fix-{study.name}-{code}"):
+        try:
+            st.session_state["launch_config"] = fixed_config(uri, study, finding)
+        except ConfigError as err:
+            st.error(f"The fix does not apply to this config: {md(err, 400)}")
             return
-        st.caption("The fix as config overrides: " + md(" ".join(overrides), 1000))
-        left, right, _ = st.columns([1, 1, 3])
-        if left.button("Relaunch with this fix", key=f"relaunch-{study.name}-{code}", type="primary",
-                       icon=":material/build:"):
-            relaunch(uri, study, finding)
-        if right.button("Edit the fix in Launch", key=f"edit-fix-{study.name}-{code}"):
-            try:
-                st.session_state["launch_config"] = fixed_config(uri, study, finding)
-            except ConfigError as err:
-                st.error(f"The fix does not apply to this config: {md(err, 400)}")
-                return
-            st.session_state["form_version"] = st.session_state.get("form_version", 0) + 1
-            nav.go("launch")
+        st.session_state["form_version"] = st.session_state.get("form_version", 0) + 1
+        nav.go("launch")
+
+
+def sweep_button(uri: str, study: pd.Series, finding: dict[str, Any]) -> None:
+    """The studies the diagnosis still needs, one per value, launched together."""
+    code = finding["code"]
+    runs = "; ".join(f"{key} = {', '.join(map(str, values))}" for key, values in finding["sweep"].items())
+    st.caption("To confirm it, the same study at: " + md(runs, 1000))
+    if st.button("Run the temperature sweep", key=f"sweep-{study.name}-{code}", icon=":material/tune:"):
+        run_sweep(uri, study, finding)
 
 
 def gates_table(gates: list[dict[str, Any]]) -> pd.DataFrame:

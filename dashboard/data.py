@@ -194,6 +194,20 @@ def _numbers(raw: object) -> dict[str, float]:
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)}
 
 
+def _sweep(raw: object) -> dict[str, list[float | str]]:
+    """A finding's sweep (config key -> values to run one study each with); values that are not a finite number
+    or text are left out, and so is a key without any."""
+    if not isinstance(raw, dict):
+        return {}
+    sweep = {}
+    for key, values in raw.items():
+        kept = [v for v in values if isinstance(v, str) or (isinstance(v, int | float) and not isinstance(v, bool)
+                                                             and math.isfinite(v))] if isinstance(values, list) else []
+        if isinstance(key, str) and key.strip() and kept:
+            sweep[key] = kept
+    return sweep
+
+
 def _finding(raw: object) -> dict[str, Any] | None:
     """One finding with every field a page reads, or None where it has no code."""
     if not isinstance(raw, dict) or not isinstance(raw.get("code"), str) or not raw["code"].strip():
@@ -202,7 +216,8 @@ def _finding(raw: object) -> dict[str, Any] | None:
     return {"code": raw["code"], "title": str(raw.get("title") or raw["code"]),
             "severity": str(raw.get("severity") or "warning"), "evidence": _numbers(raw.get("evidence")),
             "fix": str(raw.get("fix") or ""),
-            "fix_overrides": [o for o in overrides if isinstance(o, str)] if isinstance(overrides, list) else []}
+            "fix_overrides": [o for o in overrides if isinstance(o, str)] if isinstance(overrides, list) else [],
+            "sweep": _sweep(raw.get("sweep"))}
 
 
 def _gate(raw: object) -> dict[str, Any] | None:
@@ -230,8 +245,8 @@ def _records(loaded: Loaded, path: str, parse: Any) -> Loaded:
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def findings(uri: str, study_id: str) -> Loaded:
-    """The study's findings (``findings.json``): code, title, severity, evidence, fix, fix_overrides; [] when it
-    has none."""
+    """The study's findings (``findings.json``): code, title, severity, evidence, fix, fix_overrides, sweep; []
+    when it has none."""
     loaded = _records(_json(uri, study_id, "findings.json"), "findings.json", _finding)
     return Loaded([] if loaded.value is None else loaded.value, loaded.problem)
 

@@ -4,7 +4,8 @@ A fresh install loads them (``kdx samples load``) so the dashboard opens on real
 ``kdx samples make`` regenerates them from ``sample_runs/manifest.yaml`` with this very code.
 One file holds one study: the parent run and its role runs with their names, statuses, times,
 tags, params and every metric's full history, the ``config.yaml`` of the study, and each role's
-test and shifted-test predictions rounded to 4 decimals. Never weights: a replayed teacher
+validation, test and shifted-test predictions rounded to 4 decimals (validation only where the study
+logged it). Never weights: a replayed teacher
 loses its fingerprint, so the offline mechanism never tries to reuse it.
 """
 
@@ -49,6 +50,7 @@ PREDICTIONS = "predictions.npz"
 ATTENTIONS = "attentions.npz"
 
 Status = Literal["FINISHED", "FAILED", "KILLED"]  # only a study that is over makes a sample
+SPLITS = ("val", "test", "shift")  # the splits of a role's predictions, by their key prefix
 
 
 class SampleError(ValueError):
@@ -73,8 +75,13 @@ class SampleRun(_Strict):
 
 
 class Predictions(_Strict):
-    """A role's per-sample probabilities (rounded) and labels, as ``predictions.npz`` holds them."""
+    """A role's per-sample probabilities (rounded) and labels, as ``predictions.npz`` holds them.
 
+    The validation split is optional: samples made before roles logged it load as they are, and what
+    needs it is then not measurable."""
+
+    val_probs: list[list[float]] | None = None
+    val_labels: list[int] | None = None
     test_probs: list[list[float]]
     test_labels: list[int]
     shift_probs: list[list[float]]
@@ -82,8 +89,12 @@ class Predictions(_Strict):
 
     @model_validator(mode="after")
     def _shapes_agree(self) -> Predictions:
-        for split in ("test", "shift"):
+        if (self.val_probs is None) != (self.val_labels is None):
+            raise ValueError("val_probs and val_labels come together: give both or neither")
+        for split in SPLITS:
             probs, labels = getattr(self, f"{split}_probs"), getattr(self, f"{split}_labels")
+            if probs is None:
+                continue
             if len(probs) != len(labels):
                 raise ValueError(f"{split}_probs has {len(probs)} rows but {split}_labels has {len(labels)}")
             if len({len(row) for row in probs}) > 1:
@@ -94,7 +105,7 @@ class Predictions(_Strict):
         """The ``predictions.npz`` artifact rebuilt from the summary (float32 probabilities)."""
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **{key: np.asarray(value, np.float32 if key.endswith("probs") else np.int64)
-                                       for key, value in self.model_dump().items()})
+                                       for key, value in self.model_dump(exclude_none=True).items()})
         return buffer.getvalue()
 
 
@@ -199,7 +210,7 @@ def _predictions_doc(run: StoredRun, uri: str | None) -> dict[str, list] | None:
     arrays = load_predictions(run.run_id, uri)
     return {key: (np.round(arrays[key].astype(np.float64), 4) if key.endswith("probs")
                   else arrays[key].astype(np.int64)).tolist()
-            for key in Predictions.model_fields}
+            for key in Predictions.model_fields if key in arrays}
 
 
 def _attentions_doc(run: StoredRun, uri: str | None) -> dict[str, Any]:

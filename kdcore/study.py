@@ -33,6 +33,7 @@ from kdcore.models.base import build_model, count_parameters
 from kdcore.models.ensemble import Ensemble, members
 from kdcore.ownership import Heartbeat, StudyBusy, StudyLock, owner_alive, owner_label, owner_tags, prune_checkpoints
 from kdcore.registry import DATASETS, MECHANISMS, METHODS
+from kdcore.siblings import temperature_sibling_ids, temperature_siblings
 from kdcore.targets import scored_labels
 from kdcore.tracker import STUDY_ROLE, RunRecord, Tracker
 
@@ -191,6 +192,7 @@ class Study:
             self.tracker.log_metrics(self.study_id, metrics, step=0)
             self.findings, self.gates = diagnose(self.tracker, self.study_id)
             self._end(self.study_id, "FINISHED")
+            refresh_siblings(self.tracker, self.study_id)
         except BaseException as err:
             detail = str(err) or ("cancelled" if isinstance(err, KeyboardInterrupt) else "")
             reason = f"{type(err).__name__}: {detail}"[:4000]
@@ -613,7 +615,7 @@ def _read_predictions(tracker: Tracker, run_id: str) -> dict[str, np.ndarray] | 
 def diagnose(tracker: Tracker, study_id: str) -> tuple[list[Finding], list[Gate]]:
     """Compute findings and gates of a study and log them on it (artifacts, tag, metrics)."""
     results = study_results(tracker, study_id)
-    findings = detect(results)
+    findings = detect(results, siblings=temperature_siblings(tracker, study_id))
     gates = evaluate_gates(results, findings)
     tracker.log_bytes(study_id, "findings.json", json.dumps([f.to_dict() for f in findings], indent=1).encode())
     tracker.log_bytes(study_id, "gates.json", json.dumps([g.to_dict() for g in gates], indent=1).encode())
@@ -624,6 +626,17 @@ def diagnose(tracker: Tracker, study_id: str) -> tuple[list[Finding], list[Gate]
                                    "study/gates_failed": float(statuses.count("failed")),
                                    "study/gates_not_measurable": float(statuses.count("not measurable"))}, step=0)
     return findings, gates
+
+
+def refresh_siblings(tracker: Tracker, study_id: str) -> None:
+    """Diagnose again the studies that differ from a finished one only in temperature: the survey's
+    knowledge-confusion test compares them, so each new temperature can change their verdict. A sibling
+    that cannot be read again keeps its findings (logged as a warning); the finished study is not touched."""
+    for sibling in temperature_sibling_ids(tracker, study_id):
+        try:
+            diagnose(tracker, sibling)
+        except Exception as err:  # a damaged sibling must not fail the study that just finished
+            log.warning("study %s: could not diagnose its temperature sibling %s again: %s", study_id, sibling, err)
 
 
 def study_metrics(roles: dict[str, RoleResult]) -> dict[str, float]:

@@ -82,7 +82,8 @@ def test_load_replays_the_study_as_it_was(exported, sqlite_uri: str) -> None:
         old = next(r for r in before if r.tags["kd.role"] == new.tags["kd.role"])
         replayed, original = load_predictions(new.run_id, sqlite_uri), load_predictions(old.run_id, source_uri)
         assert sorted(replayed) == sorted(original)
-        for key in ("test", "shift"):
+        assert {"val_probs", "val_labels"} <= replayed.keys()  # validation predictions travel with the sample
+        for key in ("val", "test", "shift"):
             np.testing.assert_array_equal(replayed[f"{key}_labels"], original[f"{key}_labels"])
             np.testing.assert_allclose(replayed[f"{key}_probs"], original[f"{key}_probs"], atol=5.1e-5)
     assert read_artifact(new_id, "config.yaml", sqlite_uri) == read_artifact(study_id, "config.yaml", source_uri)
@@ -103,6 +104,8 @@ def _corrupt(doc: dict, how: str) -> str:
         doc["roles"][0]["metrics"]["val/acc"][0] = [0, 0.5]
     elif how == "predictions":
         doc["roles"][2]["predictions"]["test_labels"].pop()
+    elif how == "half validation":
+        del doc["roles"][2]["predictions"]["val_labels"]
     elif how == "config":
         doc["config_yaml"] = ["just text\n"]
     return json.dumps(doc)
@@ -110,7 +113,8 @@ def _corrupt(doc: dict, how: str) -> str:
 
 @pytest.mark.parametrize(("how", "where"), [
     ("json", "Invalid JSON"), ("status", "roles.1.status"), ("metric", "roles.0.metrics.val/acc.0"),
-    ("predictions", "roles.2.predictions"), ("config", "config_yaml: not a YAML mapping"),
+    ("predictions", "roles.2.predictions"), ("half validation", "roles.2.predictions: val_probs and val_labels"),
+    ("config", "config_yaml: not a YAML mapping"),
 ])
 def test_malformed_file_is_named_and_loads_nothing(exported, sqlite_uri: str, tmp_path: Path, how: str,
                                                    where: str) -> None:
@@ -170,6 +174,21 @@ def test_kdx_samples_load_names_a_corrupt_file_in_one_line(exported, tmp_path: P
     assert done.stderr.startswith("kdx: error: sample broken.json: ") and where in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert _all_runs(uri) == []
+
+
+def test_a_sample_without_validation_predictions_loads_and_its_gates_say_so(exported, sqlite_uri: str,
+                                                                           tmp_path: Path) -> None:
+    doc = json.loads(exported[2].read_text())
+    for role in doc["roles"]:  # as the samples made before roles logged their validation predictions
+        for key in ("val_probs", "val_labels"):
+            del role["predictions"][key]
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    (folder / "old.json").write_text(json.dumps(doc))
+    assert load_samples(folder, sqlite_uri) == 1
+    (study_id,) = list_studies(sqlite_uri, SAMPLE_EXPERIMENT)["study_id"]
+    gates = {g["number"]: g for g in json.loads(read_artifact(study_id, "gates.json", sqlite_uri))}
+    assert gates[9]["status"] == "not measurable" and "validation predictions" in gates[9]["reason"]
 
 
 def test_export_refuses_a_role_run(exported) -> None:
