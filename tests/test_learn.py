@@ -95,7 +95,9 @@ def test_failure_modes_show_each_provoked_study_and_its_fix(samples_store, monke
     for code in ("capacity_mismatch", "knowledge_confusion", "overconfidence", "cross_modal_failure",
                  "progressive_degradation"):
         assert f"`{code}`" in alerts
-    assert len(at.success) >= 2  # knowledge confusion and cross-modal failure are cleared by their fixes
+    # Of the fixes the samples hold, alignment clears the cross-modal failure; the other four findings stay
+    # (docs/workshop.md says why), and the page shows them as they are.
+    assert len(at.success) == 1
 
 
 def test_quality_gates_walk_all_ten_on_a_real_study(samples_store, monkeypatch, tmp_path) -> None:

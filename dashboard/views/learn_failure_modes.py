@@ -17,8 +17,9 @@ MODES = {  # code -> (title, what it is, provoked study, fixed study)
         "without the skill behind them: the wrong kind of knowledge was transferred.",
         "provoked knowledge_confusion seed0", "fixed knowledge_confusion - outputs + relations (multi) seed0"),
     "overconfidence": (
-        "Teacher overconfidence amplification", "A near-certain teacher makes a weaker student certain too, "
-        "also where it is wrong.", "provoked overconfidence seed0", "fixed overconfidence - T 8 seed0"),
+        "Teacher overconfidence amplification", "A near-certain teacher passes on its certainty without its "
+        "accuracy: the student is more confident than it is right, also where it is wrong.",
+        "provoked overconfidence seed0", "fixed overconfidence - T 16 and label smoothing 0.1 seed0"),
     "cross_modal_failure": (
         "Cross-modal alignment failure", "A student on another sensor learns nothing from a teacher whose "
         "samples it cannot match to its own: it stays at chance.",
@@ -47,8 +48,9 @@ def study_side(uri: str, name: str, code: str | None) -> None:
 
 def render() -> None:
     st.title("The five failure modes")
-    st.caption("Each was provoked on purpose in a sample study; beside it, the same study with the fix its "
-               "finding suggests. A fix that does not clear the finding is a result too: read its evidence.")
+    st.caption("Each was provoked on purpose in a sample study; beside it, the same study with a fix. The "
+               "findings are this version's verdict on what the studies recorded, one root cause per study: a fix "
+               "that does not clear its finding is a result too, so read its evidence.")
     uri = data.store_uri()
     for tab, (code, (_, what, provoked, fixed)) in zip(st.tabs([m[0] for m in MODES.values()]), MODES.items(),
                                                            strict=True):
