@@ -241,10 +241,14 @@ def run_job(job_dir: Path, study: Study) -> StudySummary:
     Called by ``kdx run --job DIR``. A cancel while training is handled by :meth:`Study.run`; one
     before it (queued) marks the study KILLED here. Either way StudyFailed is raised.
     """
-    # A process started from a background shell inherits SIGINT ignored; cancel relies on it.
+    # A process started from a background shell inherits SIGINT ignored; cancel relies on it. A cancel
+    # that came while the process was starting (its SIGINT then lost) is read from job.json before any
+    # study exists, so a job cancelled that early leaves no study behind.
     signal.signal(signal.SIGINT, _interrupt_once)
     slot_fd = None
     try:
+        if _read(job_dir).status == "killed":
+            raise KeyboardInterrupt
         study_id = study.start(scheduled=True)
         _update(job_dir, study_id=study_id, name=study.tracker.get_run(study_id).name)
         if _read(job_dir).status == "killed":  # cancelled before we could hear it
