@@ -300,9 +300,13 @@ def _valid_probs(probs: object) -> bool:
     return probs is not None and np.ndim(probs) == 2 and len(probs) > 0
 
 
-def entropy_histograms(probs_by_label: dict[str, np.ndarray]) -> go.Figure:
-    """How sure each model is: histograms of per-sample entropy, with ln K (a uniform guess, the maximum) marked."""
-    title = "Predictive entropy (test)"
+SPLIT_NAMES = {"val": "validation", "test": "test"}
+
+
+def entropy_histograms(probs_by_label: dict[str, np.ndarray], split: str = "val") -> go.Figure:
+    """How sure each model is: histograms of per-sample entropy on ``split``, with ln K (a uniform guess, the
+    maximum) marked."""
+    title = f"Predictive entropy ({SPLIT_NAMES[split]})"
     arrays = {label: np.asarray(p, dtype=float) for label, p in (probs_by_label or {}).items() if _valid_probs(p)}
     if not arrays:
         return empty(title)
@@ -338,10 +342,11 @@ def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> tuple[
     return pd.DataFrame(rows, columns=["confidence", "accuracy", "count"]), float(ece)
 
 
-def reliability_diagram(preds_by_label: dict[str, tuple[np.ndarray, np.ndarray]], bins: int = 15) -> go.Figure:
-    """Accuracy against confidence per bin, with ECE in each name: above the diagonal is underconfident,
-    below it overconfident."""
-    title = "Reliability (test)"
+def reliability_diagram(preds_by_label: dict[str, tuple[np.ndarray, np.ndarray]], bins: int = 15,
+                        split: str = "val") -> go.Figure:
+    """Accuracy against confidence per bin on ``split``, with ECE in each name: above the diagonal is
+    underconfident, below it overconfident."""
+    title = f"Reliability ({SPLIT_NAMES[split]})"
     series = {label: (np.asarray(p, dtype=float), np.asarray(y)) for label, (p, y) in (preds_by_label or {}).items()
               if _valid_probs(p) and np.ndim(y) == 1 and len(y) == len(p)}
     if not series:
@@ -418,17 +423,18 @@ def role_bars(runs: pd.DataFrame, metric: str, title: str, lines: dict[float, st
 
 
 def chain_accuracy(runs: pd.DataFrame, keep: float = 0.90) -> go.Figure:
-    """Test accuracy at each stage teacher -> assistant_1 -> ... -> student, against ``keep`` times the
-    previous stage (a stage under it marks progressive degradation); the baseline as a reference line."""
-    title = "Accuracy along the chain"
-    table = _by_stage(runs, "metrics.test/acc")
+    """Validation accuracy (the selected model's, as the degradation finding reads it) at each stage
+    teacher -> assistant_1 -> ... -> student, against ``keep`` times the previous stage (a stage under it
+    marks progressive degradation); the teacher and the baseline as reference lines."""
+    title = "Accuracy along the chain (validation)"
+    table = _by_stage(runs, "metrics.val/best_acc")
     chain = table[table["_role"] != "baseline"]
     if chain.empty:
         return empty(title)
     stages, values = chain["_role"].tolist(), chain["_value"].to_numpy()
     floors = keep * values[:-1]  # what stages 1.. must reach, from the stage before each
     below = [False, *(values[1:] < floors)]
-    figure = go.Figure(go.Scatter(x=stages, y=values, mode="lines+markers", name="test accuracy",
+    figure = go.Figure(go.Scatter(x=stages, y=values, mode="lines+markers", name="validation accuracy",
                                   line={"color": "#888"}, hovertemplate="%{x}: %{y:.1%}<extra></extra>",
                                   marker={"size": 12, "color": [CRITICAL if b else _stage_color(r)
                                                                 for r, b in zip(stages, below, strict=True)]}))
@@ -437,13 +443,13 @@ def chain_accuracy(runs: pd.DataFrame, keep: float = 0.90) -> go.Figure:
                                     marker={"symbol": "line-ew-open", "size": 28, "line": {"width": 2},
                                             "color": "#555"}, hovertemplate="%{x} needs %{y:.1%}<extra></extra>"))
     _reference_lines(figure, table)
-    figure.update_layout(title=title, xaxis_title="stage", yaxis_title="test accuracy", xaxis_type="category",
-                         yaxis_tickformat=".0%")
+    figure.update_layout(title=title, xaxis_title="stage", yaxis_title="validation accuracy",
+                         xaxis_type="category", yaxis_tickformat=".0%")
     return figure
 
 
 def _reference_lines(figure: go.Figure, table: pd.DataFrame) -> None:
-    """The teacher's and the baseline's test accuracy as horizontal lines, where the study has them."""
+    """The teacher's and the baseline's accuracy (the table's values) as horizontal lines, where the study has them."""
     for role, text, position in (("teacher", "teacher", "top right"),
                                  ("baseline", "baseline (student trained alone)", "bottom right")):
         found = table.loc[table["_role"] == role, "_value"]

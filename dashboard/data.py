@@ -24,6 +24,7 @@ import yaml
 
 from dashboard.text import one_line
 from kdcore import tracking
+from kdcore.config import is_teacher
 from kdcore.tracker import role_key
 from kdcore.tracking import resolve_uri
 
@@ -125,6 +126,12 @@ def predictions(uri: str, run_id: str) -> dict[str, np.ndarray]:
     if probs is None or labels is None or np.ndim(probs) != 2 or np.ndim(labels) != 1 or len(probs) != len(labels):
         return {}
     return found
+
+
+def shared_split(found: list[dict[str, np.ndarray]]) -> str:
+    """``val`` when every role has validation predictions (the split the findings read), else ``test``, which
+    every recorded role has (a study recorded before validation predictions were kept)."""
+    return "val" if all("val_probs" in arrays and "val_labels" in arrays for arrays in found) else "test"
 
 
 @st.cache_data(ttl=CACHE_SECONDS * 10, show_spinner=False)
@@ -275,7 +282,7 @@ def progress(uri: str, study_id: str) -> pd.DataFrame:
     for _, record in frame.iterrows():
         role = record["tags.kd.role"]
         planned = record.get("params.train.epochs")
-        if role == "teacher" and record.get("params.train.teacher_epochs"):
+        if is_teacher(role) and record.get("params.train.teacher_epochs"):
             planned = record.get("params.train.teacher_epochs")
         epochs = int(planned) if isinstance(planned, str) and planned.isdigit() else None
         mine = history[history["run_id"] == record["run_id"]]

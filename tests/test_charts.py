@@ -104,6 +104,17 @@ def test_reliability_diagram_ece_matches_a_hand_computed_case() -> None:
     assert list(figure.data[0].x) == [0, 1] and list(figure.data[0].y) == [0, 1]
 
 
+def test_prediction_charts_name_their_split_and_compare_reads_validation_when_every_role_has_it() -> None:
+    from dashboard.data import shared_split
+
+    probs, labels = np.eye(3)[[0, 1, 2]], np.arange(3)
+    recorded = {"test_probs": probs, "test_labels": labels}
+    assert shared_split([recorded | {"val_probs": probs, "val_labels": labels}] * 2) == "val"
+    assert shared_split([recorded | {"val_probs": probs, "val_labels": labels}, recorded]) == "test"
+    assert charts.entropy_histograms({"s": probs}, "val").layout.title.text == "Predictive entropy (validation)"
+    assert charts.reliability_diagram({"s": (probs, labels)}, split="test").layout.title.text == "Reliability (test)"
+
+
 def test_calibration_agrees_with_kdcore_metrics() -> None:
     torch = pytest.importorskip("torch")
     from kdcore.metrics import expected_calibration_error
@@ -173,7 +184,8 @@ def chain_table() -> pd.DataFrame:
     baseline 72%; assistant_10 is listed before assistant_2 to check the numeric order."""
     accuracies = {"student": 0.68, "baseline": 0.72, "assistant_2": 0.70, "teacher": 0.90, "assistant_1": 0.85}
     return pd.DataFrame([{"run_id": f"r-{role}", "tags.kd.role": role, "metrics.test/acc": acc,
-                          "metrics.val/ece": acc / 10} for role, acc in accuracies.items()])
+                          "metrics.val/best_acc": acc, "metrics.val/ece": acc / 10}
+                         for role, acc in accuracies.items()])
 
 
 def test_role_bars_draw_roles_in_chain_order_with_reference_lines() -> None:
@@ -193,7 +205,7 @@ def test_role_bars_draw_roles_in_chain_order_with_reference_lines() -> None:
 
 def test_chain_accuracy_marks_a_stage_below_90_percent_of_the_previous_one() -> None:
     runs = pd.concat([chain_table(), pd.DataFrame([{"run_id": "r-a10", "tags.kd.role": "assistant_10",
-                                                    "metrics.test/acc": 0.69}])], ignore_index=True)
+                                                    "metrics.val/best_acc": 0.69}])], ignore_index=True)
     figure = charts.chain_accuracy(runs)
     accuracy, floors = figure.data
     assert list(accuracy.x) == ["teacher", "assistant_1", "assistant_2", "assistant_10", "student"]
@@ -264,7 +276,7 @@ def test_kd_loss_vs_accuracy_puts_the_loss_left_and_accuracies_right() -> None:
     lambda: charts.role_bars(pd.DataFrame({"tags.kd.role": ["student"], "metrics.test/acc": [np.nan]}),
                              "metrics.test/acc", "Test accuracy"),
     lambda: charts.chain_accuracy(pd.DataFrame()),
-    lambda: charts.chain_accuracy(pd.DataFrame({"tags.kd.role": ["baseline"], "metrics.test/acc": [0.7]})),
+    lambda: charts.chain_accuracy(pd.DataFrame({"tags.kd.role": ["baseline"], "metrics.val/best_acc": [0.7]})),
     lambda: charts.kd_loss_vs_accuracy(pd.DataFrame(), pd.DataFrame()),
     lambda: charts.kd_loss_vs_accuracy(pd.DataFrame(columns=["run_id", "key", "step", "value"]),
                                        pd.DataFrame({"run_id": ["r"], "tags.kd.role": ["student"]})),

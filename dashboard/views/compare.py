@@ -11,16 +11,16 @@ from kdcore.tracker import role_key
 MAX_PREDICTION_SERIES = 6
 
 
-def prediction_series(uri: str, runs: pd.DataFrame) -> dict[str, tuple]:
-    """(probs, labels) of the first few finished role runs: more series would not be legible."""
-    series: dict[str, tuple] = {}
+def prediction_series(uri: str, runs: pd.DataFrame) -> tuple[dict[str, tuple], str]:
+    """(probs, labels) of the first few finished role runs (more series would not be legible), and their split:
+    validation, which the findings read, unless a study was recorded without validation predictions."""
     finished = runs[runs["status"] == "FINISHED"].sort_values(
         ["tags.kd.study_id", "tags.kd.role"], key=lambda c: c.map(role_key) if c.name == "tags.kd.role" else c)
-    for _, run in finished.head(MAX_PREDICTION_SERIES).iterrows():
-        found = data.predictions(uri, run["run_id"])
-        if found:
-            series[run["label"]] = (found["test_probs"], found["test_labels"])
-    return series
+    found = {run["label"]: data.predictions(uri, run["run_id"])
+             for _, run in finished.head(MAX_PREDICTION_SERIES).iterrows()}
+    found = {label: arrays for label, arrays in found.items() if arrays}
+    split = data.shared_split(list(found.values()))
+    return {label: (arrays[f"{split}_probs"], arrays[f"{split}_labels"]) for label, arrays in found.items()}, split
 
 
 def render() -> None:
@@ -57,10 +57,10 @@ def render() -> None:
     left.plotly_chart(charts.ratio_bars(chosen), key="ratios")
     right.plotly_chart(charts.compression_frontier(runs), key="frontier")
 
-    series = prediction_series(uri, runs)
+    series, split = prediction_series(uri, runs)
     left, right = st.columns(2)
-    left.plotly_chart(charts.entropy_histograms({k: v[0] for k, v in series.items()}), key="entropy")
-    right.plotly_chart(charts.reliability_diagram(series), key="reliability")
+    left.plotly_chart(charts.entropy_histograms({k: v[0] for k, v in series.items()}, split), key="entropy")
+    right.plotly_chart(charts.reliability_diagram(series, split=split), key="reliability")
 
     students = runs[runs["tags.kd.role"] == "student"].merge(
         chosen[["study_id", "ratio_teacher", "ratio_baseline"]], left_on="tags.kd.study_id", right_on="study_id")
