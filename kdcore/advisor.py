@@ -83,6 +83,8 @@ ONE_ASSISTANT_PERFORMANCE = 1.5  # from here, one teacher assistant bridges the 
 PROGRESSIVE_PERFORMANCE = 3.0  # from here, several steps
 MAX_STAGE_GAP = 5.0  # assistants are added until neighbouring stages differ by at most 5x in parameters
 MAX_ASSISTANTS = 3
+BETTER_ALONE = 0.99  # (project) performance ratio below this: the student does better alone; within 1% the
+# two are equal, a validation split's noise (e.g. 87.0% against 87.5%)
 MIN_MULTI_STEP_ASSISTANTS = 2  # the 3x+ row is multi-step: at least two assistants, so at least three stages
 # Suggested temperature range per gap: softer targets for wider gaps (the product's heuristic; Hinton
 # et al. 2015 report 2-20, and T=4 is the common default for image classifiers).
@@ -747,7 +749,7 @@ NOT_FOR: tuple[NotFor, ...] = (
     NotFor("needs_new_capabilities", "The student needs capabilities the teacher lacks (or already does better "
            "alone).", "Use curriculum learning, or train on labels for those skills; a teacher cannot pass on "
            "what it lacks.", lambda f: f.s.needs_new_capabilities or (f.performance_ratio is not None and
-                                                                     f.performance_ratio < 1)),
+                                                                     f.performance_ratio < BETTER_ALONE)),
     NotFor("safety_critical", "The system is safety-critical and has no validation framework.",
            "Build robust validation first; distillation can follow once the student can be verified.",
            lambda f: f.s.safety_critical),

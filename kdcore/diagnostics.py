@@ -114,6 +114,8 @@ LOW_AGREEMENT = 0.9  # ...yet top-1 agreement with the teacher below this
 ECE_EXCESS = 0.05  # (project) overconfidence: student ECE above both teacher's and baseline's by this
 SOFT_TEMPERATURE = 4.0  # overconfidence fix: raise the temperature to at least this
 LABEL_SMOOTHING = 0.1  # overconfidence fix: the usual amount (Szegedy et al. 2016)
+LABEL_ALPHA = 0.2  # (project) overconfidence fix: alpha at most this, so the (smoothed) labels weigh 80%:
+# smoothing acts on the label term alone, which alpha 1 switches off (docs/workshop.md has the seeds)
 RANDOM_MARGIN = 0.05  # (project) "at chance", the survey's "random baseline": within 5 points of 1/K
 GOOD_FACTOR = 2.0  # (project) "works": at least twice chance (the teacher, and the same-modality baseline)
 ASSISTANT_KEEP = 0.90  # progressive degradation: a stage below 90% of the stage that taught it
@@ -604,8 +606,9 @@ def _softer(temperature: float) -> float:
 
 
 def _calming_fix(r: StudyResults) -> tuple[str, list[str]]:
-    """Softer targets (twice the temperature, at least SOFT_TEMPERATURE; every stage of a chain) and label
-    smoothing where the student has none."""
+    """Softer targets (twice the temperature, at least SOFT_TEMPERATURE; every stage of a chain), label
+    smoothing where the student has none, and labels that weigh enough for the smoothing to act (alpha at
+    most LABEL_ALPHA)."""
     distill = _distill(study_config(r))
     stages = distill.get("stage_temperatures") or []
     temperature = _softer(_float(r.params.get("distill.temperature")) or SOFT_TEMPERATURE)
@@ -616,8 +619,13 @@ def _calming_fix(r: StudyResults) -> tuple[str, list[str]]:
         fix, overrides = f"Raise the temperature to {temperature:g}", [f"distill.temperature={temperature:g}"]
     if "label_smoothing" in DistillConfig.model_fields and not distill.get("label_smoothing"):
         overrides.append(f"distill.label_smoothing={LABEL_SMOOTHING:g}")
-        fix += f" and smooth the labels by {LABEL_SMOOTHING:g}"
-    return fix + ", or use several diverse teachers.", _applicable(r, overrides)
+        fix += f", smooth the labels by {LABEL_SMOOTHING:g}"
+    alpha = _float(r.params.get("distill.alpha"))
+    if alpha is not None and alpha > LABEL_ALPHA + EPS:
+        overrides.append(f"distill.alpha={LABEL_ALPHA:g}")
+        fix += (f" and give the labels weight {1 - LABEL_ALPHA:g} (alpha {LABEL_ALPHA:g}): smoothing acts on the "
+                "label term only")
+    return fix + "; or use several diverse teachers.", _applicable(r, overrides)
 
 
 DETECTORS = (cross_modal_failure, progressive_degradation, capacity_mismatch, knowledge_confusion, overconfidence)

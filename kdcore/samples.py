@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, model_validator
 
 from kdcore.config import load_config
-from kdcore.tracker import STUDY_ROLE, TrackingUnavailable
+from kdcore.tracker import DIAGNOSIS_METRICS, STUDY_ROLE, TrackingUnavailable
 from kdcore.tracking import (
     MlflowTracker,
     StoredRun,
@@ -270,7 +270,8 @@ def _replay(tracker: MlflowTracker, sample: SampleStudy, marks: dict[str, str]) 
     """Recreate one study with its original times; on any error remove what was created of it."""
     created: list[str] = []
     try:
-        parent = _replay_run(tracker, sample.study, marks, created)
+        finished = sample.study.status == "FINISHED"  # diagnosed again below: its recorded diagnosis is not replayed
+        parent = _replay_run(tracker, sample.study, marks, created, DIAGNOSIS_METRICS if finished else ())
         tracker.set_tags(parent, {"kd.study_id": parent})
         tracker.log_bytes(parent, "config.yaml", "".join(sample.config_yaml).encode())
         for role in sample.roles:
@@ -282,20 +283,22 @@ def _replay(tracker: MlflowTracker, sample: SampleStudy, marks: dict[str, str]) 
                 tracker.log_bytes(run_id, ATTENTIONS, role.attentions.npz())
             end_run_at(tracker, run_id, role.status, role.end_time)
         end_run_at(tracker, parent, sample.study.status, sample.study.end_time)
-        if sample.study.status == "FINISHED":
-            from kdcore.study import diagnose
+        if finished:
+            from kdcore.study import diagnose, refresh_siblings
 
             diagnose(tracker, parent)  # findings.json and gates.json, by this version's detectors
+            refresh_siblings(tracker, parent)  # samples at other temperatures loaded before it read it too
     except BaseException:
         delete_runs(tracker, created)
         raise
 
 
-def _replay_run(tracker: MlflowTracker, run: SampleRun, extra_tags: dict[str, str], created: list[str]) -> str:
+def _replay_run(tracker: MlflowTracker, run: SampleRun, extra_tags: dict[str, str], created: list[str],
+                skip: tuple[str, ...] = ()) -> str:
     tags = {k: v for k, v in run.tags.items() if k not in WEIGHT_TAGS} | extra_tags
     run_id = start_run_at(tracker, run.name, tags, run.params, run.start_time)
     created.append(run_id)
-    log_metric_history(tracker, run_id, {key: list(rows) for key, rows in run.metrics.items()})
+    log_metric_history(tracker, run_id, {key: list(rows) for key, rows in run.metrics.items() if key not in skip})
     return run_id
 
 

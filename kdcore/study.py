@@ -35,7 +35,7 @@ from kdcore.ownership import Heartbeat, StudyBusy, StudyLock, owner_alive, owner
 from kdcore.registry import DATASETS, MECHANISMS, METHODS
 from kdcore.siblings import temperature_sibling_ids, temperature_siblings
 from kdcore.targets import scored_labels
-from kdcore.tracker import STUDY_ROLE, RunRecord, Tracker
+from kdcore.tracker import DIAGNOSIS_METRICS, STUDY_ROLE, RunRecord, Tracker
 
 FAILURE_TAG = "kd.failure_reason"
 WEIGHTS = "model/state_dict.pt"
@@ -621,10 +621,9 @@ def diagnose(tracker: Tracker, study_id: str) -> tuple[list[Finding], list[Gate]
     tracker.log_bytes(study_id, "gates.json", json.dumps([g.to_dict() for g in gates], indent=1).encode())
     tracker.set_tags(study_id, {"kd.findings": ",".join(f.code for f in findings)})
     statuses = [g.status for g in gates]
-    tracker.log_metrics(study_id, {"study/findings": float(len(findings)),
-                                   "study/gates_passed": float(statuses.count("passed")),
-                                   "study/gates_failed": float(statuses.count("failed")),
-                                   "study/gates_not_measurable": float(statuses.count("not measurable"))}, step=0)
+    counts = (len(findings), statuses.count("passed"), statuses.count("failed"), statuses.count("not measurable"))
+    tracker.log_metrics(study_id, {key: float(n) for key, n in zip(DIAGNOSIS_METRICS, counts, strict=True)}, step=0)
+    tracker.flush(study_id)  # a diagnosis of an old study is its only write: it must land
     return findings, gates
 
 

@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 STUDY_ROLE = "study"  # kd.role of a study's parent run
+# What a diagnosis logs on the study (step 0), counted from its findings.json and gates.json
+DIAGNOSIS_METRICS = ("study/findings", "study/gates_passed", "study/gates_failed", "study/gates_not_measurable")
 
 
 def role_key(role: str) -> tuple[int, int, str]:

@@ -159,6 +159,8 @@ def test_to_config_says_plainly_what_is_not_built_or_missing(situation: dict, me
 def test_a_student_better_alone_than_its_teacher_is_a_boundary_and_other_tasks_too() -> None:
     better_alone = advise(sides(t_acc=0.7, s_acc=0.8))
     assert better_alone.boundaries == ["needs_new_capabilities"] and "lacks" in better_alone.not_for[0].boundary
+    assert advise(sides(t_acc=0.870, s_acc=0.875)).boundaries == []  # within 1%: equal, not better alone
+    assert advise(sides(t_acc=0.860, s_acc=0.875)).boundaries == ["needs_new_capabilities"]
     other = advise(CASES["tasks"])
     assert other.boundaries == ["different_tasks"] and "transfer learning" in other.not_for[0].instead.lower()
     assert "relation" in other.knowledge

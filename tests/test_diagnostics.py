@@ -84,7 +84,17 @@ def test_overconfidence_fix_never_suggests_a_temperature_below_4() -> None:
     r = results()
     r.params["distill.temperature"] = "0.5"
     r.metrics["student"]["val/entropy"] = 0.1
-    assert dx.overconfidence(r).fix_overrides == ["distill.temperature=4", "distill.label_smoothing=0.1"]
+    assert dx.overconfidence(r).fix_overrides == ["distill.temperature=4", "distill.label_smoothing=0.1",
+                                                  "distill.alpha=0.2"]
+
+
+@pytest.mark.parametrize(("alpha", "lowered"), [("0.9", True), ("0.2", False), ("0.1", False)])
+def test_overconfidence_fix_gives_the_smoothed_labels_weight(alpha: str, lowered: bool) -> None:
+    r = results()
+    r.params["distill.alpha"] = alpha
+    r.metrics["student"]["val/entropy"] = 0.1
+    overrides = dx.overconfidence(r).fix_overrides
+    assert ("distill.alpha=0.2" in overrides) == lowered and "distill.label_smoothing=0.1" in overrides
 
 
 @pytest.mark.parametrize(("student_entropy", "fires"), [(0.49, True), (0.5, False), (0.51, False)])

@@ -1,34 +1,40 @@
-"""Learn: the five failure modes, each provoked in a sample study and shown beside the same study with a fix."""
+"""Learn: the five failure modes, each provoked in sample studies over three seeds and shown beside the same
+studies with the fix its finding offers and, where that fix does not clear it, the survey's or the one that does."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import data, lessons, notes
 from dashboard.alerts import finding_card
+from dashboard.lessons import FAILURE_MODES, SEEDS
 
-MODES = {  # code -> (title, what it is, provoked study, fixed study)
-    "capacity_mismatch": (
-        "Capacity mismatch", "The teacher's outputs encode more than the student can represent: chasing them "
-        "leaves the student below what it reaches alone.",
-        "provoked capacity_mismatch seed0", "fixed capacity_mismatch - alpha 0.5 seed0"),
-    "knowledge_confusion": (
-        "Knowledge type confusion", "The student reproduces the teacher's outputs (the distillation loss falls) "
-        "without the skill behind them: the wrong kind of knowledge was transferred.",
-        "provoked knowledge_confusion seed0", "fixed knowledge_confusion - outputs + relations (multi) seed0"),
-    "overconfidence": (
-        "Teacher overconfidence amplification", "A near-certain teacher passes on its certainty without its "
-        "accuracy: the student is more confident than it is right, also where it is wrong.",
-        "provoked overconfidence seed0", "fixed overconfidence - T 16 and label smoothing 0.1 seed0"),
-    "cross_modal_failure": (
-        "Cross-modal alignment failure", "A student on another sensor learns nothing from a teacher whose "
-        "samples it cannot match to its own: it stays at chance.",
-        "provoked cross_modal_failure - rgb->depth unaligned seed0", "worked example 2 - rgb->depth aligned seed0"),
-    "progressive_degradation": (
-        "Progressive learning degradation", "Each stage of a chain loses some of what the stage above knew, "
-        "until little is left for the student.", "provoked progressive_degradation seed0",
-        "fixed progressive_degradation - skip to teacher seed0"),
-}
+
+def seed_table(uri: str, stems: dict[str, str]) -> pd.DataFrame:
+    """One row per study stem (its heading), one column per seed: the finding codes that fired, or "clear", with
+    the student's validation accuracy; and on how many seeds nothing fired (a fix that trades its
+    finding for another has not cleared it)."""
+    frame = lessons.finished_studies(uri)
+    rows = []
+    for heading, stem in stems.items():
+        row, clear = {"": heading}, 0
+        for seed in SEEDS:
+            found = frame[frame["name"] == f"{stem} seed{seed}"]
+            if found.empty:
+                row[f"seed {seed}"] = "not loaded"
+                continue
+            study = found.iloc[0]
+            codes = [f["code"] for f in data.findings(uri, study["study_id"]).value]
+            clear += not codes
+            runs = data.runs(uri, (study["study_id"],))
+            student = runs.loc[runs["tags.kd.role"].eq("student"), "metrics.val/best_acc"] if not runs.empty \
+                else pd.Series(dtype=float)
+            accuracy = f" ({float(student.iloc[0]):.1%})" if len(student) else ""
+            row[f"seed {seed}"] = (", ".join(codes) or "clear") + accuracy
+        row["no finding"] = f"{clear} of {len(SEEDS)}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("")
 
 
 def study_side(uri: str, name: str, code: str | None) -> None:
@@ -48,21 +54,30 @@ def study_side(uri: str, name: str, code: str | None) -> None:
 
 def render() -> None:
     st.title("The five failure modes")
-    st.caption("Each was provoked on purpose in a sample study; beside it, the same study with a fix. The "
-               "findings are this version's verdict on what the studies recorded, one root cause per study: a fix "
-               "that does not clear its finding is a result too, so read its evidence.")
+    st.caption("Each was provoked on purpose in sample studies over three seeds; beside them, the same studies with "
+               "the fix the finding offers and, where it does not clear the finding, the survey's remedy or the "
+               "change that does. The findings are this version's verdict on what the studies recorded (validation "
+               "split, one root cause per study): a fix that does not clear its finding is a result too.")
     uri = data.store_uri()
-    for tab, (code, (_, what, provoked, fixed)) in zip(st.tabs([m[0] for m in MODES.values()]), MODES.items(),
-                                                           strict=True):
+    tabs = st.tabs([m.title for m in FAILURE_MODES.values()])
+    for tab, (code, mode) in zip(tabs, FAILURE_MODES.items(), strict=True):
         with tab:
-            st.markdown(what)
+            st.markdown(mode.what)
+            stems = {"Provoked": mode.provoked} | {fix.heading: fix.stem for fix in mode.fixes}
+            st.dataframe(seed_table(uri, stems), width="stretch")
+            st.caption("Findings per seed, with the student's validation accuracy. " + mode.why)
+            fix = mode.fixes[0]
+            if len(mode.fixes) > 1:
+                headings = {f.heading: f for f in mode.fixes}
+                fix = headings[st.radio("Seed 0 beside the provoked study, with", list(headings), horizontal=True,
+                                        key=f"learn-fix-{code}")]
             left, right = st.columns(2)
             with left:
                 st.subheader("Provoked")
-                study_side(uri, provoked, code)
+                study_side(uri, f"{mode.provoked} seed0", code)
             with right:
                 st.subheader("With the fix")
-                study_side(uri, fixed, code)
+                study_side(uri, f"{fix.stem} seed0", code)
 
 
 render()
