@@ -237,7 +237,8 @@ def test_study_detail_shows_findings_with_evidence_and_the_gates_checklist(study
     assert "drop points 5.00" in capacity and "ratio 0.778" in degradation and "assistant 1 acc 70.0%" in degradation
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")][3:]
     assert titles == ["Mean predictive entropy (validation)", "Calibration error (ECE, validation)",
-                      "KD loss against accuracy", "Validation accuracy by role", "Accuracy along the chain (validation)"]
+                      "KD loss against accuracy", "Validation accuracy by role",
+                      "Accuracy along the chain (validation)"]
     relaunch = [b.key for b in at.button if b.label == "Relaunch with this fix"]
     assert relaunch == [f"relaunch-{study_id}-overconfidence", f"relaunch-{study_id}-capacity_mismatch"]
     gates = next(d.value for d in at.dataframe if "reason" in d.value)
