@@ -18,7 +18,9 @@ from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS
 
 REGISTRIES = {"datasets": DATASETS, "models": MODELS, "methods": METHODS, "mechanisms": MECHANISMS}
 # Set by the dashboard itself, never typed in: the store it reads and the device selector's choice.
-HIDDEN = {"tracking.uri", "train.device"}
+HIDDEN = {"tracking.uri", "train.device",
+          # paths on the server: typed in a browser they would reach any file, so a YAML config sets them
+          "teacher.checkpoint", "teacher.train", "student.checkpoint", "student.train"}
 LONG_TEXT = 200  # text fields that may hold more than this get a text area
 
 

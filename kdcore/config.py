@@ -22,8 +22,10 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -137,6 +139,9 @@ class DataConfig(Section):
         return self
 
 
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")  # kdcore.models.checkpoint reads these
+
+
 class ModelConfig(Section):
     name: str = Field("mlp", description="Registered model (kdx list models).",
                       json_schema_extra={"registry": "models"})
@@ -149,10 +154,49 @@ class ModelConfig(Section):
         description="Hidden layers (mlp), conv blocks (cnn) or blocks per stage; empty = the model's default.",
     )
 
+    checkpoint: str | None = Field(
+        None, max_length=1000,
+        description="Weights to start from: a .safetensors file or a PyTorch state dict (.pt, .pth, .bin) of this "
+                    "architecture; empty = fresh weights.")
+    train: bool = Field(
+        True, description="false: use the checkpoint's weights as they are, evaluated and never trained (teachers "
+                          "only).")
+
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
         return _registered(MODELS, value)
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            return None
+        if not value.lower().endswith(CHECKPOINT_SUFFIXES):
+            raise ValueError(f"{value!r} is not a checkpoint file; allowed: "
+                             f"{', '.join(CHECKPOINT_SUFFIXES)}")
+        if not Path(value).expanduser().is_file():
+            raise ValueError(f"no file {value!r}")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_unused_weights(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Fresh, trained models (most) are written as before these fields existed: the same YAML, params and
+        teacher fingerprints."""
+        data = handler(self)
+        if data.get("checkpoint") is None:
+            data.pop("checkpoint", None)
+        if data.get("train") is True:
+            data.pop("train", None)
+        return data
+
+    @model_validator(mode="after")
+    def _as_is_needs_weights(self) -> ModelConfig:
+        if not self.train and self.checkpoint is None:
+            raise ValueError("train: false uses a model as it is, so it needs a checkpoint")
+        return self
 
     @model_validator(mode="after")
     def _fixed_size(self) -> ModelConfig:
@@ -441,6 +485,17 @@ class ExperimentConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _only_teachers_as_they_are(self) -> ExperimentConfig:
+        roles = {"student": self.student}
+        roles |= {f"distill.assistants.{i}": model for i, model in enumerate(self.distill.assistants)}
+        roles |= {f"distill.peers.{i}": model for i, model in enumerate(self.distill.peers)}
+        for role, model in roles.items():
+            if not model.train:
+                raise ValueError(f"{role}.train: only a teacher is used as it is; the student, assistants and "
+                                 "peers are trained (start them from a checkpoint instead)")
+        return self
+
+    @model_validator(mode="after")
     def _method_fits_models(self) -> ExperimentConfig:
         check = getattr(METHODS.get(self.distill.method), "check", None)
         if check is not None and not self.distill.stage_params:  # per-stage params: the chain checks each stage
@@ -508,6 +563,11 @@ class ExperimentConfig(Section):
                    "teacher": self.teacher_model(k).model_dump(mode="json"), "train": train}
         if k > 1:  # the teacher alone keeps its hash of before there were several
             payload["seed_offset"] = k - 1
+        checkpoint = self.teacher_model(k).checkpoint
+        if checkpoint:  # the weights it starts from, not only where they were
+            from kdcore.models.checkpoint import file_digest
+
+            payload["checkpoint_sha256"] = file_digest(Path(checkpoint))
         if self.distill.mechanism == "cross_modal":  # a teacher of one view is not a teacher of another
             payload["view"] = self.distill.teacher_view or next(iter(DATASETS.entry(self.data.name).meta["views"]))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from kdcore import __version__
-from kdcore.config import ExperimentConfig, ModelConfig, config_from_yaml, is_teacher
+from kdcore.config import ConfigError, ExperimentConfig, ModelConfig, config_from_yaml, is_teacher
 from kdcore.data.splits import DatasetSplits, cache_dir, load_dataset
 from kdcore.diagnostics import Finding, Gate, StudyResults, detect, evaluate_gates
 from kdcore.engine import EpochReport, fit, predict_outputs, predict_probs, resolve_device, set_determinism
@@ -161,6 +161,7 @@ class Study:
         """
         prune_checkpoints(self.checkpoint_root())
         if self.study_id is None:
+            check_checkpoints(self.cfg)  # a checkpoint that does not fit its model: nothing is logged
             self.start()
         lock = StudyLock(self.checkpoint_dir())
         lock.acquire(str(self.study_id))
@@ -291,6 +292,13 @@ class Study:
         role, model_cfg = teacher_role_name(k), self.cfg.teacher_model(k)
         fingerprint = self.cfg.teacher_fingerprint(__version__, k)
         view_tag = {"kd.view": view} if view else {}
+        if not model_cfg.train and role not in self._previous:  # used as it is: evaluated, never trained
+            model = self.builder(model_cfg, view)()
+            run_id = self.tracker.start_run(role, self._tags(role, "none", **{"kd.weights": "checkpoint, as is",
+                                                                              **view_tag}),
+                                            self.cfg.flat(), parent_id=self.study_id)
+            self._open.append(run_id)
+            return self._finish_role(role, run_id, model, teacher=None, log_weights=False)
         if role not in self._previous:
             same = self.tracker.find_runs({"kd.role": role, "kd.teacher_fingerprint": fingerprint},
                                           status="FINISHED")
@@ -572,6 +580,26 @@ def _predictions_npz(probs: dict[str, torch.Tensor], splits: DatasetSplits) -> b
         shift_labels=scored_labels(splits.test_shifted.y).numpy(),
     )
     return buffer.getvalue()
+
+
+def check_checkpoints(cfg: ExperimentConfig) -> None:
+    """Load every checkpoint the config names into its model once, before the study exists: one that does
+    not fit is a ConfigError naming the field (missing or unexpected keys, another shape)."""
+    from kdcore.models.checkpoint import CheckpointError
+
+    meta = DATASETS.entry(cfg.data.name).meta
+    teacher_view, student_view = views(cfg) if cfg.distill.mechanism == "cross_modal" else (None, None)
+    models = {"teacher": (cfg.teacher, teacher_view), "student": (cfg.student, student_view)}
+    models |= {f"distill.teachers.{i}": (m, teacher_view) for i, m in enumerate(cfg.distill.teachers)}
+    models |= {f"distill.assistants.{i}": (m, None) for i, m in enumerate(cfg.distill.assistants)}
+    models |= {f"distill.peers.{i}": (m, None) for i, m in enumerate(cfg.distill.peers)}
+    for where, (model_cfg, view) in models.items():
+        if model_cfg.checkpoint:
+            channels = (view, meta["views"][view]) if view else None
+            try:
+                build_model(model_cfg, meta["input_shape"], meta["num_classes"], channels)
+            except CheckpointError as err:
+                raise ConfigError(f"{where}.checkpoint: {err}") from None
 
 
 def study_results(tracker: Tracker, study_id: str) -> StudyResults:

@@ -90,15 +90,22 @@ class ViewModel(nn.Module):
 
 def build_model(cfg: object, input_shape: tuple[int, ...], num_classes: int,
                 view: tuple[str, tuple[int, int]] | None = None) -> nn.Module:
-    """Instantiate the registered model named by a ``ModelConfig``; ``view`` = (name, channel range) wraps it
-    in a :class:`ViewModel` that reads only those channels."""
+    """Instantiate the registered model named by a ``ModelConfig``, from its checkpoint where it names one;
+    ``view`` = (name, channel range) wraps it in a :class:`ViewModel` that reads only those channels."""
     builder = MODELS.get(cfg.name)  # type: ignore[attr-defined]
     sizes = {key: value for key in ("width", "depth") if (value := getattr(cfg, key, None)) is not None}
     if view is not None:
         name, (start, stop) = view
         shape = (stop - start, *tuple(input_shape)[1:])
-        return ViewModel(builder(input_shape=shape, num_classes=num_classes, **sizes), name, (start, stop))
-    return builder(input_shape=tuple(input_shape), num_classes=num_classes, **sizes)  # empty: the model's default
+        model: nn.Module = ViewModel(builder(input_shape=shape, num_classes=num_classes, **sizes), name, (start, stop))
+    else:
+        model = builder(input_shape=tuple(input_shape), num_classes=num_classes, **sizes)  # empty: the default
+    checkpoint = getattr(cfg, "checkpoint", None)
+    if checkpoint:
+        from kdcore.models.checkpoint import load_checkpoint  # it reads this module's ViewModel
+
+        load_checkpoint(model, checkpoint, cfg.name)  # type: ignore[attr-defined]
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
