@@ -104,6 +104,19 @@ def test_a_checkpoint_of_another_model_stops_the_study_before_anything_is_logged
     assert list_studies(uri).empty
 
 
+def test_the_summary_says_where_the_weights_came_from(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = save(digits_model(), tmp_path / "t.safetensors")
+    config = tmp_path / "study.yaml"
+    config.write_text("data:\n  name: digits\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert cli.main(["run", "--tracking-uri", uri, "--no-progress", str(config), *TINY, *TEACHER,
+                     f"teacher.checkpoint={path}", "teacher.train=false"]) == 0
+    assert f"teacher weights from {path} (as is)" in capsys.readouterr().out
+    (study,) = list_studies(uri).to_dict("records")
+    params = MlflowTracker(uri, "kd-explorer").get_run(study["study_id"]).params
+    assert params["teacher.checkpoint"] == str(path) and params["teacher.train"] == "False"
+
+
 def test_a_file_that_is_no_state_dict_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "w.pt"
     torch.save([1, 2, 3], path)
