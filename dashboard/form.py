@@ -20,7 +20,8 @@ REGISTRIES = {"datasets": DATASETS, "models": MODELS, "methods": METHODS, "mecha
 # Set by the dashboard itself, never typed in: the store it reads and the device selector's choice.
 HIDDEN = {"tracking.uri", "train.device",
           # paths on the server: typed in a browser they would reach any file, so a YAML config sets them
-          "teacher.checkpoint", "teacher.train", "student.checkpoint", "student.train"}
+          *(f"{role}.{key}" for role in ("teacher", "student") for key in ("path", "kwargs", "features", "checkpoint",
+                                                                            "train"))}
 LONG_TEXT = 200  # text fields that may hold more than this get a text area
 
 
@@ -106,8 +107,9 @@ def config_fields() -> list[FieldSpec]:
             common = {"path": path, "default": getattr(defaults, name), "description": field.description or "",
                       "optional": optional, "mechanism": owner.get(name) if section == "distill" else None,
                       "when": tuple(extra.get("when", {}).items())}
-            if "registry" in extra:
-                specs.append(FieldSpec(kind="choice", options=tuple(REGISTRIES[extra["registry"]].names()), **common))
+            if "registry" in extra:  # a model source (import) needs the fields a browser does not take
+                options = tuple(e.name for e in REGISTRIES[extra["registry"]] if not e.meta.get("source"))
+                specs.append(FieldSpec(kind="choice", options=options, **common))
             elif get_origin(annotation) is Literal:
                 specs.append(FieldSpec(kind="choice", options=get_args(annotation), **common))
             elif annotation is bool:

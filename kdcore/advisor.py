@@ -125,9 +125,12 @@ class Side(BaseModel):
     def _known(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                MODELS.entry(value)
+                entry = MODELS.entry(value)
             except UnknownNameError as err:
                 raise ValueError(str(err)) from None
+            if entry.meta.get("source"):
+                raise ValueError(f"{value} builds your own module, which the advisor cannot size: give its parameter "
+                                 "count (params) instead")
         return value
 
     @model_validator(mode="after")
@@ -617,7 +620,8 @@ def multi_terms(knowledge: list[str], mechanism: str, assistants: int, teacher: 
     """
     from kdcore.methods.terms import ATTENTIONS, TermSpec, feature_shapes
 
-    shapes = [feature_shapes(side["name"], side["width"], side["depth"], dataset) for side in (teacher, student)]
+    shapes = [feature_shapes({key: side[key] for key in ("name", "width", "depth")}, dataset)
+              for side in (teacher, student)]
 
     def terms(kinds: list[str]) -> list[dict[str, Any]]:  # every field written out, as the Launch form edits them
         return [TermSpec.model_validate(knowledge_term(kind, *shapes)).model_dump() for kind in kinds]

@@ -154,6 +154,13 @@ class ModelConfig(Section):
         description="Hidden layers (mlp), conv blocks (cnn) or blocks per stage; empty = the model's default.",
     )
 
+    path: str | None = Field(
+        None, max_length=1000,
+        description="name import: the factory that builds your nn.Module, as package.module:callable.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="name import: keyword arguments of the factory.")
+    features: dict[str, str] = Field(
+        default_factory=dict,
+        description="name import: feature name -> submodule whose output it is, e.g. {penultimate: layer4}.")
     checkpoint: str | None = Field(
         None, max_length=1000,
         description="Weights to start from: a .safetensors file or a PyTorch state dict (.pt, .pth, .bin) of this "
@@ -186,11 +193,25 @@ class ModelConfig(Section):
         """Fresh, trained models (most) are written as before these fields existed: the same YAML, params and
         teacher fingerprints."""
         data = handler(self)
-        if data.get("checkpoint") is None:
-            data.pop("checkpoint", None)
-        if data.get("train") is True:
-            data.pop("train", None)
+        for key, unused in (("path", None), ("kwargs", {}), ("features", {}), ("checkpoint", None), ("train", True)):
+            if key in data and data[key] == unused:
+                del data[key]
         return data
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> ModelConfig:
+        """``path``, ``kwargs`` and ``features`` belong to model sources (``import``); a source needs its path."""
+        source = MODELS.entry(self.name).meta.get("source")
+        if not source:
+            for key in ("path", "kwargs", "features"):
+                if getattr(self, key):
+                    raise ValueError(f"{key}: only a model source takes it (name import); {self.name} is built in")
+        elif self.path is None or not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", self.path):
+            raise ValueError(f"path: name the factory as package.module:callable (got {self.path!r})")
+        for name in self.features:
+            if not re.fullmatch(r"penultimate|block[1-9][0-9]*", name):
+                raise ValueError(f"features: {name!r} is not a feature name; allowed: penultimate, block1, block2, ...")
+        return self
 
     @model_validator(mode="after")
     def _as_is_needs_weights(self) -> ModelConfig:

@@ -109,5 +109,6 @@ def model_fits(model: str, dataset: str) -> bool:
 
 
 def fitting_models(dataset: str) -> list[str]:
-    """Every registered model that takes the dataset's inputs."""
-    return [name for name in MODELS.names() if model_fits(name, dataset)]
+    """Every built-in model that takes the dataset's inputs (a source such as ``import`` takes what its
+    factory builds)."""
+    return [e.name for e in MODELS if not e.meta.get("source") and model_fits(e.name, dataset)]

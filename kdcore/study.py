@@ -32,7 +32,7 @@ from kdcore.metrics import latency_ms, peak_memory_mb, per_class_accuracy, predi
 from kdcore.models.base import build_model, count_parameters
 from kdcore.models.ensemble import Ensemble, members
 from kdcore.ownership import Heartbeat, StudyBusy, StudyLock, owner_alive, owner_label, owner_tags, prune_checkpoints
-from kdcore.registry import DATASETS, MECHANISMS, METHODS
+from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS
 from kdcore.siblings import temperature_sibling_ids, temperature_siblings
 from kdcore.targets import scored_labels
 from kdcore.tracker import DIAGNOSIS_METRICS, STUDY_ROLE, RunRecord, Tracker
@@ -161,7 +161,7 @@ class Study:
         """
         prune_checkpoints(self.checkpoint_root())
         if self.study_id is None:
-            check_checkpoints(self.cfg)  # a checkpoint that does not fit its model: nothing is logged
+            check_models(self.cfg)  # a checkpoint or a module that does not fit: nothing is logged
             self.start()
         lock = StudyLock(self.checkpoint_dir())
         lock.acquire(str(self.study_id))
@@ -582,10 +582,12 @@ def _predictions_npz(probs: dict[str, torch.Tensor], splits: DatasetSplits) -> b
     return buffer.getvalue()
 
 
-def check_checkpoints(cfg: ExperimentConfig) -> None:
-    """Load every checkpoint the config names into its model once, before the study exists: one that does
-    not fit is a ConfigError naming the field (missing or unexpected keys, another shape)."""
+def check_models(cfg: ExperimentConfig) -> None:
+    """Build once, before the study exists, every model that comes from outside: a checkpoint to load, a
+    module to import. One that fails is a ConfigError naming the field (missing or unexpected keys, another
+    shape, a module that does not import or build), so nothing is logged."""
     from kdcore.models.checkpoint import CheckpointError
+    from kdcore.models.imported import ImportError_
 
     meta = DATASETS.entry(cfg.data.name).meta
     teacher_view, student_view = views(cfg) if cfg.distill.mechanism == "cross_modal" else (None, None)
@@ -594,12 +596,15 @@ def check_checkpoints(cfg: ExperimentConfig) -> None:
     models |= {f"distill.assistants.{i}": (m, None) for i, m in enumerate(cfg.distill.assistants)}
     models |= {f"distill.peers.{i}": (m, None) for i, m in enumerate(cfg.distill.peers)}
     for where, (model_cfg, view) in models.items():
-        if model_cfg.checkpoint:
+        if model_cfg.checkpoint or MODELS.entry(model_cfg.name).meta.get("source"):
             channels = (view, meta["views"][view]) if view else None
             try:
                 build_model(model_cfg, meta["input_shape"], meta["num_classes"], channels)
             except CheckpointError as err:
                 raise ConfigError(f"{where}.checkpoint: {err}") from None
+            except ImportError_ as err:
+                field = f"{where}." if str(err).startswith("features.") else f"{where}.path: "
+                raise ConfigError(f"{field}{err}") from None
 
 
 def study_results(tracker: Tracker, study_id: str) -> StudyResults:

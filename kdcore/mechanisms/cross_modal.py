@@ -205,7 +205,7 @@ def _check_ranks(spec: TermSpec, cfg: Any, field: str) -> None:
     """The student and teacher features a term reads must have the same rank (one network maps between them)."""
     found = []
     for model, layer in ((cfg.student, spec.student_layer), (cfg.teacher, spec.teacher)):
-        shapes = feature_shapes(model.name, model.width, model.depth, cfg.data.name)
+        shapes = feature_shapes(model, cfg.data.name)
         name = resolve_layer(layer, shapes)
         found.append((name, shapes[name]))
     (s_name, s_shape), (t_name, t_shape) = found

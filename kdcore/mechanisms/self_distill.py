@@ -106,7 +106,7 @@ class ExitDistillation(Method):
 
 
 def block_count(cfg: Any) -> int:
-    shapes = feature_shapes(cfg.student.name, cfg.student.width, cfg.student.depth, cfg.data.name)
+    shapes = feature_shapes(cfg.student, cfg.data.name)
     return sum(name.startswith("block") for name in shapes)
 
 

@@ -96,14 +96,22 @@ def resolve_layer(name: str, features: dict[str, Any]) -> str:
     return blocks[-1] if blocks else "penultimate"
 
 
+def feature_shapes(model: Any, dataset: str) -> dict[str, tuple[int, ...]]:
+    """Names and shapes (without batch) of a model's features on a dataset's inputs, from one forward pass;
+    ``model`` is a ``ModelConfig`` or its fields as a mapping."""
+    from kdcore.config import ModelConfig
+
+    spec = model if isinstance(model, ModelConfig) else ModelConfig.model_validate(dict(model))
+    return _feature_shapes(spec.model_dump_json(), dataset)
+
+
 @functools.lru_cache(maxsize=64)
-def feature_shapes(model: str, width: int | None, depth: int | None, dataset: str) -> dict[str, tuple[int, ...]]:
-    """Names and shapes (without batch) of a model's features on a dataset's inputs, from one forward pass."""
+def _feature_shapes(spec_json: str, dataset: str) -> dict[str, tuple[int, ...]]:
+    from kdcore.config import ModelConfig
     from kdcore.models.base import build_model
 
     meta = DATASETS.entry(dataset).meta
-    spec = type("Spec", (), {"name": model, "width": width, "depth": depth})()
-    net = build_model(spec, meta["input_shape"], meta["num_classes"]).eval()
+    net = build_model(ModelConfig.model_validate_json(spec_json), meta["input_shape"], meta["num_classes"]).eval()
     with torch.no_grad():
         out = net(torch.zeros(2, *meta["input_shape"]))
     shapes = {name: tuple(value.shape[1:]) for name, value in out.features.items()}
@@ -122,7 +130,7 @@ def check_terms(specs: list[TermSpec], cfg: Any, where: str) -> None:
         found: dict[str, tuple[str, tuple[int, ...]]] = {}
         for role, layer in (("student", spec.student_layer), ("teacher", spec.teacher)):
             model = getattr(cfg, role)
-            shapes = feature_shapes(model.name, model.width, model.depth, cfg.data.name)
+            shapes = feature_shapes(model, cfg.data.name)
             if term.reads == ATTENTIONS:
                 if ATTENTIONS not in shapes:
                     raise ValueError(f"{field}: term {spec.term} needs attention maps; {role} model {model.name} "

@@ -92,8 +92,12 @@ def build_model(cfg: object, input_shape: tuple[int, ...], num_classes: int,
                 view: tuple[str, tuple[int, int]] | None = None) -> nn.Module:
     """Instantiate the registered model named by a ``ModelConfig``, from its checkpoint where it names one;
     ``view`` = (name, channel range) wraps it in a :class:`ViewModel` that reads only those channels."""
-    builder = MODELS.get(cfg.name)  # type: ignore[attr-defined]
-    sizes = {key: value for key in ("width", "depth") if (value := getattr(cfg, key, None)) is not None}
+    entry = MODELS.entry(cfg.name)  # type: ignore[attr-defined]
+    sizes: dict[str, object] = {key: value for key in ("width", "depth")
+                                if (value := getattr(cfg, key, None)) is not None}
+    if entry.meta.get("source"):  # a model from outside (import): built from the whole spec
+        sizes = {"spec": cfg}
+    builder = entry.obj
     if view is not None:
         name, (start, stop) = view
         shape = (stop - start, *tuple(input_shape)[1:])

@@ -15,6 +15,7 @@ from torch import nn
 
 from kdcore.config import CHECKPOINT_SUFFIXES
 from kdcore.models.base import ViewModel
+from kdcore.models.imported import HookedModel
 
 __all__ = ["CHECKPOINT_SUFFIXES", "CheckpointError", "file_digest", "load_checkpoint", "read_state_dict"]
 SHOWN_KEYS = 3  # keys named in an error before "+N more"
@@ -50,8 +51,11 @@ def _names(keys: list[str]) -> str:
 
 
 def load_checkpoint(model: nn.Module, path: Path, model_name: str) -> nn.Module:
-    """Load ``path`` into ``model`` (into the wrapped network of a view model), strictly."""
-    target = model.net if isinstance(model, ViewModel) else model
+    """Load ``path`` into ``model`` strictly: into the network a view model or an imported module wraps, so a
+    checkpoint holds the architecture's own keys."""
+    target = model
+    while isinstance(target, (ViewModel, HookedModel)):
+        target = target.net
     state = read_state_dict(path)
     own = target.state_dict()
     missing = sorted(set(own) - set(state))

@@ -1,0 +1,108 @@
+"""Any PyTorch module you write: ``name: import`` with ``path: "package.module:callable"``.
+
+The callable builds an ``nn.Module`` from ``kwargs`` (and is given ``num_classes`` when it takes that
+argument and ``kwargs`` does not set it). Its output is its logits: a tensor, the first element of a tuple
+or list, a ``logits`` key of a mapping, or a ``logits`` attribute (Hugging Face outputs). Features come from
+forward hooks on the submodules ``features`` names (``{penultimate: layer4, block1: layer1}``); a
+``penultimate`` feature is averaged over its spatial positions into one vector per sample, as the
+relation methods read it. So feature and relation methods, adapters and self-distillation's block count
+work on it as on a built-in model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdcore.models.base import ModelOutput
+from kdcore.registry import register_model
+
+
+class ImportError_(ValueError):
+    """A factory that cannot be imported or called, or a module that does not fit (one line)."""
+
+
+def resolve_factory(path: str) -> Callable[..., Any]:
+    """The callable at ``package.module:callable``."""
+    module_name, _, name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # ModuleNotFoundError, or the module's own error while importing
+        raise ImportError_(f"cannot import module {module_name!r} ({type(err).__name__}: {err})") from None
+    factory = module
+    for part in name.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            raise ImportError_(f"module {module_name!r} has no {name!r}")
+    if not callable(factory):
+        raise ImportError_(f"{path} is not callable")
+    return factory
+
+
+def output_logits(output: Any) -> torch.Tensor:
+    """The logits of whatever a module returns (see the module docstring)."""
+    if isinstance(output, ModelOutput):
+        return output.logits
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping) and "logits" in output:
+        return output["logits"]
+    if hasattr(output, "logits"):
+        return output.logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise ImportError_(f"the module returned {type(output).__name__}; return a tensor of logits, a tuple whose first "
+                       "element is, or a mapping or object with 'logits'")
+
+
+class HookedModel(nn.Module):
+    """A user's module with the project's contract: :class:`ModelOutput` with named features from hooks."""
+
+    def __init__(self, net: nn.Module, features: Mapping[str, str]) -> None:
+        super().__init__()
+        self.net, self.feature_modules = net, dict(features)
+        modules = dict(net.named_modules())
+        for name, module_name in self.feature_modules.items():
+            if module_name not in modules:
+                known = ", ".join(m for m in list(modules)[1:12] if m)
+                raise ImportError_(f"features.{name}: the module has no submodule {module_name!r}; it has {known}, ...")
+            modules[module_name].register_forward_hook(partial(self._capture, name))
+        self._captured: dict[str, torch.Tensor] = {}
+
+    def _capture(self, name: str, module: nn.Module, inputs: Any, output: Any) -> None:
+        value = output[0] if isinstance(output, (tuple, list)) else output
+        if name == "penultimate" and value.dim() > 2:
+            value = value.flatten(2).mean(-1)  # (B, C, ...) -> (B, C): one vector per sample
+        self._captured[name] = value
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        self._captured = {}
+        logits = output_logits(self.net(x))
+        features, self._captured = self._captured, {}
+        return ModelOutput(logits, features)
+
+
+@register_model("import", input_rank=None, fixed_size=True, source=True)
+def imported(input_shape: tuple[int, ...], num_classes: int, spec: Any) -> HookedModel:
+    """Your own nn.Module from a factory (path: package.module:callable), features from forward hooks."""
+    factory = resolve_factory(spec.path)
+    kwargs = dict(spec.kwargs)
+    try:
+        takes = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C extension: call it with what was given
+        takes = {}
+    if "num_classes" in takes and "num_classes" not in kwargs:
+        kwargs["num_classes"] = num_classes
+    try:
+        net = factory(**kwargs)
+    except Exception as err:
+        raise ImportError_(f"{spec.path}(**kwargs) failed: {type(err).__name__}: {err}") from None
+    if not isinstance(net, nn.Module):
+        raise ImportError_(f"{spec.path} returned {type(net).__name__}, not an nn.Module")
+    return HookedModel(net, spec.features)
