@@ -98,7 +98,7 @@ def test_console_script_help_explains_every_option() -> None:
         assert all(option in out for option in options), (command, out)
 
 
-@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+@pytest.mark.parametrize("example", sorted(str(p.relative_to(EXAMPLES)) for p in EXAMPLES.rglob("*.yaml")))
 def test_examples_are_valid(example: str) -> None:
     from kdcore.config import load_config
 

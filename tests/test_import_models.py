@@ -88,6 +88,11 @@ def test_a_module_that_cannot_be_built_stops_the_study_before_anything_is_logged
     assert list_studies(uri).empty
 
 
+def test_a_feature_method_names_the_module_that_cannot_be_built() -> None:
+    with pytest.raises(ConfigError, match=r"^teacher.path: cannot import module 'tests.nowhere'"):
+        tiny_config(*CNN, "teacher.path=tests.nowhere:small_cnn", "distill.method=fitnet")
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     (["teacher.name=import", "teacher.width=null", "teacher.depth=null"],
      "teacher.path: name the factory as package.module:callable (got None)"),
@@ -99,3 +104,14 @@ def test_bad_import_fields_are_one_line_errors(overrides: list[str], message: st
     with pytest.raises(ConfigError) as err:
         tiny_config(*overrides)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_recipe_imports_its_module_from_the_repository_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kdcore.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    cfg = load_config(root / "examples" / "byo" / "digits_import.yaml", ["train.epochs=1"])
+    tracker = MemoryTracker()
+    summary = Study(cfg, tracker, progress=False).run()
+    assert {"teacher", "baseline", "student"} <= study_results(tracker, summary.study_id).metrics.keys()

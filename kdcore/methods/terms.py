@@ -96,13 +96,21 @@ def resolve_layer(name: str, features: dict[str, Any]) -> str:
     return blocks[-1] if blocks else "penultimate"
 
 
-def feature_shapes(model: Any, dataset: str) -> dict[str, tuple[int, ...]]:
+def feature_shapes(model: Any, dataset: str, role: str = "model") -> dict[str, tuple[int, ...]]:
     """Names and shapes (without batch) of a model's features on a dataset's inputs, from one forward pass;
-    ``model`` is a ``ModelConfig`` or its fields as a mapping."""
+    ``model`` is a ``ModelConfig`` or its fields as a mapping. A model from outside (a module to import, a
+    checkpoint) that cannot be built is a ValueError naming ``role``'s field."""
     from kdcore.config import ModelConfig
+    from kdcore.models.checkpoint import CheckpointError
+    from kdcore.models.imported import ImportError_
 
     spec = model if isinstance(model, ModelConfig) else ModelConfig.model_validate(dict(model))
-    return _feature_shapes(spec.model_dump_json(), dataset)
+    try:
+        return _feature_shapes(spec.model_dump_json(), dataset)
+    except CheckpointError as err:
+        raise ValueError(f"{role}.checkpoint: {err}") from None
+    except ImportError_ as err:
+        raise ValueError(f"{role}.{err}" if str(err).startswith("features.") else f"{role}.path: {err}") from None
 
 
 @functools.lru_cache(maxsize=64)
@@ -130,7 +138,7 @@ def check_terms(specs: list[TermSpec], cfg: Any, where: str) -> None:
         found: dict[str, tuple[str, tuple[int, ...]]] = {}
         for role, layer in (("student", spec.student_layer), ("teacher", spec.teacher)):
             model = getattr(cfg, role)
-            shapes = feature_shapes(model, cfg.data.name)
+            shapes = feature_shapes(model, cfg.data.name, role)
             if term.reads == ATTENTIONS:
                 if ATTENTIONS not in shapes:
                     raise ValueError(f"{field}: term {spec.term} needs attention maps; {role} model {model.name} "

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
@@ -29,7 +31,10 @@ class ImportError_(ValueError):
 
 
 def resolve_factory(path: str) -> Callable[..., Any]:
-    """The callable at ``package.module:callable``."""
+    """The callable at ``package.module:callable``, importable from the environment or the working folder
+    (as ``python -m`` finds it)."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     module_name, _, name = path.partition(":")
     try:
         module = importlib.import_module(module_name)

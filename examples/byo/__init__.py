@@ -1,0 +1,1 @@
+"""Recipes that bring your own model: the modules they import."""
