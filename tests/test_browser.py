@@ -307,7 +307,7 @@ def test_every_learn_page_in_a_real_browser_and_one_run_it_button(tmp_path: Path
     from kdcore.launcher import list_jobs
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    server, url = start_dashboard(tmp_path, uri, "--workshop", timeout=180)  # it loads the samples first
+    server, url = start_dashboard(tmp_path, uri, "--workshop", timeout=900)  # it loads the 73 samples first
     shots = screenshots(tmp_path)
     try:
         with sync_playwright() as p:
