@@ -49,7 +49,7 @@ def test_rgbd_recipe_aligns_first_and_its_unaligned_twin_reuses_the_teacher() ->
             "distill.align_epochs=1"]
     aligned = Study(load_config(EXAMPLES / "rgbd_cross_modal.yaml", tiny), tracker, progress=False).run()
     student = tracker.find_runs({"kd.study_id": aligned.study_id, "kd.role": "student"})[0]
-    assert losses(student) == {"align", "ce", "kd"}
+    assert losses(student) == {"align", "ce", "kd", "at", "rkd_distance"}  # the advised terms, through alignment
     align = [v for _, v in tracker.metric_history(student.run_id, "train/loss_align")]
     assert len(align) == 2  # the alignment phase, then alignment as a term of distillation
     gate = next(g for g in aligned.gates if g.number == 8)  # the views are facts: the advice on them agrees
