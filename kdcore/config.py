@@ -177,9 +177,7 @@ class ModelConfig(Section):
     @field_validator("checkpoint")
     @classmethod
     def _readable(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.strip():
+        if value is None or not value.strip():
             return None
         if not value.lower().endswith(CHECKPOINT_SUFFIXES):
             raise ValueError(f"{value!r} is not a checkpoint file; allowed: "
@@ -486,14 +484,17 @@ class ExperimentConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
+    def named_models(self) -> dict[str, ModelConfig]:
+        """Every model of the study by its config field: teacher, student, then the lists of ``distill``."""
+        models = {"teacher": self.teacher, "student": self.student}
+        for key in ("assistants", "peers", "teachers"):
+            models |= {f"distill.{key}.{i}": model for i, model in enumerate(getattr(self.distill, key))}
+        return models
+
     @model_validator(mode="after")
     def _models_fit_data(self) -> ExperimentConfig:
         shape = DATASETS.entry(self.data.name).meta["input_shape"]
-        roles = {"teacher": self.teacher, "student": self.student}
-        roles |= {f"distill.assistants.{i}": model for i, model in enumerate(self.distill.assistants)}
-        roles |= {f"distill.peers.{i}": model for i, model in enumerate(self.distill.peers)}
-        roles |= {f"distill.teachers.{i}": model for i, model in enumerate(self.distill.teachers)}
-        for role, model in roles.items():
+        for role, model in self.named_models().items():
             if not model_fits(model.name, self.data.name):
                 meta = MODELS.entry(model.name).meta
                 kind, given = meta.get("inputs", "tensor"), inputs_of(self.data.name)
@@ -507,11 +508,8 @@ class ExperimentConfig(Section):
 
     @model_validator(mode="after")
     def _only_teachers_as_they_are(self) -> ExperimentConfig:
-        roles = {"student": self.student}
-        roles |= {f"distill.assistants.{i}": model for i, model in enumerate(self.distill.assistants)}
-        roles |= {f"distill.peers.{i}": model for i, model in enumerate(self.distill.peers)}
-        for role, model in roles.items():
-            if not model.train:
+        for role, model in self.named_models().items():
+            if not model.train and not role.startswith(("teacher", "distill.teachers")):
                 raise ValueError(f"{role}.train: only a teacher is used as it is; the student, assistants and "
                                  "peers are trained (start them from a checkpoint instead)")
         return self

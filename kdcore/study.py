@@ -586,25 +586,19 @@ def check_models(cfg: ExperimentConfig) -> None:
     """Build once, before the study exists, every model that comes from outside: a checkpoint to load, a
     module to import. One that fails is a ConfigError naming the field (missing or unexpected keys, another
     shape, a module that does not import or build), so nothing is logged."""
-    from kdcore.models.checkpoint import CheckpointError
-    from kdcore.models.imported import ImportError_
+    from kdcore.models.base import ModelSourceError
 
     meta = DATASETS.entry(cfg.data.name).meta
     teacher_view, student_view = views(cfg) if cfg.distill.mechanism == "cross_modal" else (None, None)
-    models = {"teacher": (cfg.teacher, teacher_view), "student": (cfg.student, student_view)}
-    models |= {f"distill.teachers.{i}": (m, teacher_view) for i, m in enumerate(cfg.distill.teachers)}
-    models |= {f"distill.assistants.{i}": (m, None) for i, m in enumerate(cfg.distill.assistants)}
-    models |= {f"distill.peers.{i}": (m, None) for i, m in enumerate(cfg.distill.peers)}
-    for where, (model_cfg, view) in models.items():
+    for where, model_cfg in cfg.named_models().items():
         if model_cfg.checkpoint or MODELS.entry(model_cfg.name).meta.get("source"):
+            teaches = where.startswith(("teacher", "distill.teachers"))
+            view = student_view if where == "student" else teacher_view if teaches else None
             channels = (view, meta["views"][view]) if view else None
             try:
                 build_model(model_cfg, meta["input_shape"], meta["num_classes"], channels)
-            except CheckpointError as err:
-                raise ConfigError(f"{where}.checkpoint: {err}") from None
-            except ImportError_ as err:
-                field = f"{where}." if str(err).startswith("features.") else f"{where}.path: "
-                raise ConfigError(f"{field}{err}") from None
+            except ModelSourceError as err:
+                raise ConfigError(f"{where}.{err.field}: {err}") from None
 
 
 def study_results(tracker: Tracker, study_id: str) -> StudyResults:

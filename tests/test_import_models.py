@@ -10,7 +10,7 @@ import torch
 from kdcore import cli
 from kdcore.config import ConfigError
 from kdcore.models.base import build_model
-from kdcore.models.imported import ImportError_, output_logits
+from kdcore.models.imported import ModuleSourceError, output_logits
 from kdcore.study import Study, study_results
 from kdcore.tracker import MemoryTracker
 from kdcore.tracking import list_studies
@@ -40,7 +40,7 @@ def test_tuples_mappings_and_tensors_are_read_as_logits(factory: str) -> None:
 
 
 def test_output_that_holds_no_logits_is_a_one_line_error() -> None:
-    with pytest.raises(ImportError_, match="return a tensor of logits"):
+    with pytest.raises(ModuleSourceError, match="return a tensor of logits"):
         output_logits({"scores": torch.zeros(1)})
 
 

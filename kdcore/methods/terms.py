@@ -101,16 +101,13 @@ def feature_shapes(model: Any, dataset: str, role: str = "model") -> dict[str, t
     ``model`` is a ``ModelConfig`` or its fields as a mapping. A model from outside (a module to import, a
     checkpoint) that cannot be built is a ValueError naming ``role``'s field."""
     from kdcore.config import ModelConfig
-    from kdcore.models.checkpoint import CheckpointError
-    from kdcore.models.imported import ImportError_
+    from kdcore.models.base import ModelSourceError
 
     spec = model if isinstance(model, ModelConfig) else ModelConfig.model_validate(dict(model))
     try:
         return _feature_shapes(spec.model_dump_json(), dataset)
-    except CheckpointError as err:
-        raise ValueError(f"{role}.checkpoint: {err}") from None
-    except ImportError_ as err:
-        raise ValueError(f"{role}.{err}" if str(err).startswith("features.") else f"{role}.path: {err}") from None
+    except ModelSourceError as err:
+        raise ValueError(f"{role}.{err.field}: {err}") from None
 
 
 @functools.lru_cache(maxsize=64)

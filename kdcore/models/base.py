@@ -88,6 +88,15 @@ class ViewModel(nn.Module):
         return self.net(x[:, start:stop])
 
 
+class ModelSourceError(ValueError):
+    """A model from outside (a checkpoint, a module to import) that cannot be built, in one line; ``field`` is
+    the model's config key it comes from (``checkpoint``, ``path``, ``features.<name>``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def build_model(cfg: object, input_shape: tuple[int, ...], num_classes: int,
                 view: tuple[str, tuple[int, int]] | None = None) -> nn.Module:
     """Instantiate the registered model named by a ``ModelConfig``, from its checkpoint where it names one;

@@ -14,15 +14,18 @@ import torch
 from torch import nn
 
 from kdcore.config import CHECKPOINT_SUFFIXES
-from kdcore.models.base import ViewModel
+from kdcore.models.base import ModelSourceError, ViewModel
 from kdcore.models.imported import HookedModel
 
 __all__ = ["CHECKPOINT_SUFFIXES", "CheckpointError", "file_digest", "load_checkpoint", "read_state_dict"]
 SHOWN_KEYS = 3  # keys named in an error before "+N more"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ModelSourceError):
     """A checkpoint that cannot be read, or does not fit its model (one line)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("checkpoint", message)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

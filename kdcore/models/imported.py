@@ -22,12 +22,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdcore.models.base import ModelOutput
+from kdcore.models.base import ModelOutput, ModelSourceError
 from kdcore.registry import register_model
 
 
-class ImportError_(ValueError):
+class ModuleSourceError(ModelSourceError):
     """A factory that cannot be imported or called, or a module that does not fit (one line)."""
+
+    def __init__(self, message: str, field: str = "path") -> None:
+        super().__init__(field, message)
 
 
 def resolve_factory(path: str) -> Callable[..., Any]:
@@ -39,14 +42,14 @@ def resolve_factory(path: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except Exception as err:  # ModuleNotFoundError, or the module's own error while importing
-        raise ImportError_(f"cannot import module {module_name!r} ({type(err).__name__}: {err})") from None
+        raise ModuleSourceError(f"cannot import module {module_name!r} ({type(err).__name__}: {err})") from None
     factory = module
     for part in name.split("."):
         factory = getattr(factory, part, None)
         if factory is None:
-            raise ImportError_(f"module {module_name!r} has no {name!r}")
+            raise ModuleSourceError(f"module {module_name!r} has no {name!r}")
     if not callable(factory):
-        raise ImportError_(f"{path} is not callable")
+        raise ModuleSourceError(f"{path} is not callable")
     return factory
 
 
@@ -62,8 +65,8 @@ def output_logits(output: Any) -> torch.Tensor:
         return output.logits
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
-    raise ImportError_(f"the module returned {type(output).__name__}; return a tensor of logits, a tuple whose first "
-                       "element is, or a mapping or object with 'logits'")
+    raise ModuleSourceError(f"the module returned {type(output).__name__}; return a tensor of logits, a tuple "
+                            "whose first element is, or a mapping or object with 'logits'")
 
 
 class HookedModel(nn.Module):
@@ -76,7 +79,8 @@ class HookedModel(nn.Module):
         for name, module_name in self.feature_modules.items():
             if module_name not in modules:
                 known = ", ".join(m for m in list(modules)[1:12] if m)
-                raise ImportError_(f"features.{name}: the module has no submodule {module_name!r}; it has {known}, ...")
+                raise ModuleSourceError(f"the module has no submodule {module_name!r}; it has {known}, ...",
+                                        f"features.{name}")
             modules[module_name].register_forward_hook(partial(self._capture, name))
         self._captured: dict[str, torch.Tensor] = {}
 
@@ -107,7 +111,7 @@ def imported(input_shape: tuple[int, ...], num_classes: int, spec: Any) -> Hooke
     try:
         net = factory(**kwargs)
     except Exception as err:
-        raise ImportError_(f"{spec.path}(**kwargs) failed: {type(err).__name__}: {err}") from None
+        raise ModuleSourceError(f"{spec.path}(**kwargs) failed: {type(err).__name__}: {err}") from None
     if not isinstance(net, nn.Module):
-        raise ImportError_(f"{spec.path} returned {type(net).__name__}, not an nn.Module")
+        raise ModuleSourceError(f"{spec.path} returned {type(net).__name__}, not an nn.Module")
     return HookedModel(net, spec.features)
