@@ -15,22 +15,24 @@ def seed_table(uri: str, stems: dict[str, str]) -> pd.DataFrame:
     """One row per study stem (its heading), one column per seed: the finding codes that fired, or "clear", with
     the student's validation accuracy; and on how many seeds nothing fired (a fix that trades its
     finding for another has not cleared it)."""
-    frame = lessons.finished_studies(uri)
+    frame = lessons.finished_studies(uri).drop_duplicates("name").set_index("name")  # the newest of each name
+    names = {(stem, seed): f"{stem} seed{seed}" for stem in stems.values() for seed in SEEDS}
+    ids = tuple(frame.loc[[n for n in names.values() if n in frame.index], "study_id"])
+    runs = data.runs(uri, ids)  # every role run of the table's studies, read once
+    students = runs[runs["tags.kd.role"].eq("student")].set_index("tags.kd.study_id")["metrics.val/best_acc"] \
+        if not runs.empty else pd.Series(dtype=float)
     rows = []
     for heading, stem in stems.items():
         row, clear = {"": heading}, 0
         for seed in SEEDS:
-            found = frame[frame["name"] == f"{stem} seed{seed}"]
-            if found.empty:
+            name = names[(stem, seed)]
+            if name not in frame.index:
                 row[f"seed {seed}"] = "not loaded"
                 continue
-            study = found.iloc[0]
-            codes = [f["code"] for f in data.findings(uri, study["study_id"]).value]
+            study_id = frame.loc[name, "study_id"]
+            codes = [f["code"] for f in data.findings(uri, study_id).value]
             clear += not codes
-            runs = data.runs(uri, (study["study_id"],))
-            student = runs.loc[runs["tags.kd.role"].eq("student"), "metrics.val/best_acc"] if not runs.empty \
-                else pd.Series(dtype=float)
-            accuracy = f" ({float(student.iloc[0]):.1%})" if len(student) else ""
+            accuracy = f" ({float(students[study_id]):.1%})" if study_id in students.index else ""
             row[f"seed {seed}"] = (", ".join(codes) or "clear") + accuracy
         row["no finding"] = f"{clear} of {len(SEEDS)}"
         rows.append(row)
