@@ -29,12 +29,14 @@ from pydantic import (
     model_validator,
 )
 
+from kdcore.digest import content_digest
 from kdcore.registry import (
     DATASETS,
     MECHANISMS,
     METHODS,
     MODELS,
     UnknownNameError,
+    data_meta,
     fitting_models,
     inputs_of,
     model_fits,
@@ -113,6 +115,13 @@ def _registered(registry: Any, name: str) -> str:
     return name
 
 
+# The fields only data sources take, and their values when unused (left out of params and fingerprints).
+DATA_SOURCE_DEFAULTS: dict[str, Any] = {
+    "path": None, "target": None, "columns": [], "shifted_path": None, "shift": None, "image_size": None,
+    "augment": [], "stream": None, "tokenizer": None, "max_length": 64,
+}
+
+
 class DataConfig(Section):
     name: str = Field("digits", description="Registered dataset (kdx list datasets).",
                       json_schema_extra={"registry": "datasets"})
@@ -127,15 +136,74 @@ class DataConfig(Section):
         description="Seed of the split; fixed apart from train.seed so seeds compare on one test set.",
     )
 
+    path: str | None = Field(
+        None, max_length=1000,
+        description="Data sources (imagefolder, csv, parquet, text, hf_disk): the folder or file to read.")
+    target: str | None = Field(
+        None, max_length=200, description="csv, parquet, hf_disk: the label column; empty = 'label'.")
+    columns: list[str] = Field(
+        default_factory=list,
+        description="csv, parquet, hf_disk: the input columns (numbers, or one text column); empty = every other "
+                    "column.")
+    shifted_path: str | None = Field(
+        None, max_length=1000,
+        description="Data sources: a folder or file like path whose inputs come from another distribution (for "
+                    "gate 5); empty = a corruption of the test split (data.shift).")
+    shift: str | None = Field(
+        None, max_length=40,
+        description="Data sources without shifted_path: the corruption of the shifted test split: noise, blur, "
+                    "brightness (images), noise (tables), token_dropout (text); empty = the modality's first.")
+    image_size: int | None = Field(
+        None, ge=4, le=1024, description="imagefolder: images are resized to this side; empty = 32.")
+    augment: list[Literal["crop", "flip"]] = Field(
+        default_factory=list,
+        description="imagefolder: random crop (4-pixel padding) and horizontal flip of training images; the "
+                    "teacher then runs live, never from its cache.")
+    stream: bool | None = Field(
+        None, description="Data sources: read training batches from disk instead of memory; empty = when the "
+                          "decoded inputs exceed 1 GiB.")
+    tokenizer: str | None = Field(
+        None, max_length=1000,
+        description="text, and text columns: a Hugging Face tokenizer folder or hub id; empty = the teacher's when "
+                    "it is name hf, else characters.")
+    max_length: int = Field(64, ge=4, le=4096, description="Text: tokens per sequence.")
+
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
         return _registered(DATASETS, value)
 
+    @model_serializer(mode="wrap")
+    def _without_unused_source_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Built-in datasets are written as before data sources existed: the same YAML, params and teacher
+        fingerprints."""
+        data = handler(self)
+        for key, unused in DATA_SOURCE_DEFAULTS.items():
+            if key in data and data[key] == unused:
+                del data[key]
+        return data
+
     @model_validator(mode="after")
     def _size_allowed(self) -> DataConfig:
         if self.n_samples is not None and not DATASETS.entry(self.name).meta.get("generated", False):
             raise ValueError(f"data.n_samples: dataset {self.name} has a fixed size; leave n_samples empty")
+        return self
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> DataConfig:
+        """A data source needs a path that exists; a built-in dataset takes none of the source fields."""
+        if not DATASETS.entry(self.name).meta.get("source"):
+            for key, unused in DATA_SOURCE_DEFAULTS.items():
+                if getattr(self, key) != unused:
+                    raise ValueError(f"data.{key}: only a data source takes it (imagefolder, csv, parquet, text, "
+                                     f"hf_disk); {self.name} is built in")
+            return self
+        for key in ("path", "shifted_path"):
+            value = getattr(self, key)
+            if key == "path" and not value:
+                raise ValueError(f"data.path: dataset {self.name} reads your files; give the folder or file")
+            if value and not Path(value).expanduser().exists():
+                raise ValueError(f"data.{key}: no file or folder {value!r}")
         return self
 
 
@@ -493,16 +561,19 @@ class ExperimentConfig(Section):
 
     @model_validator(mode="after")
     def _models_fit_data(self) -> ExperimentConfig:
-        shape = DATASETS.entry(self.data.name).meta["input_shape"]
+        try:
+            shape = data_meta(self.data)["input_shape"]
+        except ValueError as err:  # a data source whose files cannot be read
+            raise ValueError(str(err) if str(err).startswith("data.") else f"data.path: {err}") from None
         for role, model in self.named_models().items():
-            if not model_fits(model.name, self.data.name):
+            if not model_fits(model.name, self.data):
                 meta = MODELS.entry(model.name).meta
-                kind, given = meta.get("inputs", "tensor"), inputs_of(self.data.name)
+                kind, given = meta.get("inputs", "tensor"), inputs_of(self.data)
                 needs = f"{kind} inputs" if kind != given else f"{meta['input_rank']}-d inputs"
                 gives = f"gives {given} of shape" if kind != given else "gives shape"
                 raise ValueError(
                     f"{role}.name: model {model.name} needs {needs} but dataset {self.data.name} {gives} "
-                    f"{tuple(shape)}; allowed: {', '.join(fitting_models(self.data.name))}"
+                    f"{tuple(shape)}; allowed: {', '.join(fitting_models(self.data))}"
                 )
         return self
 
@@ -582,13 +653,13 @@ class ExperimentConfig(Section):
                    "teacher": self.teacher_model(k).model_dump(mode="json"), "train": train}
         if k > 1:  # the teacher alone keeps its hash of before there were several
             payload["seed_offset"] = k - 1
+        if DATASETS.entry(self.data.name).meta.get("source"):  # the user's files, by content
+            payload["data_sha256"] = [content_digest(p) for p in (self.data.path, self.data.shifted_path) if p]
         checkpoint = self.teacher_model(k).checkpoint
         if checkpoint:  # the weights it starts from, not only where they were
-            from kdcore.models.checkpoint import file_digest
-
-            payload["checkpoint_sha256"] = file_digest(Path(checkpoint))
+            payload["checkpoint_sha256"] = content_digest(checkpoint)
         if self.distill.mechanism == "cross_modal":  # a teacher of one view is not a teacher of another
-            payload["view"] = self.distill.teacher_view or next(iter(DATASETS.entry(self.data.name).meta["views"]))
+            payload["view"] = self.distill.teacher_view or next(iter(data_meta(self.data)["views"]))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -211,7 +211,8 @@ def fit(
         seen = 0
         for index in batch_order(len(y_train), cfg.batch_size, cfg.seed, epoch):
             index = index.to(device)
-            batch = Batch(x_train[index], y_train[index], index)
+            x = x_train[index] if splits.augment is None else splits.augment(x_train[index])
+            batch = Batch(x, y_train[index], index)
             with autocast():
                 out = method.step(batch)
             names = list(out.losses)

@@ -6,6 +6,7 @@ test-suite pick it up from here, so nothing else is edited when one is added.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
@@ -96,19 +97,43 @@ register_method = METHODS.register
 register_mechanism = MECHANISMS.register
 
 
-def inputs_of(dataset: str) -> str:
-    """What a dataset feeds its models: ``tokens`` (ids with per-position targets) or ``tensor``."""
-    return "tokens" if DATASETS.entry(dataset).meta.get("targets") == "tokens" else "tensor"
+def data_meta(data: Any) -> dict[str, Any]:
+    """What a dataset gives its models (``input_shape``, ``num_classes``, ``modality``, ``inputs``, ``targets``,
+    ``views``, ``classes``), for a registered name or a data config. A built-in dataset declares it when it
+    registers; a data source (``source=True``: csv, imagefolder, ...) reads it from the user's files through
+    the ``describe(cfg)`` it registers, once per config."""
+    name = data if isinstance(data, str) else data.name
+    entry = DATASETS.entry(name)
+    if not entry.meta.get("source"):
+        return entry.meta
+    if isinstance(data, str):
+        raise ValueError(f"dataset {name} reads your files; describe it with a data config (data.path)")
+    return _described(name, data.model_dump_json())
 
 
-def model_fits(model: str, dataset: str) -> bool:
-    """Whether a registered model takes a registered dataset's inputs: the same kind, and the rank it needs."""
-    meta, shape = MODELS.entry(model).meta, DATASETS.entry(dataset).meta["input_shape"]
+@functools.lru_cache(maxsize=64)
+def _described(name: str, data_json: str) -> dict[str, Any]:
+    from kdcore.config import DataConfig  # the config module imports this one
+
+    entry = DATASETS.entry(name)
+    return entry.meta | entry.meta["describe"](DataConfig.model_validate_json(data_json))
+
+
+def inputs_of(data: Any) -> str:
+    """What a dataset feeds its models: ``tokens`` (integer ids) or ``tensor`` (numbers)."""
+    meta = data_meta(data)
+    return meta.get("inputs") or ("tokens" if meta.get("targets") == "tokens" else "tensor")
+
+
+def model_fits(model: str, data: Any) -> bool:
+    """Whether a registered model takes a dataset's inputs (a name or a data config): the same kind, and the
+    rank it needs (a model source, ``inputs="any"``, takes what its own code takes)."""
+    meta, shape = MODELS.entry(model).meta, data_meta(data)["input_shape"]
     rank = meta.get("input_rank")
-    return (rank is None or rank == len(shape)) and meta.get("inputs", "tensor") == inputs_of(dataset)
+    return (rank is None or rank == len(shape)) and meta.get("inputs", "tensor") in ("any", inputs_of(data))
 
 
-def fitting_models(dataset: str) -> list[str]:
+def fitting_models(data: Any) -> list[str]:
     """Every built-in model that takes the dataset's inputs (a source such as ``import`` takes what its
     factory builds)."""
-    return [e.name for e in MODELS if not e.meta.get("source") and model_fits(e.name, dataset)]
+    return [e.name for e in MODELS if not e.meta.get("source") and model_fits(e.name, data)]

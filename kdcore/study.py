@@ -32,7 +32,7 @@ from kdcore.metrics import latency_ms, peak_memory_mb, per_class_accuracy, predi
 from kdcore.models.base import build_model, count_parameters
 from kdcore.models.ensemble import Ensemble, members
 from kdcore.ownership import Heartbeat, StudyBusy, StudyLock, owner_alive, owner_label, owner_tags, prune_checkpoints
-from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS
+from kdcore.registry import MECHANISMS, METHODS, MODELS, data_meta
 from kdcore.siblings import temperature_sibling_ids, temperature_siblings
 from kdcore.targets import scored_labels
 from kdcore.tracker import DIAGNOSIS_METRICS, STUDY_ROLE, RunRecord, Tracker
@@ -91,9 +91,18 @@ def weights_run(run: RunRecord) -> str:
 
 
 def model_spec(cfg: ModelConfig) -> str:
-    """Short architecture label used in tags and tables, e.g. ``mlp-w256-d3`` or ``resnet20``."""
+    """Short architecture label used in tags and tables, e.g. ``mlp-w256-d3``, ``resnet20`` or, for a model from
+    outside, what it is built from (``hf:tiny-bert``, ``import:DigitsCNN``)."""
     sizes = "".join(f"-{key[0]}{value}" for key in ("width", "depth") if (value := getattr(cfg, key)) is not None)
+    path = getattr(cfg, "path", None)
+    if path:
+        return f"{cfg.name}:{path.rpartition(':')[2] if cfg.name == 'import' else Path(path).name or path}"
     return f"{cfg.name}{sizes}"
+
+
+def data_label(data: Any) -> str:
+    """The dataset as names show it: ``digits``, or a data source with its file (``csv:reviews.csv``)."""
+    return f"{data.name}:{Path(data.path).name}" if getattr(data, "path", None) else data.name
 
 
 class Study:
@@ -223,7 +232,7 @@ class Study:
             if distill.mechanism == "cross_modal" else "",
         }.get(distill.mechanism, f"{distill.mechanism} ")
         pair = f"{self._teacher_label()}->{model_spec(cfg.student)}"
-        return f"{cfg.data.name} {pair} {mechanism}{method} seed{cfg.train.seed}"
+        return f"{data_label(cfg.data)} {pair} {mechanism}{method} seed{cfg.train.seed}"
 
     def _teacher_label(self) -> str:
         """Who teaches, for names and the ``kd.teacher`` tag: the teacher(s), the peers, or the student itself."""
@@ -370,7 +379,7 @@ class Study:
         with ``view``, one that reads only that view of the dataset's paired inputs."""
         assert self.splits is not None
         shape, classes = self.splits.input_shape, self.splits.num_classes
-        channels = (view, DATASETS.entry(self.cfg.data.name).meta["views"][view]) if view else None
+        channels = (view, data_meta(self.cfg.data)["views"][view]) if view else None
         return lambda: build_model(model_cfg, shape, classes, channels)
 
     def train_models(self, models: dict[str, Callable[[], nn.Module]], make: Callable[[dict[str, nn.Module]], Method],
@@ -588,7 +597,7 @@ def check_models(cfg: ExperimentConfig) -> None:
     shape, a module that does not import or build), so nothing is logged."""
     from kdcore.models.base import ModelSourceError
 
-    meta = DATASETS.entry(cfg.data.name).meta
+    meta = data_meta(cfg.data)
     teacher_view, student_view = views(cfg) if cfg.distill.mechanism == "cross_modal" else (None, None)
     for where, model_cfg in cfg.named_models().items():
         if model_cfg.checkpoint or MODELS.entry(model_cfg.name).meta.get("source"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ class DatasetSplits:
 
     ``test_shifted`` has the same labels as ``test`` but inputs from another distribution, for the
     gate that asks whether the student holds up on data the teacher was not trained on.
+    ``augment`` (a data source's random crop and flip) transforms each training batch; a study with it
+    runs the teacher live, since cached teacher outputs would belong to other inputs.
     ``deterministic`` is False when training batches are augmented at random, which forbids
     caching the teacher's outputs.
     """
@@ -43,6 +46,11 @@ class DatasetSplits:
     input_shape: tuple[int, ...]
     shift: str
     deterministic: bool = True
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if self.augment is not None:
+            object.__setattr__(self, "deterministic", False)
 
 
 def stratified_splits(

@@ -41,7 +41,7 @@ from kdcore.losses.alignment import alignment_loss
 from kdcore.losses.feature import make_adapter
 from kdcore.methods.base import Batch, Method, StepOutput, TeacherSource
 from kdcore.methods.terms import ATTENTIONS, LOGITS, TERMS, TermSpec, feature_shapes, resolve_layer, response_losses
-from kdcore.registry import DATASETS, METHODS, register_mechanism
+from kdcore.registry import DATASETS, METHODS, data_meta, register_mechanism
 
 FEATURE = "penultimate"  # the features the alignment phase always aligns
 UNPAIRED_SEED = 7919  # the fixed mismatching of samples when alignment (and pairing) is skipped
@@ -148,13 +148,13 @@ def _derangement(n: int, seed: int) -> torch.Tensor:
 
 def views(cfg: Any) -> tuple[str, str]:
     """The teacher's and the student's view: as configured, else the dataset's first and last."""
-    names = list(DATASETS.entry(cfg.data.name).meta.get("views", {}))
+    names = list(data_meta(cfg.data).get("views", {}))
     return cfg.distill.teacher_view or names[0], cfg.distill.student_view or names[-1]
 
 
 def check(cfg: Any) -> None:
     """The dataset must pair views, the two views must differ, and the method's terms must be alignable."""
-    meta = DATASETS.entry(cfg.data.name).meta
+    meta = data_meta(cfg.data)
     paired = [entry.name for entry in DATASETS if entry.meta.get("views")]
     if not meta.get("views"):
         raise ValueError(f"data.name: the cross_modal mechanism needs paired views of each sample; dataset "
@@ -205,7 +205,7 @@ def _check_ranks(spec: TermSpec, cfg: Any, field: str) -> None:
     """The student and teacher features a term reads must have the same rank (one network maps between them)."""
     found = []
     for model, layer in ((cfg.student, spec.student_layer), (cfg.teacher, spec.teacher)):
-        shapes = feature_shapes(model, cfg.data.name)
+        shapes = feature_shapes(model, cfg.data)
         name = resolve_layer(layer, shapes)
         found.append((name, shapes[name]))
     (s_name, s_shape), (t_name, t_shape) = found

@@ -24,7 +24,7 @@ from kdcore.engine import predict_probs
 from kdcore.methods.base import Batch, Method, StepOutput, build_method
 from kdcore.methods.terms import TermSpec, feature_shapes, response_losses, response_specs
 from kdcore.models.base import BlockNet, ExitNet, ModelOutput, build_model
-from kdcore.registry import DATASETS, MODELS, fitting_models, register_mechanism
+from kdcore.registry import MODELS, data_meta, fitting_models, register_mechanism
 
 EXITS = "the spatial self mechanism teaches the early exits from the deepest exit's outputs"
 
@@ -106,7 +106,7 @@ class ExitDistillation(Method):
 
 
 def block_count(cfg: Any) -> int:
-    shapes = feature_shapes(cfg.student, cfg.data.name)
+    shapes = feature_shapes(cfg.student, cfg.data)
     return sum(name.startswith("block") for name in shapes)
 
 
@@ -114,9 +114,9 @@ def check(cfg: Any) -> None:
     if cfg.distill.self_kind != "spatial":
         return
     response_specs(cfg, EXITS)
-    meta = DATASETS.entry(cfg.data.name).meta
+    meta = data_meta(cfg.data)
     if not isinstance(build_model(cfg.student, meta["input_shape"], meta["num_classes"]), BlockNet):
-        built = [e.name for e in MODELS if e.name in fitting_models(cfg.data.name)
+        built = [e.name for e in MODELS if e.name in fitting_models(cfg.data)
                  and isinstance(build_model(type("M", (), {"name": e.name, "width": None, "depth": None})(),
                                             meta["input_shape"], meta["num_classes"]), BlockNet)]
         raise ValueError(f"student.name: spatial self-distillation puts exits on a block network; "

@@ -24,7 +24,7 @@ from kdcore import targets
 from kdcore.losses import feature, relation, response
 from kdcore.methods.base import Batch, Method, StepOutput, TeacherSource
 from kdcore.models.base import ModelOutput
-from kdcore.registry import DATASETS, MODELS
+from kdcore.registry import MODELS, data_meta
 
 LOGITS = "logits"
 ATTENTIONS = "attentions"
@@ -96,29 +96,32 @@ def resolve_layer(name: str, features: dict[str, Any]) -> str:
     return blocks[-1] if blocks else "penultimate"
 
 
-def feature_shapes(model: Any, dataset: str, role: str = "model") -> dict[str, tuple[int, ...]]:
+def feature_shapes(model: Any, data: Any, role: str = "model") -> dict[str, tuple[int, ...]]:
     """Names and shapes (without batch) of a model's features on a dataset's inputs, from one forward pass;
-    ``model`` is a ``ModelConfig`` or its fields as a mapping. A model from outside (a module to import, a
-    checkpoint) that cannot be built is a ValueError naming ``role``'s field."""
+    ``model`` is a ``ModelConfig`` or its fields as a mapping, ``data`` a dataset name or a data config. A
+    model from outside (a module to import, a checkpoint) that cannot be built is a ValueError naming
+    ``role``'s field."""
     from kdcore.config import ModelConfig
     from kdcore.models.base import ModelSourceError
 
     spec = model if isinstance(model, ModelConfig) else ModelConfig.model_validate(dict(model))
+    data_json = data if isinstance(data, str) else data.model_dump_json()
     try:
-        return _feature_shapes(spec.model_dump_json(), dataset)
+        return _feature_shapes(spec.model_dump_json(), data_json)
     except ModelSourceError as err:
         raise ValueError(f"{role}.{err.field}: {err}") from None
 
 
 @functools.lru_cache(maxsize=64)
-def _feature_shapes(spec_json: str, dataset: str) -> dict[str, tuple[int, ...]]:
-    from kdcore.config import ModelConfig
-    from kdcore.models.base import build_model
+def _feature_shapes(spec_json: str, data_json: str) -> dict[str, tuple[int, ...]]:
+    from kdcore.config import DataConfig, ModelConfig
+    from kdcore.models.base import build_model, probe_inputs
 
-    meta = DATASETS.entry(dataset).meta
+    data = data_json if not data_json.startswith("{") else DataConfig.model_validate_json(data_json)
+    meta = data_meta(data)
     net = build_model(ModelConfig.model_validate_json(spec_json), meta["input_shape"], meta["num_classes"]).eval()
     with torch.no_grad():
-        out = net(torch.zeros(2, *meta["input_shape"]))
+        out = net(probe_inputs(meta))
     shapes = {name: tuple(value.shape[1:]) for name, value in out.features.items()}
     if out.attentions:
         shapes[ATTENTIONS] = tuple(out.attentions[0].shape[1:])
@@ -135,7 +138,7 @@ def check_terms(specs: list[TermSpec], cfg: Any, where: str) -> None:
         found: dict[str, tuple[str, tuple[int, ...]]] = {}
         for role, layer in (("student", spec.student_layer), ("teacher", spec.teacher)):
             model = getattr(cfg, role)
-            shapes = feature_shapes(model, cfg.data.name, role)
+            shapes = feature_shapes(model, cfg.data, role)
             if term.reads == ATTENTIONS:
                 if ATTENTIONS not in shapes:
                     raise ValueError(f"{field}: term {spec.term} needs attention maps; {role} model {model.name} "

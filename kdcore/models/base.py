@@ -121,5 +121,11 @@ def build_model(cfg: object, input_shape: tuple[int, ...], num_classes: int,
     return model
 
 
+def probe_inputs(meta: dict, batch: int = 2) -> torch.Tensor:
+    """Zero inputs of a dataset's shape and kind (token ids or numbers), for a shape-finding forward pass."""
+    dtype = torch.long if meta.get("inputs") == "tokens" or meta.get("targets") == "tokens" else torch.float32
+    return torch.zeros(batch, *meta["input_shape"], dtype=dtype)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

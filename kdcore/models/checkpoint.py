@@ -7,7 +7,6 @@ dicts are read with ``weights_only=True``: a checkpoint never runs code.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from kdcore.config import CHECKPOINT_SUFFIXES
 from kdcore.models.base import ModelSourceError, ViewModel
 from kdcore.models.imported import HookedModel
 
-__all__ = ["CHECKPOINT_SUFFIXES", "CheckpointError", "file_digest", "load_checkpoint", "read_state_dict"]
+__all__ = ["CHECKPOINT_SUFFIXES", "CheckpointError", "load_checkpoint", "read_state_dict"]
 SHOWN_KEYS = 3  # keys named in an error before "+N more"
 
 
@@ -75,10 +74,3 @@ def load_checkpoint(model: nn.Module, path: Path, model_name: str) -> nn.Module:
     return model
 
 
-def file_digest(path: Path) -> str:
-    """SHA-256 of a checkpoint file: a teacher's fingerprint changes with its weights, not only its path."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -97,7 +97,7 @@ class HookedModel(nn.Module):
         return ModelOutput(logits, features)
 
 
-@register_model("import", input_rank=None, fixed_size=True, source=True)
+@register_model("import", input_rank=None, inputs="any", fixed_size=True, source=True)
 def imported(input_shape: tuple[int, ...], num_classes: int, spec: Any) -> HookedModel:
     """Your own nn.Module from a factory (path: package.module:callable), features from forward hooks."""
     factory = resolve_factory(spec.path)
