@@ -100,7 +100,7 @@ def model_spec(cfg: ModelConfig) -> str:
     return f"{cfg.name}{sizes}"
 
 
-def data_label(data: Any) -> str:
+def data_label(data: object) -> str:
     """The dataset as names show it: ``digits``, or a data source with its file (``csv:reviews.csv``)."""
     return f"{data.name}:{Path(data.path).name}" if getattr(data, "path", None) else data.name
 
