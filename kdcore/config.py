@@ -224,11 +224,15 @@ class ModelConfig(Section):
 
     path: str | None = Field(
         None, max_length=1000,
-        description="name import: the factory that builds your nn.Module, as package.module:callable.")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="name import: keyword arguments of the factory.")
+        description="Model sources: where the model comes from (import: package.module:callable; hf: a folder or hub "
+                    "id; timm, torchvision: the model name).")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Model sources: keyword arguments of the factory (import, timm, torchvision) or config overrides "
+                    "(hf).")
     features: dict[str, str] = Field(
         default_factory=dict,
-        description="name import: feature name -> submodule whose output it is, e.g. {penultimate: layer4}.")
+        description="Model sources: feature name -> submodule whose output it is, e.g. {penultimate: layer4}.")
     checkpoint: str | None = Field(
         None, max_length=1000,
         description="Weights to start from: a .safetensors file or a PyTorch state dict (.pt, .pth, .bin) of this "
@@ -267,13 +271,16 @@ class ModelConfig(Section):
     @model_validator(mode="after")
     def _source_fields(self) -> ModelConfig:
         """``path``, ``kwargs`` and ``features`` belong to model sources (``import``); a source needs its path."""
-        source = MODELS.entry(self.name).meta.get("source")
-        if not source:
+        meta = MODELS.entry(self.name).meta
+        if not meta.get("source"):
             for key in ("path", "kwargs", "features"):
                 if getattr(self, key):
-                    raise ValueError(f"{key}: only a model source takes it (name import); {self.name} is built in")
-        elif self.path is None or not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", self.path):
-            raise ValueError(f"path: name the factory as package.module:callable (got {self.path!r})")
+                    sources = ", ".join(e.name for e in MODELS if e.meta.get("source"))
+                    raise ValueError(f"{key}: only a model source takes it ({sources}); {self.name} is built in")
+        elif not self.path:
+            raise ValueError(f"path: model {self.name} needs one: {meta['path_help']}")
+        elif "path_pattern" in meta and not re.fullmatch(meta["path_pattern"], self.path):
+            raise ValueError(f"path: {meta['path_help']} (got {self.path!r})")
         for name in self.features:
             if not re.fullmatch(r"penultimate|block[1-9][0-9]*", name):
                 raise ValueError(f"features: {name!r} is not a feature name; allowed: penultimate, block1, block2, ...")
