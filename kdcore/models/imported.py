@@ -98,7 +98,8 @@ class HookedModel(nn.Module):
 
 
 @register_model("import", input_rank=None, inputs="any", fixed_size=True, source=True,
-                path_pattern=r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", path_help="name the factory as package.module:callable")
+                path_pattern=r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*",
+                path_help="name the factory as package.module:callable")
 def imported(input_shape: tuple[int, ...], num_classes: int, spec: Any) -> HookedModel:
     """Your own nn.Module from a factory (path: package.module:callable), features from forward hooks."""
     factory = resolve_factory(spec.path)
