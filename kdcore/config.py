@@ -154,7 +154,8 @@ class DataConfig(Section):
         description="Data sources without shifted_path: the corruption of the shifted test split: noise, blur, "
                     "brightness (images), noise (tables), token_dropout (text); empty = the modality's first.")
     image_size: int | None = Field(
-        None, ge=4, le=1024, description="imagefolder: images are resized to this side; empty = 32.")
+        None, ge=4, le=1024, description="imagefolder, hf_disk images: resize every image to this side; empty = keep the images' own "
+                    "size, which must then be one size.")
     augment: list[Literal["crop", "flip"]] = Field(
         default_factory=list,
         description="imagefolder: random crop (4-pixel padding) and horizontal flip of training images; the "
