@@ -568,6 +568,14 @@ class ExperimentConfig(Section):
         return models
 
     @model_validator(mode="after")
+    def _text_uses_the_teachers_tokenizer(self) -> ExperimentConfig:
+        """Text in the user's data is tokenised as a Hugging Face teacher reads it, unless data.tokenizer says."""
+        if (self.data.tokenizer is None and self.teacher.name == "hf" and self.teacher.path
+                and DATASETS.entry(self.data.name).meta.get("source")):
+            self.data.tokenizer = self.teacher.path
+        return self
+
+    @model_validator(mode="after")
     def _models_fit_data(self) -> ExperimentConfig:
         try:
             shape = data_meta(self.data)["input_shape"]
