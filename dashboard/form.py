@@ -13,15 +13,17 @@ from typing import Any, Literal, Union, get_args, get_origin
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 
-from kdcore.config import ExperimentConfig
+from kdcore.config import DATA_SOURCE_DEFAULTS, ExperimentConfig
 from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS
 
 REGISTRIES = {"datasets": DATASETS, "models": MODELS, "methods": METHODS, "mechanisms": MECHANISMS}
 # Set by the dashboard itself, never typed in: the store it reads and the device selector's choice.
+# The fields of model and data sources are set by Launch's "my data" and "my model" panels
+# (dashboard/sources.py), which read paths under the data root only.
 HIDDEN = {"tracking.uri", "train.device",
-          # paths on the server: typed in a browser they would reach any file, so a YAML config sets them
           *(f"{role}.{key}" for role in ("teacher", "student") for key in ("path", "kwargs", "features", "checkpoint",
-                                                                            "train"))}
+                                                                            "train")),
+          *(f"data.{key}" for key in DATA_SOURCE_DEFAULTS)}
 LONG_TEXT = 200  # text fields that may hold more than this get a text area
 
 
@@ -107,7 +109,7 @@ def config_fields() -> list[FieldSpec]:
             common = {"path": path, "default": getattr(defaults, name), "description": field.description or "",
                       "optional": optional, "mechanism": owner.get(name) if section == "distill" else None,
                       "when": tuple(extra.get("when", {}).items())}
-            if "registry" in extra:  # a model source (import) needs the fields a browser does not take
+            if "registry" in extra:  # sources (import, csv, ...) are picked in the "my data" and "my model" panels
                 options = tuple(e.name for e in REGISTRIES[extra["registry"]] if not e.meta.get("source"))
                 specs.append(FieldSpec(kind="choice", options=options, **common))
             elif get_origin(annotation) is Literal:

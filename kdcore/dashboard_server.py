@@ -39,14 +39,16 @@ def own_origins(host: str, port: int, allowed_hosts: Iterable[str] = ()) -> list
 
 
 def dashboard_command(app: Path, host: str, port: int, allowed_hosts: Sequence[str], workshop: bool,
-                      max_concurrent: int | None, uri: str, *, python: str = sys.executable,
+                      max_concurrent: int | None, uri: str, *, data_root: Path | None = None,
+                      python: str = sys.executable,
                       environ: Mapping[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
     """The command line and environment that serve the dashboard whose router is ``app`` (``dashboard/app.py``).
 
     It runs ``server.py`` beside ``app``; binds ``host:port``; accepts the localhost names and
     ``allowed_hosts`` as Host headers and only the dashboard's own origins (XSRF protection on, usage
     statistics off); ``workshop`` hides the developer menu and opens on Learn; ``max_concurrent`` is the
-    launch queue's CPU limit; ``uri`` the tracking store. ``environ`` (default ``os.environ``) is the
+    launch queue's CPU limit; ``uri`` the tracking store; ``data_root`` the folder Launch may read the user's
+    models and data from (default: the working folder). ``environ`` (default ``os.environ``) is the
     environment the server inherits.
     """
     command = [python, "-m", "streamlit", "run", str(Path(app).with_name(SERVER_SCRIPT)),
@@ -63,6 +65,8 @@ def dashboard_command(app: Path, host: str, port: int, allowed_hosts: Sequence[s
         command += ["--client.toolbarMode", "viewer"]  # no deploy menu, no developer options
     if max_concurrent:
         env["KDX_MAX_CONCURRENT"] = str(max_concurrent)
+    if data_root is not None:
+        env["KDX_DATA_ROOT"] = str(Path(data_root).expanduser().resolve())
     return command, env
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from dashboard import data, nav
+from dashboard import data, nav, sources
 from dashboard.form import FieldSpec, config_fields, nest
 from dashboard.text import md
 from kdcore import launcher
@@ -99,10 +99,15 @@ def form(initial: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
                 teacher_slot.caption("This mechanism trains no teacher: the student learns from peers or from "
                                      "itself.")
     raw = nest(values)
+    replaced, refused = sources.own_inputs(initial, version)
+    for section, fields in replaced.items():
+        raw[section] = {**raw[section], **fields} if section == "data" else fields
     term_editor(raw, version)
-    errors = field_errors(raw)
+    errors = field_errors(raw) | refused
+    own = st.container()
     for path, message in errors.items():
-        (slots.get(path) or st).error(message, icon=":material/error:")
+        (slots.get(path) or (own if path.split(".")[0] in replaced else st)).error(
+            f"{path}: {message}" if path not in slots else message, icon=":material/error:")
     return raw, errors
 
 
