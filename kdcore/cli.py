@@ -335,7 +335,8 @@ def format_summary(s: StudySummary, uri: str) -> str:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from kdcore.study import STUDY_ROLE, diagnose
+    from kdcore.study_results import diagnose
+    from kdcore.tracker import STUDY_ROLE
     from kdcore.tracking import MlflowTracker
 
     try:
@@ -412,7 +413,7 @@ def situation_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def _measured(study_id: str, uri: str | None) -> dict[str, Any]:
     from kdcore.diagnostics import measured_situation
-    from kdcore.study import study_results
+    from kdcore.study_results import study_results
     from kdcore.tracking import MlflowTracker
 
     try:

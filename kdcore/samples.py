@@ -284,7 +284,7 @@ def _replay(tracker: MlflowTracker, sample: SampleStudy, marks: dict[str, str]) 
             end_run_at(tracker, run_id, role.status, role.end_time)
         end_run_at(tracker, parent, sample.study.status, sample.study.end_time)
         if finished:
-            from kdcore.study import diagnose, refresh_siblings
+            from kdcore.study_results import diagnose, refresh_siblings
 
             diagnose(tracker, parent)  # findings.json and gates.json, by this version's detectors
             refresh_siblings(tracker, parent)  # samples at other temperatures loaded before it read it too

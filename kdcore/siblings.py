@@ -47,6 +47,6 @@ def temperature_sibling_ids(tracker: Tracker, study_id: str) -> list[str]:
 
 def temperature_siblings(tracker: Tracker, study_id: str) -> list[StudyResults]:
     """What each temperature sibling of ``study_id`` logged, read back for diagnostics."""
-    from kdcore.study import study_results  # kdcore.study imports the diagnostics this module serves
+    from kdcore.study_results import study_results  # that module imports this one
 
     return [study_results(tracker, run_id) for run_id in temperature_sibling_ids(tracker, study_id)]

@@ -8,44 +8,39 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import shutil
 import time
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from kdcore import __version__
-from kdcore.config import ConfigError, ExperimentConfig, ModelConfig, config_from_yaml, is_teacher
+from kdcore.config import ExperimentConfig, ModelConfig, config_from_yaml, is_teacher
 from kdcore.data.splits import DatasetSplits, cache_dir, load_dataset
-from kdcore.diagnostics import Finding, Gate, StudyResults, detect, evaluate_gates
+from kdcore.diagnostics import Finding, Gate
 from kdcore.engine import EpochReport, fit, predict_outputs, predict_probs, resolve_device, set_determinism
 from kdcore.mechanisms.cross_modal import views
-from kdcore.methods.base import Method, TeacherSource, build_method, teacher_weights
+from kdcore.methods.base import Method, TeacherSource, build_method
 from kdcore.metrics import latency_ms, peak_memory_mb, per_class_accuracy, prediction_metrics
 from kdcore.models.base import build_model, count_parameters
-from kdcore.models.ensemble import Ensemble, members
+from kdcore.models.ensemble import Ensemble
 from kdcore.ownership import Heartbeat, StudyBusy, StudyLock, owner_alive, owner_label, owner_tags, prune_checkpoints
-from kdcore.registry import MECHANISMS, METHODS, MODELS, data_meta
-from kdcore.siblings import temperature_sibling_ids, temperature_siblings
-from kdcore.targets import scored_labels
-from kdcore.tracker import DIAGNOSIS_METRICS, STUDY_ROLE, RunRecord, Tracker
+from kdcore.preflight import check_models
+from kdcore.registry import MECHANISMS, METHODS, data_meta
+from kdcore.role_artifacts import ATTENTION_EXAMPLES, ATTENTIONS, WEIGHTS, attentions_npz, predictions_npz, weights_run
+from kdcore.study_results import diagnose, refresh_siblings, study_metrics
+from kdcore.teaching import SEED_STRIDE, ensemble_builder, teacher_role_name, teacher_sources
+from kdcore.tracker import STUDY_ROLE, RunRecord, Tracker
 
 FAILURE_TAG = "kd.failure_reason"
-WEIGHTS = "model/state_dict.pt"
-ATTENTIONS = "attentions.npz"  # a transformer role's attention maps on the first test inputs
-ATTENTION_EXAMPLES = 8
 METRIC_PREFIX = {"val": "val", "test": "test", "test_shifted": "shift"}  # split -> metric key prefix
 EXAMPLE = 8  # training inputs a method sees at construction, to size its adapters to the features
 CACHE_BYTES = 1 << 30  # teacher outputs cached per study only up to 1 GiB; beyond, the teacher runs each step
 CHECKPOINT_SECONDS = 1.0  # a role's checkpoint is rewritten at most this often (and after its last epoch)
-SEED_STRIDE = 1000  # a role with seed offset k trains with train.seed + k * SEED_STRIDE
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +78,6 @@ class StudySummary:
     teacher_reused_from: str | None = None
     findings: list[Finding] = field(default_factory=list)
     gates: list[Gate] = field(default_factory=list)
-
-
-def weights_run(run: RunRecord) -> str:
-    """The run that holds a role's weights: itself, or the run a reused teacher came from."""
-    return run.tags.get("kd.reused_from", run.run_id)
 
 
 def model_spec(cfg: ModelConfig) -> str:
@@ -511,8 +501,8 @@ class Study:
             metrics |= self._member_metrics(model)
         metrics |= self.cost_metrics(deployed(model))
         self.tracker.log_metrics(run_id, metrics, step=self.cfg.train.epochs_for(role))
-        self.tracker.log_bytes(run_id, "predictions.npz", _predictions_npz(probs, splits))
-        maps = _attentions_npz(model, splits.test.x[:ATTENTION_EXAMPLES].to(self.device))
+        self.tracker.log_bytes(run_id, "predictions.npz", predictions_npz(probs, splits))
+        maps = attentions_npz(model, splits.test.x[:ATTENTION_EXAMPLES].to(self.device))
         if maps is not None:
             self.tracker.log_bytes(run_id, ATTENTIONS, maps)
         if log_weights:
@@ -525,176 +515,8 @@ class Study:
         return result
 
 
-def teacher_role_name(k: int) -> str:
-    """The role of teacher ``k``: 1 is the teacher, 2 and up are ``distill.teachers`` in order."""
-    return "teacher" if k == 1 else f"teacher_{k}"
-
-
-def teacher_sources(teachers: Sequence[RoleResult], weights: Sequence[float] | None
-                    ) -> tuple[list[TeacherSource], list[float]]:
-    """One source per model that teaches, with its weight (``weights`` per teacher, empty = equal, normalised).
-
-    An ensemble teaches through each of its members, which share its weight equally: mixing the members'
-    softened outputs is mixing the ensemble's, at whatever temperature the student learns.
-    """
-    sources: list[TeacherSource] = []
-    shares: list[float] = []
-    for result, share in zip(teachers, teacher_weights(len(teachers), weights or None), strict=True):
-        parts = members(result.model)
-        sources += [TeacherSource(part) for part in parts]
-        shares += [share / len(parts)] * len(parts)
-    return sources, shares
-
-
-def ensemble_builder(build: Callable[[], nn.Module], count: int) -> Callable[[], nn.Module]:
-    """Builds ``count`` models as one :class:`Ensemble`; member i starts from the current seed plus offset i
-    (``SEED_STRIDE`` apart, like roles), so the members begin from different weights (they share the batch order)."""
-    def make() -> Ensemble:
-        seed = torch.initial_seed()  # the role's seed, set just before its models are built
-        parts = []
-        for i in range(count):
-            torch.manual_seed(seed + i * SEED_STRIDE)
-            parts.append(build())
-        return Ensemble(parts)
-    return make
-
-
 def deployed(model: nn.Module) -> nn.Module:
     """The part of a trained model that is shipped: a multi-exit network ships its chosen exit only."""
     return model.deployed() if hasattr(model, "deployed") else model
 
 
-@torch.inference_mode()
-def _attentions_npz(model: nn.Module, x: torch.Tensor) -> bytes | None:
-    """The attention maps of a model that returns them, on a few test inputs: ``maps`` (layers, N, heads, T, T)
-    as float16 and the ``inputs``; None for a model without attention."""
-    was = model.training
-    out = model.eval()(x)
-    model.train(was)
-    if not out.attentions:
-        return None
-    buffer = io.BytesIO()
-    maps = torch.stack([a.float().cpu() for a in out.attentions]).numpy().astype(np.float16)
-    np.savez_compressed(buffer, maps=maps, inputs=x.cpu().numpy())
-    return buffer.getvalue()
-
-
-def _predictions_npz(probs: dict[str, torch.Tensor], splits: DatasetSplits) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(
-        buffer,
-        val_probs=probs["val"].numpy().astype(np.float32), val_labels=scored_labels(splits.val.y).numpy(),
-        test_probs=probs["test"].numpy().astype(np.float32), test_labels=scored_labels(splits.test.y).numpy(),
-        shift_probs=probs["test_shifted"].numpy().astype(np.float32),
-        shift_labels=scored_labels(splits.test_shifted.y).numpy(),
-    )
-    return buffer.getvalue()
-
-
-def check_models(cfg: ExperimentConfig) -> None:
-    """Build once, before the study exists, every model that comes from outside: a checkpoint to load, a
-    module to import. One that fails is a ConfigError naming the field (missing or unexpected keys, another
-    shape, a module that does not import or build), so nothing is logged."""
-    from kdcore.models.base import ModelSourceError
-
-    meta = data_meta(cfg.data)
-    teacher_view, student_view = views(cfg) if cfg.distill.mechanism == "cross_modal" else (None, None)
-    for where, model_cfg in cfg.named_models().items():
-        if model_cfg.checkpoint or MODELS.entry(model_cfg.name).meta.get("source"):
-            teaches = where.startswith(("teacher", "distill.teachers"))
-            view = student_view if where == "student" else teacher_view if teaches else None
-            channels = (view, meta["views"][view]) if view else None
-            try:
-                build_model(model_cfg, meta["input_shape"], meta["num_classes"], channels)
-            except ModelSourceError as err:
-                raise ConfigError(f"{where}.{err.field}: {err}") from None
-
-
-def study_results(tracker: Tracker, study_id: str) -> StudyResults:
-    """What a study logged, read back for diagnostics: final metrics, config, KD curve, predictions."""
-    parent = tracker.get_run(study_id)
-    params = dict(parent.params) | {"kd.knowledge": parent.tags.get("kd.knowledge", "")}
-    results = StudyResults({}, params)
-    for run in tracker.find_runs({"kd.study_id": study_id}):
-        role = run.tags.get("kd.role")
-        if not role:
-            log.warning("study %s: run %s has no kd.role tag; it is left out of the diagnosis", study_id, run.run_id)
-            continue
-        if role == STUDY_ROLE or run.status != "FINISHED":
-            continue
-        results.metrics[role] = dict(run.metrics)
-        results.history[role] = {"train/loss_kd": [v for _, v in tracker.metric_history(run.run_id, "train/loss_kd")]}
-        predictions = _read_predictions(tracker, run.run_id)
-        if predictions is not None:
-            results.predictions[role] = predictions
-            results.num_classes = predictions["test_probs"].shape[1]
-    return results
-
-
-def _read_predictions(tracker: Tracker, run_id: str) -> dict[str, np.ndarray] | None:
-    """A role's logged predictions; None (its gates become "not measurable") when it has none or they are damaged."""
-    try:
-        data = tracker.read_bytes(run_id, "predictions.npz")
-    except FileNotFoundError:
-        return None
-    try:
-        with np.load(io.BytesIO(data)) as arrays:
-            predictions = {key: arrays[key] for key in arrays.files}
-        if predictions["test_probs"].ndim != 2:
-            raise ValueError(f"test_probs has shape {predictions['test_probs'].shape}, expected (N, classes)")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        log.warning("run %s: predictions.npz is unreadable (%s); its gates are not measurable", run_id, err)
-        return None
-    return predictions
-
-
-def diagnose(tracker: Tracker, study_id: str) -> tuple[list[Finding], list[Gate]]:
-    """Compute findings and gates of a study and log them on it (artifacts, tag, metrics)."""
-    results = study_results(tracker, study_id)
-    findings = detect(results, siblings=temperature_siblings(tracker, study_id))
-    gates = evaluate_gates(results, findings)
-    tracker.log_bytes(study_id, "findings.json", json.dumps([f.to_dict() for f in findings], indent=1).encode())
-    tracker.log_bytes(study_id, "gates.json", json.dumps([g.to_dict() for g in gates], indent=1).encode())
-    tracker.set_tags(study_id, {"kd.findings": ",".join(f.code for f in findings)})
-    statuses = [g.status for g in gates]
-    counts = (len(findings), statuses.count("passed"), statuses.count("failed"), statuses.count("not measurable"))
-    tracker.log_metrics(study_id, {key: float(n) for key, n in zip(DIAGNOSIS_METRICS, counts, strict=True)}, step=0)
-    tracker.flush(study_id)  # a diagnosis of an old study is its only write: it must land
-    return findings, gates
-
-
-def refresh_siblings(tracker: Tracker, study_id: str) -> None:
-    """Diagnose again the studies that differ from a finished one only in temperature: the survey's
-    knowledge-confusion test compares them, so each new temperature can change their verdict. A sibling
-    that cannot be read again keeps its findings (logged as a warning); the finished study is not touched."""
-    for sibling in temperature_sibling_ids(tracker, study_id):
-        try:
-            diagnose(tracker, sibling)
-        except Exception as err:  # a damaged sibling must not fail the study that just finished
-            log.warning("study %s: could not diagnose its temperature sibling %s again: %s", study_id, sibling, err)
-
-
-def study_metrics(roles: dict[str, RoleResult]) -> dict[str, float]:
-    """The study's own numbers: role accuracies and the student's ratios to teacher and baseline."""
-    out: dict[str, float] = {}
-    for role in ("teacher", "baseline", "student"):
-        if role in roles:
-            out[f"study/{role}_acc"] = roles[role].metrics["test/acc"]
-    if {"teacher", "student"} <= roles.keys():
-        t, s = roles["teacher"].metrics, roles["student"].metrics
-        out |= {
-            "study/acc_ratio_teacher": s["test/acc"] / max(t["test/acc"], 1e-12),
-            "study/val_acc_ratio_teacher": s["val/best_acc"] / max(t["val/best_acc"], 1e-12),
-            "study/param_ratio": t["model/params"] / s["model/params"],
-            "study/speedup": t["model/latency_ms"] / s["model/latency_ms"],
-            "study/speedup_b256": t["model/latency_ms_b256"] / s["model/latency_ms_b256"],
-            "study/memory_ratio": t["model/memory_mb"] / s["model/memory_mb"],
-        }
-    if {"baseline", "student"} <= roles.keys():
-        b, s = roles["baseline"].metrics, roles["student"].metrics
-        out["study/acc_ratio_baseline"] = s["test/acc"] / max(b["test/acc"], 1e-12)
-        out["study/val_acc_ratio_baseline"] = s["val/best_acc"] / max(b["val/best_acc"], 1e-12)
-    cohort = [roles[r].metrics["test/acc"] for r in roles if r == "student" or r.startswith("peer_")]
-    if len(cohort) > 1:  # online: the student and its peers
-        out |= {"study/peer_best_acc": max(cohort), "study/peer_mean_acc": sum(cohort) / len(cohort)}
-    return out

@@ -13,7 +13,8 @@ from kdcore.config import ConfigError
 from kdcore.data.splits import load_dataset
 from kdcore.models.base import build_model
 from kdcore.registry import DATASETS
-from kdcore.study import Study, study_results
+from kdcore.study import Study
+from kdcore.study_results import study_results
 from kdcore.tracker import MemoryTracker
 from kdcore.tracking import MlflowTracker, list_studies
 from tests.helpers import TINY, tiny_config

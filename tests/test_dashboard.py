@@ -70,7 +70,7 @@ CROSS_MODAL = {"code": "cross_modal_failure", "title": "Cross-modal alignment fa
 
 
 def diagnosed(uri: str, study_id: str, findings: list[dict[str, Any]], passed: int) -> None:
-    """Log hand-made findings and gates on a study, as ``kdcore.study.diagnose`` would."""
+    """Log hand-made findings and gates on a study, as ``kdcore.study_results.diagnose`` would."""
     tracker = MlflowTracker(uri, "kd-explorer")
     gates = [{"number": n, "name": f"gate number {n}", "status": "passed" if n <= passed else "failed",
               "numbers": {"student_over_teacher": 0.96, "test_acc": 0.875}, "reason": f"reason {n}"}

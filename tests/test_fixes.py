@@ -20,7 +20,8 @@ from kdcore.methods.kd import KD
 from kdcore.methods.terms import response_specs
 from kdcore.models.base import build_model, count_parameters
 from kdcore.models.ensemble import Ensemble
-from kdcore.study import RoleResult, Study, StudyFailed, teacher_sources
+from kdcore.study import RoleResult, Study, StudyFailed
+from kdcore.teaching import teacher_sources
 from kdcore.tracker import MemoryTracker
 from tests.helpers import tiny_config
 

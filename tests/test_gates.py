@@ -20,7 +20,8 @@ from kdcore import diagnostics as dx
 from kdcore.config import apply_overrides, load_config, validate
 from kdcore.samples import SAMPLE_EXPERIMENT, SAMPLES_DIR, load_samples
 from kdcore.siblings import comparable, temperature_siblings
-from kdcore.study import Study, study_results
+from kdcore.study import Study
+from kdcore.study_results import study_results
 from kdcore.tracker import MemoryTracker
 from kdcore.tracking import MlflowTracker, list_studies, read_artifact
 from tests.helpers import tiny_config

@@ -11,7 +11,8 @@ from kdcore import cli
 from kdcore.config import ConfigError
 from kdcore.models.base import build_model
 from kdcore.models.imported import ModuleSourceError, output_logits
-from kdcore.study import Study, study_results
+from kdcore.study import Study
+from kdcore.study_results import study_results
 from kdcore.tracker import MemoryTracker
 from kdcore.tracking import list_studies
 from tests.helpers import TINY, tiny_config

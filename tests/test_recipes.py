@@ -10,7 +10,8 @@ import pytest
 
 from kdcore import advisor
 from kdcore.config import ConfigError, load_config
-from kdcore.study import ATTENTIONS, Study
+from kdcore.role_artifacts import ATTENTIONS
+from kdcore.study import Study
 from kdcore.tracker import MemoryTracker
 from tests.helpers import tiny_config
 

@@ -10,7 +10,8 @@ import torch
 
 from kdcore.config import config_from_yaml
 from kdcore.models.base import build_model
-from kdcore.study import WEIGHTS, Study
+from kdcore.role_artifacts import WEIGHTS
+from kdcore.study import Study
 from kdcore.tracking import MlflowTracker, list_runs, list_studies, load_predictions, metric_history
 from tests.helpers import tiny_config
 

@@ -78,7 +78,7 @@ def diagnosis(uri: str, study: pd.Series, runs: pd.DataFrame) -> None:
 def diagnose_button(uri: str, study: pd.Series) -> None:
     """Compute the study's findings and gates again from what it logged (and store them), on a click."""
     if st.button("Diagnose now", key="diagnose", icon=":material/troubleshoot:"):
-        from kdcore.study import diagnose
+        from kdcore.study_results import diagnose
         from kdcore.tracking import MlflowTracker
 
         try:
