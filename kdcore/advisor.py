@@ -63,6 +63,7 @@ study measured, so a study can be re-advised on its own numbers and compared wit
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -72,8 +73,8 @@ from urllib.parse import quote, unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kdcore.config import BOUNDARY_NAMES, first_error
-from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS, UnknownNameError, model_fits
+from kdcore.config import BOUNDARY_NAMES, DataConfig, ModelConfig, first_error
+from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS, UnknownNameError, data_meta, model_fits
 
 # --- thresholds (the survey's numbers, named) -------------------------------------------------------
 SMALL_PARAM_GAP = 2.0  # teacher at most 2x the student's parameters: a small gap
@@ -106,7 +107,8 @@ class AdviceError(ValueError):
 
 # --- the situation ------------------------------------------------------------------------------------
 class Side(BaseModel):
-    """Teacher or student: a registered model (with a size preset or width/depth) or a parameter count."""
+    """Teacher or student: a registered model (with a size preset or width/depth), a model of yours (a model
+    source such as hf or import, with its path), or a parameter count."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -119,19 +121,48 @@ class Side(BaseModel):
     modality: str | None = Field(None, description="e.g. image, signal, text, rgb, depth; empty = the dataset's.")
     architecture: str | None = Field(None, description="e.g. mlp, cnn, transformer; empty = the model's family.")
     task: str = Field("classification", description="What the side predicts.")
+    path: str | None = Field(None, description="A model source's folder, hub id, import path or model name.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="A model source's factory arguments.")
+    features: dict[str, str] = Field(default_factory=dict, description="A model source's hooked features.")
+    checkpoint: str | None = Field(None, description="Weights the model starts from (written into the config).")
+    train: bool = Field(True, description="false: a teacher used as it is (written into the config).")
 
     @field_validator("model")
     @classmethod
     def _known(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                entry = MODELS.entry(value)
+                MODELS.entry(value)
             except UnknownNameError as err:
                 raise ValueError(str(err)) from None
-            if entry.meta.get("source"):
-                raise ValueError(f"{value} builds your own module, which the advisor cannot size: give its parameter "
-                                 "count (params) instead")
         return value
+
+    @model_validator(mode="after")
+    def _source_complete(self) -> Side:
+        """A model source is described as the config describes it (its path above all), so it can be sized."""
+        if self.model is not None and (self.is_source() or self.checkpoint or not self.train):
+            try:
+                ModelConfig.model_validate(self.model_fields_for_config())
+            except ValidationError as err:
+                raise ValueError(first_error(err)) from None
+        return self
+
+    def is_source(self) -> bool:
+        return bool(self.model) and bool(MODELS.entry(self.model).meta.get("source"))  # type: ignore[arg-type]
+
+    def source(self) -> dict[str, Any]:
+        """The model-source fields that are set (path, kwargs, features), as a config writes them."""
+        return {key: value for key in ("path", "kwargs", "features") if (value := getattr(self, key))}
+
+    def model_fields_for_config(self, width: int | None = None, depth: int | None = None) -> dict[str, Any]:
+        """This side as a config's model section: name, size, source fields, checkpoint and ``train``."""
+        fields: dict[str, Any] = {"name": self.model, "width": width if width is not None else self.width,
+                                  "depth": depth if depth is not None else self.depth, **self.source()}
+        if self.checkpoint:
+            fields["checkpoint"] = self.checkpoint
+        if not self.train:
+            fields["train"] = False
+        return fields
 
     @model_validator(mode="after")
     def _size_known(self) -> Side:
@@ -149,6 +180,8 @@ class Side(BaseModel):
         """(width, depth): explicit values first, then the size preset, then the model's defaults."""
         if self.model is None:
             return None
+        if self.is_source():  # what the source builds, unless a size overrides it
+            return self.width, self.depth  # type: ignore[return-value]
         preset = MODELS.entry(self.model).meta.get("sizes", {}).get(self.size or "medium", (64, 2))
         return self.width or preset[0], self.depth or preset[1]
 
@@ -159,6 +192,8 @@ class Situation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str | None = Field(None, description="Registered dataset; sizes models and makes the config runnable.")
+    data: dict[str, Any] | None = Field(None, description="Your data, as a config's data section (name csv, path, "
+                                                          "target, ...); replaces dataset.")
     teacher: Side
     student: Side
     needs: list[Need] = Field(default_factory=lambda: ["decisions"], min_length=1,
@@ -181,7 +216,26 @@ class Situation(BaseModel):
                 DATASETS.entry(value)
             except UnknownNameError as err:
                 raise ValueError(str(err)) from None
+            if DATASETS.entry(value).meta.get("source"):
+                raise ValueError(f"{value} reads your files: describe them under data (name, path, ...)")
         return value
+
+    @field_validator("data")
+    @classmethod
+    def _readable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Your data must be what a config's data section accepts, and readable: it sizes the models."""
+        if value is not None:
+            try:
+                data_meta(DataConfig.model_validate(value))
+            except ValidationError as err:
+                raise ValueError(first_error(err).removeprefix("data.")) from None
+        return value
+
+    def data_spec(self) -> Any:
+        """What the models are sized on: your data's config, the registered dataset's name, or None."""
+        if self.data is not None:
+            return DataConfig.model_validate(self.data)
+        return self.dataset
 
 
 def situation(raw: dict[str, Any]) -> Situation:
@@ -225,24 +279,44 @@ class Facts:
             self.teacher_architecture != self.student_architecture
 
 
-def _dataset_for(s: Situation) -> str | None:
-    """The situation's dataset, else the first registered one both models accept (to count parameters)."""
-    if s.dataset is not None:
-        return s.dataset
+def _dataset_for(s: Situation) -> Any:
+    """The situation's data (your data's config or a dataset name), else the first built-in dataset both models
+    accept (to count parameters)."""
+    if s.data_spec() is not None:
+        return s.data_spec()
     models = [side.model for side in (s.teacher, s.student) if side.model]
-    fitting = [e.name for e in DATASETS if all(model_fits(m, e.name) for m in models)]
+    fitting = [e.name for e in DATASETS
+               if not e.meta.get("source") and all(model_fits(m, e.name) for m in models)]
     return fitting[0] if fitting else None
 
 
-def parameters(model: str, width: int, depth: int, dataset: str) -> int:
-    """Parameter count of a registered model at a size, for the dataset's input shape and classes."""
-    from kdcore.models.base import build_model, count_parameters  # torch only when sizes are needed
-
-    meta = DATASETS.entry(dataset).meta
+def parameters(model: str, width: int | None, depth: int | None, dataset: Any, **source: Any) -> int:
+    """Parameter count of a model at a size, for the data's input shape and classes (a dataset name or your data's
+    config), counted without allocating weights; ``source`` holds a model source's path, kwargs and features."""
     if MODELS.entry(model).meta.get("fixed_size"):  # a named variant: its own size, whatever was asked
-        width = depth = None  # type: ignore[assignment]
-    spec = type("Spec", (), {"name": model, "width": width, "depth": depth})()
-    return count_parameters(build_model(spec, meta["input_shape"], meta["num_classes"]))
+        width = depth = None
+    spec = ModelConfig(name=model, width=width, depth=depth, **source)
+    return _parameters(spec.model_dump_json(), dataset if isinstance(dataset, str) else dataset.model_dump_json())
+
+
+@functools.lru_cache(maxsize=256)
+def _parameters(spec_json: str, data_json: str) -> int:
+    from kdcore.models.sizing import count_parameters_without_weights  # torch only when sizes are needed
+
+    meta = data_meta(DataConfig.model_validate_json(data_json) if data_json.startswith("{") else data_json)
+    spec = ModelConfig.model_validate_json(spec_json)
+    return count_parameters_without_weights(spec, meta["input_shape"], meta["num_classes"])
+
+
+def source_shape(side: Side) -> tuple[int, int] | None:
+    """(width, depth) of what a Hugging Face side builds, from its config (no weights read); None otherwise."""
+    if side.model != "hf" or not side.path:
+        return None
+    from kdcore.models.hf import load_config
+
+    config = load_config(side.path)
+    width, depth = getattr(config, "hidden_size", None), getattr(config, "num_hidden_layers", None)
+    return (side.width or width, side.depth or depth) if width and depth else None
 
 
 def buildable(model: str) -> str | None:
@@ -261,19 +335,41 @@ def _side_params(side: Side, dataset: str | None) -> int | None:
     shape = side.shape()
     if shape is None or dataset is None:
         return None
-    return parameters(side.model, *shape, dataset)  # type: ignore[arg-type]
+    return parameters(side.model, *shape, dataset, **side.source())  # type: ignore[arg-type]
 
 
 def facts(s: Situation) -> Facts:
+    """The situation's sizes and ratios; a model of yours that cannot be read is an AdviceError naming its side."""
+    from kdcore.models.base import ModelSourceError
+
+    for role in ("teacher", "student"):  # a source is read once here, so its error names its side
+        side = getattr(s, role)
+        try:
+            _side_params(side, _dataset_for(s))
+            source_shape(side)
+        except ModelSourceError as err:
+            raise AdviceError(f"{role}.{err.field}: {err}") from None
+    return _facts(s)
+
+
+def _facts(s: Situation) -> Facts:
     dataset = _dataset_for(s)
     t_params, s_params = _side_params(s.teacher, dataset), _side_params(s.student, dataset)
     p_ratio = t_params / s_params if t_params and s_params else None
     t_acc, s_acc = s.teacher.accuracy, s.student.accuracy
     perf = t_acc / s_acc if t_acc is not None and s_acc else None
-    modality = DATASETS.entry(s.dataset).meta.get("modality") if s.dataset else None
+    modality = data_meta(s.data_spec()).get("modality") if s.data_spec() is not None else None
 
     def family(side: Side) -> str | None:
-        return side.architecture or (MODELS.entry(side.model).meta.get("family", side.model) if side.model else None)
+        if side.architecture or not side.model:
+            return side.architecture
+        if side.model == "hf" and side.path:  # the transformers model type: bert, gpt2, vit, ...
+            from kdcore.models.hf import load_config
+
+            return f"hf:{load_config(side.path).model_type}"
+        if side.is_source():  # your module: its factory is its family
+            return f"{side.model}:{side.path}"
+        return MODELS.entry(side.model).meta.get("family", side.model)
 
     return Facts(t_params, s_params, p_ratio, perf, s.teacher.modality or modality, s.student.modality or modality,
                  family(s.teacher), family(s.student), tuple(dict.fromkeys(s.needs)), s)
@@ -404,6 +500,7 @@ class Assistant:
     width: int | None
     depth: int | None
     params: int
+    source: dict[str, Any] = field(default_factory=dict)  # a model source's path (a Hugging Face family)
 
 
 @dataclass
@@ -516,10 +613,11 @@ class Advice:
         for role in ("teacher", "student"):
             if getattr(self.situation, role).model is None:
                 return f"{role}.model: a parameter count cannot be trained; name a registered model"
-        if self.situation.dataset is None:
-            return "dataset: name a registered dataset to train on"
+        if self.situation.data_spec() is None:
+            return "dataset: name a registered dataset to train on, or describe your data under data"
         if any(a.name is None for a in self.assistants):
-            return "assistants: the teacher is not a registered model, so assistants cannot be built"
+            return ("assistants: they cannot be built from this teacher (a module of yours or a fixed model); "
+                    "write them in distill.assistants")
         return None
 
     def to_config(self, base: dict[str, Any] | None = None, accept: Iterable[str] = ()) -> Any:
@@ -545,29 +643,32 @@ class Advice:
             width, depth = side.shape()  # type: ignore[misc]
             if MODELS.entry(side.model).meta.get("fixed_size"):  # type: ignore[arg-type]
                 width = depth = None
-            raw[role] = {"name": side.model, "width": width, "depth": depth}
+            raw[role] = side.model_fields_for_config(width, depth)
         data = raw.setdefault("data", {})
-        if data.get("name") != s.dataset:
+        if s.data is not None:  # your data: its section as given, over the base's split settings
+            raw["data"] = {**(data if data.get("name") == s.data.get("name") else {}), **s.data}
+        elif data.get("name") != s.dataset:
             raw["data"] = {"name": s.dataset}
         distill = raw.setdefault("distill", {})
         distill.update(method=self.method, mechanism=self.mechanism, temperature=self.temperature[2],
-                       assistants=[{"name": a.name, "width": a.width, "depth": a.depth} for a in self.assistants],
+                       assistants=[{"name": a.name, "width": a.width, "depth": a.depth, **a.source}
+                                   for a in self.assistants],
                        rationale=self.record(accepted), accepted_boundaries=accepted, params={})
         for key in MECHANISM_FIELDS:  # the base's mechanism-specific values belong to its own mechanism
             distill.pop(key, None)
         if self.mechanism == "progressive" and self.stage_temperatures:
             distill["stage_temperatures"] = list(self.stage_temperatures)
         if self.mechanism == "online":  # the teacher's side of the situation becomes the student's peer
-            distill["peers"] = [raw["teacher"]]
+            distill["peers"] = [{k: v for k, v in raw["teacher"].items() if k != "train"}]  # a peer learns
         if self.mechanism == "self":  # born-again generations (distill.self_kind: spatial for early exits)
             distill["self_kind"] = "temporal"
         if self.mechanism == "cross_modal":  # the sides' modalities are the dataset's views
-            views = DATASETS.entry(s.dataset).meta.get("views", {})
+            views = data_meta(s.data_spec()).get("views", {})
             distill |= {f"{role}_view": side.modality for role, side in (("teacher", s.teacher), ("student", s.student))
                         if side.modality in views}
         if self.method == "multi":
             distill |= multi_terms(self.knowledge, self.mechanism, len(self.assistants), raw["teacher"],
-                                   raw["student"], s.dataset)  # type: ignore[arg-type]
+                                   raw["student"], s.data_spec())
         try:
             return validate(raw)
         except ConfigError as err:
@@ -612,7 +713,7 @@ KNOWLEDGE_ORDER = ("response", "feature", "relation")
 
 
 def multi_terms(knowledge: list[str], mechanism: str, assistants: int, teacher: dict[str, Any],
-                student: dict[str, Any], dataset: str) -> dict[str, Any]:
+                student: dict[str, Any], dataset: Any) -> dict[str, Any]:
     """``distill.params`` (or ``stage_params``) of the multi method for the knowledge types named.
 
     Transformer chains differ per stage: the first stage learns what the survey's worked example 1 gives
@@ -620,7 +721,7 @@ def multi_terms(knowledge: list[str], mechanism: str, assistants: int, teacher: 
     """
     from kdcore.methods.terms import ATTENTIONS, TermSpec, feature_shapes
 
-    shapes = [feature_shapes({key: side[key] for key in ("name", "width", "depth")}, dataset)
+    shapes = [feature_shapes({key: value for key, value in side.items() if key not in ("checkpoint", "train")}, dataset)
               for side in (teacher, student)]
 
     def terms(kinds: list[str]) -> list[dict[str, Any]]:  # every field written out, as the Launch form edits them
@@ -685,11 +786,16 @@ def interpolate_assistants(f: Facts, n: int) -> list[Assistant]:
         if model is None or dataset is None:
             out.append(Assistant(None, None, None, round(target)))
             continue
-        t_width, t_depth = teacher.shape()  # type: ignore[misc]
-        s_depth = student.shape()[1] if student.model and _family(student.model) == _family(model) else 1  # type: ignore[index]
-        depth = max(1, round(t_depth + share * (s_depth - t_depth)))
-        width = _width_for(model, depth, dataset, target, t_width)
-        out.append(Assistant(model, width, depth, parameters(model, width, depth, dataset)))
+        source = teacher.source() if model == teacher.model else {}  # a Hugging Face family: the teacher's config
+        t_width, t_depth = source_shape(teacher) or teacher.shape()  # type: ignore[misc]
+        if t_width is None or t_depth is None:
+            out.append(Assistant(None, None, None, round(target)))
+            continue
+        same = student.model and _family(student.model) == _family(model) and student.source() == source
+        s_depth = (source_shape(student) or student.shape())[1] if same else 1  # type: ignore[index]
+        depth = max(1, round(t_depth + share * ((s_depth or 1) - t_depth)))
+        width = _width_for(model, depth, dataset, target, t_width, source)
+        out.append(Assistant(model, width, depth, parameters(model, width, depth, dataset, **source), source))
     return out
 
 
@@ -697,16 +803,18 @@ def _family(model: str) -> str:
     return MODELS.entry(model).meta.get("family", model)
 
 
-def _width_for(model: str, depth: int, dataset: str, target: float, ceiling: int) -> int:
+def _width_for(model: str, depth: int, dataset: Any, target: float, ceiling: int,
+               source: dict[str, Any] | None = None) -> int:
     """The width whose parameter count is closest to ``target`` (in ratio), by bisection over widths."""
+    source = source or {}
     low, high = 1, max(ceiling, 2)
     while high - low > 1:
         middle = (low + high) // 2
-        if parameters(model, middle, depth, dataset) < target:
+        if parameters(model, middle, depth, dataset, **source) < target:
             low = middle
         else:
             high = middle
-    return min((low, high), key=lambda w: abs(math.log(parameters(model, w, depth, dataset) / target)))
+    return min((low, high), key=lambda w: abs(math.log(parameters(model, w, depth, dataset, **source) / target)))
 
 
 def stage_temperature(ratio: float) -> float:
