@@ -1,4 +1,4 @@
-"""The advisor on models and data of the user's own: sized without weights, advised, and written as a runnable config."""
+"""The advisor on models and data of the user's own: sized without weights, advised, written as a runnable config."""
 
 from __future__ import annotations
 
