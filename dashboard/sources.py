@@ -45,11 +45,10 @@ def _mapping(label: str, value: Any, key: str, help_text: str) -> Any:
     return {} if parsed is None else parsed
 
 
-def data_panel(initial: dict[str, Any], version: int) -> tuple[dict[str, Any] | None, dict[str, str]]:
-    """"Use my own data": a data source and its fields. Returns the data section (None when off) and the
-    refused paths by field."""
+def data_panel(initial: dict[str, Any], key: str) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """"Use my own data": a data source and its fields (widget keys start with ``key``). Returns the data section
+    (None when off) and the refused paths by field."""
     sources = data_sources()
-    key = f"form{version}.own"
     on = st.toggle("Use my own data", value=initial.get("name") in sources, key=f"{key}.data",
                    help=f"A folder or file under {data_root()} on the dashboard's machine.")
     if not on or not sources:
@@ -94,11 +93,11 @@ def data_panel(initial: dict[str, Any], version: int) -> tuple[dict[str, Any] | 
     return section, refused
 
 
-def model_panel(role: str, initial: dict[str, Any], version: int) -> tuple[dict[str, Any] | None, dict[str, str]]:
+def model_panel(role: str, initial: dict[str, Any], key: str) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """"Use my own model" for ``role``: a model source, where it comes from, its checkpoint and (a teacher)
-    whether it is used as it is. Returns the role's model section (None when off) and the refused paths."""
+    whether it is used as it is (widget keys start with ``key``). Returns the role's model section (None when
+    off) and the refused paths."""
     sources = model_sources()
-    key = f"form{version}.own.{role}"
     on = st.toggle(f"Use my own {role}", value=initial.get("name") in sources, key=key,
                    help="A Hugging Face folder, your own nn.Module factory, or a timm/torchvision model name.")
     if not on or not sources:
@@ -147,13 +146,13 @@ def own_inputs(initial: dict[str, Any], version: int) -> tuple[dict[str, dict[st
         st.caption(f"Paths are read under the data root, {data_root()} (kdx dashboard --data-root DIR).")
         columns = st.columns(3)
         with columns[0]:
-            section, bad = data_panel(initial.get("data", {}), version)
+            section, bad = data_panel(initial.get("data", {}), f"form{version}.own")
             if section is not None:
                 replaced["data"] = section
             refused |= bad
         for column, role in zip(columns[1:], ("teacher", "student"), strict=True):
             with column:
-                section, bad = model_panel(role, initial.get(role, {}), version)
+                section, bad = model_panel(role, initial.get(role, {}), f"form{version}.own.{role}")
                 if section is not None:
                     replaced[role] = section
                 refused |= bad

@@ -79,3 +79,20 @@ def test_my_model_panel_fills_the_config_and_refuses_a_checkpoint_outside_the_ro
     teacher = yaml.safe_load((job.dir / "config.yaml").read_text())["teacher"]
     assert teacher == {"name": "import", "width": None, "depth": None, "path": DIGITS_CNN, "kwargs": {"width": 8},
                        "checkpoint": str(root / "teacher.pt"), "train": False}
+
+
+@pytest.mark.usefixtures("empty_store")
+def test_the_advisor_sizes_and_advises_a_hugging_face_teacher_of_yours(root: Path) -> None:
+    from tests.hf_tiny import tiny_vit
+
+    tiny_vit(root / "vit")
+    at = open_page("advisor")
+    next(t for t in at.toggle if t.key == "adv.own.teacher").set_value(True).run()
+    next(s for s in at.selectbox if s.key == "adv.own.teacher.name").set_value("hf").run()
+    path = next(t for t in at.text_input if t.key == "adv.own.teacher.path")
+    path.input("../elsewhere").run()
+    assert any("teacher.path: '../elsewhere' is outside the data root" in e.value for e in at.error)
+    path.input("vit").run()
+    assert not at.exception and [e.value for e in at.error] == []
+    assert any("parameters, counted from its definition" in c.value for c in at.caption)
+    assert any(m.label == "Mechanism" for m in at.metric)  # the advice is shown for the pair

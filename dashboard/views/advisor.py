@@ -2,29 +2,66 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
+from pydantic import ValidationError
 
-from dashboard import data, nav
+from dashboard import data, nav, sources
 from dashboard.tree_chart import decision_tree
 from kdcore import advisor
-from kdcore.config import load_config
-from kdcore.registry import DATASETS, MODELS, fitting_models
+from kdcore.config import DataConfig, first_error, load_config
+from kdcore.models.base import ModelSourceError
+from kdcore.registry import DATASETS, MODELS, data_meta, fitting_models
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits_kd.yaml"
 NEEDS = {"decisions": "final decisions", "patterns": "pattern recognition", "structure": "structural reasoning"}
 
 
+def data_key(dataset: Any) -> str:
+    """A dataset name, or your data's config as JSON: what the cached counts are keyed on."""
+    return dataset if isinstance(dataset, str) else dataset.model_dump_json()
+
+
+def data_name(dataset: Any) -> str:
+    return dataset if isinstance(dataset, str) else f"{dataset.name}:{Path(dataset.path or '').name}"
+
+
 @st.cache_data(show_spinner=False)
-def parameters(model: str, width: int, depth: int, dataset: str) -> int:
-    return advisor.parameters(model, width, depth, dataset)
+def parameters(model: str, width: int | None, depth: int | None, data: str, source: str = "{}") -> int:
+    dataset = DataConfig.model_validate_json(data) if data.startswith("{") else data
+    return advisor.parameters(model, width, depth, dataset, **json.loads(source))
 
 
-def side_form(role: str, dataset: str, default_model: str, default_size: str) -> dict[str, Any]:
-    """Model and size of one side, with its parameter count from the registry."""
+def own_side(role: str, dataset: Any) -> dict[str, Any] | None:
+    """"Use my own model": the side as a model source, sized from its definition; None when off."""
+    model, refused = sources.model_panel(role, {}, f"adv.own.{role}")
+    if model is None:
+        return None
+    for field, message in refused.items():
+        st.error(f"{field}: {message}", icon=":material/error:")
+    spec = {"model": model.pop("name"), **{k: v for k, v in model.items() if v not in (None, {}, True)}}
+    if refused or not spec.get("path"):
+        return spec
+    try:
+        count = parameters(spec["model"], None, None, data_key(dataset), json.dumps(
+            {k: spec[k] for k in ("path", "kwargs", "features") if k in spec}))
+        st.caption(f"{count:,} parameters, counted from its definition (no weights loaded)")
+    except ModelSourceError as err:  # read from its definition: a folder without config, a module that fails
+        st.error(f"{role}.{err.field}: {err}", icon=":material/error:")
+    except ValidationError as err:
+        st.error(f"{role}.{first_error(err)}", icon=":material/error:")
+    return spec
+
+
+def side_form(role: str, dataset: Any, default_model: str, default_size: str) -> dict[str, Any]:
+    """Model and size of one side, with its parameter count from the registry (or a model of yours)."""
+    own = own_side(role, dataset)
+    if own is not None:
+        return own
     models = fitting_models(dataset)
     model = st.selectbox("Model", models, index=models.index(default_model) if default_model in models else 0,
                          key=f"adv.{role}.model")
@@ -42,7 +79,7 @@ def side_form(role: str, dataset: str, default_model: str, default_size: str) ->
     else:
         spec["size"] = size
         width, depth = sizes[size]
-    st.caption(f"{parameters(model, width, depth, dataset):,} parameters on {dataset}")
+    st.caption(f"{parameters(model, width, depth, data_key(dataset)):,} parameters on {data_name(dataset)}")
     return spec
 
 
@@ -69,9 +106,19 @@ def accuracies(uri: str) -> tuple[float | None, float | None]:
 
 
 def situation_form(uri: str) -> dict[str, Any]:
-    datasets = DATASETS.names()
-    dataset = st.selectbox("Dataset", datasets, index=datasets.index("digits") if "digits" in datasets else 0,
-                           key="adv.dataset")
+    datasets = [e.name for e in DATASETS if not e.meta.get("source")]
+    dataset: Any = st.selectbox("Dataset", datasets, index=datasets.index("digits") if "digits" in datasets else 0,
+                                key="adv.dataset")
+    own_data, refused = sources.data_panel({}, "adv.own")
+    for field, message in refused.items():
+        st.error(f"{field}: {message}", icon=":material/error:")
+    if own_data is not None and not refused:
+        try:
+            dataset = DataConfig.model_validate(own_data)
+            data_meta(dataset)
+        except (ValidationError, ValueError) as err:
+            st.error(first_error(err) if isinstance(err, ValidationError) else str(err), icon=":material/error:")
+            dataset = dataset if isinstance(dataset, str) else datasets[0]
     teacher_col, student_col, task_col = st.columns(3)
     with teacher_col.container(border=True):
         st.markdown("**Teacher**")
@@ -94,7 +141,7 @@ def situation_form(uri: str) -> dict[str, Any]:
         teacher["accuracy"], student["accuracy"] = accuracies(uri)
         left, right = st.columns(2)
         for column, role, spec in ((left, "teacher", teacher), (right, "student", student)):
-            meta = DATASETS.entry(dataset).meta
+            meta = data_meta(dataset)
             hint = " or ".join(meta["views"]) if meta.get("views") else meta.get("modality", "")
             spec["modality"] = column.text_input(f"{role.title()} modality", key=f"adv.{role}.modality",
                                                  placeholder=hint) or None
@@ -103,7 +150,8 @@ def situation_form(uri: str) -> dict[str, Any]:
                    "one applies.")
         raw |= {flag: st.checkbox(advisor.Situation.model_fields[flag].description, key=f"adv.{flag}")
                 for flag in advisor.BOUNDARY_FLAGS}
-    return raw | {"dataset": dataset, "teacher": teacher, "student": student, "needs": needs or ["decisions"]}
+    where = {"dataset": dataset} if isinstance(dataset, str) else {"data": own_data}
+    return raw | where | {"teacher": teacher, "student": student, "needs": needs or ["decisions"]}
 
 
 def show(advice: advisor.Advice) -> None:
