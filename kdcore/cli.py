@@ -81,6 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--tracking-uri", metavar="URI",
                           help="MLflow store or server; default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
 
+    export = commands.add_parser(
+        "export", help="export a study's distilled student (or another role) for deployment",
+        description="Write a role's weights as safetensors, ONNX (checked against PyTorch with ONNX Runtime on the "
+                    "test split) or a Hugging Face folder, with the study's config.yaml, a model.json to rebuild "
+                    "it with kdcore and a model card; --register adds it to MLflow's Model Registry.",
+        epilog="example: kdx export 3f2a91c0 --format onnx --register digits-student",
+    )
+    export.add_argument("study_id", metavar="STUDY", help="the study's id or a unique start of it (kdx studies)")
+    export.add_argument("--role", default="student", help="the role to export (default student)")
+    export.add_argument("--format", required=True, metavar="FORMAT", help="safetensors, onnx or hf")
+    export.add_argument("--out", type=Path, metavar="DIR", help="folder to write; default exports/<short id>-<role>")
+    export.add_argument("--force", action="store_true", help="replace --out when it exists and is not empty")
+    export.add_argument("--register", metavar="NAME",
+                        help="register the export in the store's Model Registry as a new version of NAME")
+    export.add_argument("--tracking-uri", metavar="URI",
+                        help="MLflow store or server; default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
+
     advise = commands.add_parser(
         "advise", help="recommend a distillation approach for a teacher/student situation",
         description="Walk the decision tree (capacity gap, knowledge type, mechanism, representation gap) and "
@@ -360,6 +377,18 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from kdcore.export import ExportError, export_study
+
+    try:
+        result = export_study(args.study_id, role=args.role, fmt=args.format, out=args.out, force=args.force,
+                              register=args.register, uri=args.tracking_uri)
+    except ExportError as err:
+        raise UsageError(f"export: {err}") from None
+    print("\n".join(result.lines()))
+    return 0
+
+
 def _add_boundary_switches(advise: argparse.ArgumentParser) -> None:
     """One switch per NOT-FOR boundary (different tasks come from --teacher-task / --student-task), and
     --accept-boundary to distill despite one."""
@@ -555,7 +584,7 @@ def _open_named_store(args: argparse.Namespace) -> None:
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "studies": cmd_studies, "diagnose": cmd_diagnose,
             "advise": cmd_advise, "bench": cmd_bench, "dashboard": cmd_dashboard,
-            "samples": cmd_samples}
+            "samples": cmd_samples, "export": cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

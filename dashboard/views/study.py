@@ -184,6 +184,31 @@ def attention_section(maps: dict[str, dict], vocab: str | None) -> None:
                "Attention-pattern distillation pulls the student's maps towards the teacher's.")
 
 
+def export_section(uri: str, study: pd.Series, runs: pd.DataFrame) -> None:
+    """Export a role's weights (and register them) through kdcore.export, as ``kdx export`` does."""
+    from kdcore.export import FORMATS, ExportError, default_out, export_study
+
+    st.subheader("Export")
+    roles = runs["tags.kd.role"].tolist()
+    a, b, c = st.columns(3)
+    fmt = a.selectbox("Format", FORMATS, key="export-format")
+    role = b.selectbox("Role", roles, index=roles.index("student") if "student" in roles else 0, key="export-role")
+    name = c.text_input("Register as (optional)", key="export-name",
+                        help="A model name in the store's Model Registry; each export adds a version.")
+    force = st.checkbox("Replace the folder when it is not empty", key="export-force")
+    st.caption(f"Writes {md(default_out(study.name, role).absolute())}: weights, config.yaml, model.json, "
+               "MODEL_CARD.md.")
+    if st.button("Export", key="export", icon=":material/download:"):
+        try:
+            with st.spinner("Exporting..."):
+                result = export_study(study.name, role=role, fmt=fmt, force=force, register=name.strip() or None,
+                                      uri=uri)
+        except ExportError as err:
+            st.error(md(err, 400))
+            return
+        st.success("  \n".join(md(line.strip()) for line in result.lines()), icon=":material/check_circle:")
+
+
 def render() -> None:
     st.title("Study detail")
     uri = data.store_uri()
@@ -226,6 +251,7 @@ def render() -> None:
                            key="confusion")
 
     diagnosis(uri, study, runs)
+    export_section(uri, study, runs)
 
     st.subheader("Config")
     config = data.config_yaml(uri, study_id)

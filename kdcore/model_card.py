@@ -1,0 +1,217 @@
+"""The model card of an exported role, in Markdown: what it is, how accurate it is (over seeds when the study has
+seed siblings), what it costs as exported, and what the study's diagnosis found.
+
+Seed siblings are the finished studies of the same experiment whose configs are equal but for ``train.seed``
+(and the ``tracking`` keys that only file a study), compared as :mod:`kdcore.siblings` compares temperature
+siblings. With two seeds or more a number is given as mean ± the half-width of a 95% Student-t interval over
+the seeds; with one seed it is that seed's value, said to be one seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from scipy import stats
+
+from kdcore.config import validate
+from kdcore.diagnostics import StudyResults, study_config
+from kdcore.siblings import NAMING
+from kdcore.tracker import STUDY_ROLE, Tracker
+
+CARD_LIMIT = 5000  # characters: MLflow's SQL stores keep no longer a model or version description
+CONFIDENCE = 0.95
+SEED = "train.seed"
+ACCURACIES = {"teacher": "study/teacher_acc", "baseline": "study/baseline_acc", "student": "study/student_acc"}
+RATIOS = {"student / teacher": "study/acc_ratio_teacher", "student / baseline": "study/acc_ratio_baseline"}
+SHOWN_NUMBERS = 3  # numbers per gate in the card's table
+
+
+@dataclass
+class Deployment:
+    """What the exported artifact costs, measured on it: latency on a batch of test inputs (and the teacher's in
+    PyTorch on the same batch), parameters and file size; ``check`` is the ONNX agreement, when checked."""
+
+    runtime: str
+    latency_ms: float  # per batch
+    batch: int
+    params: int
+    file_bytes: int
+    artifact: str  # the weights file the size is of ("" = the whole folder)
+    check: str | None = None
+    teacher_runtime: str | None = None
+    teacher_latency_ms: float | None = None
+    teacher_params: int | None = None
+
+    def speedup(self) -> float | None:
+        return self.teacher_latency_ms / self.latency_ms if self.teacher_latency_ms and self.latency_ms else None
+
+    def summary(self) -> str:
+        """One line: the exported model's latency, against the teacher's when the study has one."""
+        own = f"{self.latency_ms:.3f} ms per batch of {self.batch} in {self.runtime}"
+        if self.teacher_latency_ms is None:
+            return f"{own}; {self.params:,} parameters (no teacher to compare with)"
+        return (f"{own}; teacher {self.teacher_latency_ms:.3f} ms in {self.teacher_runtime}: speed-up "
+                f"{self.speedup():.2f}x; {self.params:,} vs {self.teacher_params:,} parameters")
+
+
+@dataclass
+class Estimate:
+    """A number over seeds: the mean and the half-width of its 95% t-interval (None for one seed)."""
+
+    mean: float
+    half_width: float | None
+    n: int
+
+    def text(self, percent: bool) -> str:
+        if percent:
+            value = f"{100 * self.mean:.1f}%"
+            return value if self.half_width is None else f"{value} ± {100 * self.half_width:.1f} pts"
+        return f"{self.mean:.3f}" if self.half_width is None else f"{self.mean:.3f} ± {self.half_width:.3f}"
+
+
+def interval(values: list[float], confidence: float = CONFIDENCE) -> Estimate:
+    """Mean ± t(confidence, n-1) x s / sqrt(n) over independent seeds."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return Estimate(mean, None, len(values))
+    t = float(stats.t.ppf((1 + confidence) / 2, len(values) - 1))
+    return Estimate(mean, t * statistics.stdev(values) / math.sqrt(len(values)), len(values))
+
+
+# --- seed siblings ------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=256)
+def _without_seed(params: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The config as this version writes it, without the seed and the naming keys (as logged when unreadable)."""
+    raw = study_config(StudyResults({}, dict(params)))
+    flat = validate(raw).flat() if raw is not None else dict(params)
+    return tuple((k, v) for k, v in sorted(flat.items()) if k != SEED and not k.startswith(NAMING))
+
+
+def seed_sibling_ids(tracker: Tracker, study_id: str) -> list[str]:
+    """The finished studies of the tracker's experiment equal to ``study_id`` but for ``train.seed``, one per
+    other seed (the newest), in seed order."""
+    params = tracker.get_run(study_id).params
+    own = _without_seed(tuple(sorted(params.items())))
+    seeds: dict[str, str] = {}
+    for run in tracker.find_runs({"kd.role": STUDY_ROLE}, status="FINISHED"):  # newest first
+        seed = run.params.get(SEED)
+        if (run.run_id != study_id and seed not in seeds and seed != params.get(SEED)
+                and _without_seed(tuple(sorted(run.params.items()))) == own):
+            seeds[seed] = run.run_id
+    return [seeds[seed] for seed in sorted(seeds, key=_seed_order)]
+
+
+def _seed_order(seed: str | None) -> tuple[int, str]:
+    return (int(seed), "") if seed is not None and seed.lstrip("-").isdigit() else (0, str(seed))
+
+
+def seed_estimates(tracker: Tracker, study_id: str) -> tuple[dict[str, Estimate], list[str]]:
+    """Each accuracy and ratio of the card over the study and its seed siblings, and the seeds they come from."""
+    runs = [tracker.get_run(study_id), *(tracker.get_run(s) for s in seed_sibling_ids(tracker, study_id))]
+    out = {}
+    for key in (*ACCURACIES.values(), *RATIOS.values()):
+        values = [run.metrics[key] for run in runs if key in run.metrics and math.isfinite(run.metrics[key])]
+        if values:
+            out[key] = interval(values)
+    return out, [run.params.get(SEED, "?") for run in runs]
+
+
+# --- the diagnosis ----------------------------------------------------------------------------------------
+def diagnosis(tracker: Tracker, study_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The study's findings and gates as it logged them; a study never diagnosed is diagnosed now (and keeps it,
+    as after ``kdx diagnose``)."""
+    try:
+        findings = json.loads(tracker.read_bytes(study_id, "findings.json"))
+        gates = json.loads(tracker.read_bytes(study_id, "gates.json"))
+        if isinstance(findings, list) and isinstance(gates, list):
+            return findings, gates
+    except Exception:  # not there (FileNotFoundError, or MLflow's own error type), or not JSON
+        pass
+    from kdcore.study_results import diagnose  # torch and the diagnostics: only when a card needs them
+
+    found, gates = diagnose(tracker, study_id)
+    return [f.to_dict() for f in found], [g.to_dict() for g in gates]
+
+
+# --- the card ---------------------------------------------------------------------------------------------
+def model_card(tracker: Tracker, study_id: str, role: str, fmt: str, deployment: Deployment,
+               name: str | None = None) -> str:
+    """The Markdown card of ``role`` of ``study_id`` exported as ``fmt`` (registered as ``name``)."""
+    study = tracker.get_run(study_id)
+    tags, params = study.tags, study.params
+    title = name or f"{tags.get('kd.student', 'student')} distilled from {tags.get('kd.teacher', '?')}"
+    method = tags.get("kd.method", "?")
+    temperature = f", T={params['distill.temperature']}" if params.get("distill.temperature") else ""
+    alpha = f", alpha={params['distill.alpha']}" if params.get("distill.alpha") else ""
+    lines = [f"# {title}", "",
+             f"Role **{role}** of study `{study_id}` ({study.name}), exported by kdx as **{fmt}**.", "",
+             "| | |", "| --- | --- |",
+             f"| teacher | {tags.get('kd.teacher', '-')} |", f"| student | {tags.get('kd.student', '-')} |",
+             f"| method | {method} ({tags.get('kd.knowledge', '-')} knowledge){temperature}{alpha} |",
+             f"| mechanism | {tags.get('kd.mechanism', '-')} |", f"| dataset | {tags.get('kd.dataset', '-')} |", ""]
+    lines += _accuracy_section(tracker, study_id, study.metrics, params.get(SEED, "?"))
+    lines += _deployment_section(deployment, role)
+    findings, gates = diagnosis(tracker, study_id)
+    lines += _diagnosis_section(findings, gates)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _accuracy_section(tracker: Tracker, study_id: str, metrics: dict[str, float], seed: str) -> list[str]:
+    estimates, seeds = seed_estimates(tracker, study_id)
+    rows = [(label, key, True) for label, key in ACCURACIES.items()] + [(k, v, False) for k, v in RATIOS.items()]
+    rows = [row for row in rows if row[1] in metrics]
+    lines = ["## Accuracy (test split)", ""]
+    if len(seeds) > 1:
+        lines += [f"| | this study (seed {seed}) | over {len(seeds)} seeds: mean ± 95% t-interval |",
+                  "| --- | --- | --- |"]
+        lines += [f"| {label} | {Estimate(metrics[key], None, 1).text(percent)} | {estimates[key].text(percent)} |"
+                  for label, key, percent in rows]
+        lines += ["", f"Seeds {', '.join(seeds)}: studies equal to this one but for train.seed."]
+    else:
+        lines += [f"| | seed {seed} |", "| --- | --- |"]
+        lines += [f"| {label} | {Estimate(metrics[key], None, 1).text(percent)} |" for label, key, percent in rows]
+        lines += ["", "One seed: no finished study equals this one but for train.seed, so there is no interval; "
+                      "run it again with other train.seed values for one."]
+    return [*lines, ""]
+
+
+def _deployment_section(d: Deployment, role: str) -> list[str]:
+    size = f"{d.file_bytes / 1024:,.1f} KiB" + (f" ({d.artifact})" if d.artifact else " (the folder)")
+    lines = ["## Deployment (measured on the exported artifact)", "",
+             f"| | exported {role} | teacher |", "| --- | --- | --- |",
+             f"| runtime (CPU) | {d.runtime} | {d.teacher_runtime or '-'} |",
+             f"| latency, batch of {d.batch} test inputs | {d.latency_ms:.3f} ms | "
+             + (f"{d.teacher_latency_ms:.3f} ms |" if d.teacher_latency_ms is not None else "- |"),
+             f"| parameters | {d.params:,} | " + (f"{d.teacher_params:,} |" if d.teacher_params else "- |"),
+             f"| file size | {size} | - |", ""]
+    if d.speedup() is not None and d.teacher_params:
+        lines += [f"Speed-up over the teacher on the same batch: {d.speedup():.2f}x (above 1: faster); "
+                  f"{d.teacher_params / max(d.params, 1):.1f}x fewer parameters.", ""]
+    if d.check:
+        lines += [f"ONNX check: {d.check}.", ""]
+    return lines
+
+
+def _diagnosis_section(findings: list[dict[str, Any]], gates: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Findings", ""]
+    if not findings:
+        lines.append("No failure mode detected.")
+    for f in findings:
+        fix = " ".join(str(f.get("fix", "")).split())
+        lines.append(f"- **{f.get('title', f.get('code'))}** ({f.get('severity', '?')}): "
+                     f"{fix[:240] + ('…' if len(fix) > 240 else '')}")
+    statuses = [g.get("status") for g in gates]
+    lines += ["", f"## Quality gates: {statuses.count('passed')} of {len(gates)} passed, "
+                  f"{statuses.count('failed')} failed, {statuses.count('not measurable')} not measurable", "",
+              "| # | gate | result | numbers |", "| --- | --- | --- | --- |"]
+    for g in sorted(gates, key=lambda g: g.get("number", 0)):
+        numbers = ", ".join(f"{k} {v:.3g}" for k, v in list((g.get("numbers") or {}).items())[:SHOWN_NUMBERS]
+                            if isinstance(v, int | float))
+        result = {"passed": "pass", "failed": "FAIL"}.get(g.get("status"), g.get("status"))
+        lines.append(f"| {g.get('number')} | {g.get('name')} | {result} | {numbers} |")
+    return [*lines, ""]
