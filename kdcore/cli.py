@@ -236,6 +236,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             resolve_device(cfg.train.device)
         except ValueError as err:
             raise UsageError(str(err)) from None
+        from kdcore.preflight import check_models
+
+        check_models(cfg)  # a model from outside that does not build: one line, and no store is even opened
         tracker = MlflowTracker(args.tracking_uri or cfg.tracking.uri, cfg.tracking.experiment)
         study = Study(cfg, tracker, progress=not args.no_progress)
     signal.signal(signal.SIGTERM, _terminate_once)  # timeout, systemd, docker stop: stop like Ctrl-C

@@ -296,8 +296,11 @@ class ModelConfig(Section):
 
     @model_validator(mode="after")
     def _as_is_needs_weights(self) -> ModelConfig:
-        if not self.train and self.checkpoint is None:
-            raise ValueError("train: false uses a model as it is, so it needs a checkpoint")
+        """A model used as it is needs trained weights: a checkpoint, or a source's own (a Hugging Face folder)."""
+        own = MODELS.entry(self.name).meta.get("pretrained")
+        if not self.train and self.checkpoint is None and not (own and own(self)):
+            raise ValueError("train: false uses a model as it is, so it needs a checkpoint (or, name hf, the "
+                             "folder's own weights without width, depth or kwargs)")
         return self
 
     @model_validator(mode="after")
@@ -678,12 +681,36 @@ class ExperimentConfig(Section):
             payload["seed_offset"] = k - 1
         if DATASETS.entry(self.data.name).meta.get("source"):  # the user's files, by content
             payload["data_sha256"] = [content_digest(p) for p in (self.data.path, self.data.shifted_path) if p]
+        source = source_file(self.teacher_model(k))
+        if source is not None:  # a Hugging Face folder or your module's file: what it builds, by content
+            payload["source_sha256"] = content_digest(source)
         checkpoint = self.teacher_model(k).checkpoint
         if checkpoint:  # the weights it starts from, not only where they were
             payload["checkpoint_sha256"] = content_digest(checkpoint)
         if self.distill.mechanism == "cross_modal":  # a teacher of one view is not a teacher of another
             payload["view"] = self.distill.teacher_view or next(iter(data_meta(self.data)["views"]))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def source_file(model: ModelConfig) -> Path | None:
+    """The local file or folder a model source builds from (a Hugging Face folder, the file of an imported
+    module, found without running it); None for built-in models, hub ids and model names."""
+    if not model.path or not MODELS.entry(model.name).meta.get("source"):
+        return None
+    if model.name == "import":
+        import importlib.util
+        import os
+        import sys
+
+        if os.getcwd() not in sys.path:  # where kdcore.models.imported finds modules too
+            sys.path.append(os.getcwd())
+        try:
+            spec = importlib.util.find_spec(model.path.partition(":")[0])
+        except (ImportError, ValueError):
+            return None
+        return Path(spec.origin) if spec is not None and spec.origin and Path(spec.origin).is_file() else None
+    folder = Path(model.path).expanduser()
+    return folder if folder.exists() else None
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -86,7 +86,7 @@ def model_spec(cfg: ModelConfig) -> str:
     sizes = "".join(f"-{key[0]}{value}" for key in ("width", "depth") if (value := getattr(cfg, key)) is not None)
     path = getattr(cfg, "path", None)
     if path:
-        return f"{cfg.name}:{path.rpartition(':')[2] if cfg.name == 'import' else Path(path).name or path}"
+        return f"{cfg.name}:{path.rpartition(':')[2] if cfg.name == 'import' else Path(path).name or path}{sizes}"
     return f"{cfg.name}{sizes}"
 
 

@@ -33,6 +33,21 @@ class ModuleSourceError(ModelSourceError):
         super().__init__(field, message)
 
 
+def one_line(err: BaseException, limit: int = 200) -> str:
+    """An exception as ``Type: message`` on one line, cut to ``limit`` characters of message."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())[:limit]}"
+
+
+def require_package(package: str, model: str, extra: str) -> Any:
+    """The optional package a model source builds with, or a one-line error (field ``name``) saying how to
+    install it."""
+    try:
+        return importlib.import_module(package)
+    except Exception as err:  # not installed, or a wheel that does not load beside this torch
+        raise ModuleSourceError(f"model {model} needs {package}, which does not import here ({one_line(err, 160)}); "
+                                f'pip install "kd-explorer[{extra}]"', "name") from None
+
+
 def resolve_factory(path: str) -> Callable[..., Any]:
     """The callable at ``package.module:callable``, importable from the environment or the working folder
     (as ``python -m`` finds it)."""
@@ -70,9 +85,13 @@ def output_logits(output: Any) -> torch.Tensor:
 
 
 class HookedModel(nn.Module):
-    """A user's module with the project's contract: :class:`ModelOutput` with named features from hooks."""
+    """A user's module with the project's contract: :class:`ModelOutput` with named features from hooks.
 
-    def __init__(self, net: nn.Module, features: Mapping[str, str]) -> None:
+    ``head`` names the classifier module of a network from a model zoo: its input is the ``penultimate``
+    feature unless ``features`` names one.
+    """
+
+    def __init__(self, net: nn.Module, features: Mapping[str, str], head: str | None = None) -> None:
         super().__init__()
         self.net, self.feature_modules = net, dict(features)
         modules = dict(net.named_modules())
@@ -82,13 +101,23 @@ class HookedModel(nn.Module):
                 raise ModuleSourceError(f"the module has no submodule {module_name!r}; it has {known}, ...",
                                         f"features.{name}")
             modules[module_name].register_forward_hook(partial(self._capture, name))
+        if head is not None and "penultimate" not in self.feature_modules:
+            modules[head].register_forward_hook(partial(self._capture_input, "penultimate"))
         self._captured: dict[str, torch.Tensor] = {}
+
+    def _feature(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        """A hooked tensor as the feature ``name``: a ``penultimate`` is one vector per sample."""
+        if name == "penultimate" and value.dim() > 2:
+            value = value.flatten(2).mean(-1)  # (B, C, ...) -> (B, C)
+        return value
 
     def _capture(self, name: str, module: nn.Module, inputs: Any, output: Any) -> None:
         value = output[0] if isinstance(output, (tuple, list)) else output
-        if name == "penultimate" and value.dim() > 2:
-            value = value.flatten(2).mean(-1)  # (B, C, ...) -> (B, C): one vector per sample
-        self._captured[name] = value
+        self._captured[name] = self._feature(name, value)
+
+    def _capture_input(self, name: str, module: nn.Module, inputs: Any, output: Any) -> None:
+        if inputs:  # a module called with keyword arguments only shows no positional input
+            self._captured[name] = self._feature(name, inputs[0])
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         self._captured = {}
