@@ -538,15 +538,10 @@ def register_version(tracker: MlflowTracker, study_id: str, folder: Path, fmt: s
     export never changes a registered version's files) and register it as a new version of ``name``."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     path = f"export/{fmt}/{role}-{stamp}"
-    client = tracker.client
-    client.log_artifacts(study_id, str(folder), path)
-    source = f"{client.get_run(study_id).info.artifact_uri.rstrip('/')}/{path}"
     description = card if len(card) <= CARD_LIMIT else (
         card[:CARD_LIMIT - 200].rsplit("\n", 1)[0] + f"\n\n(cut here: the whole card is {path}/{CARD_FILE})\n")
-    if not client.search_registered_models(filter_string=f"name = '{name}'"):
-        client.create_registered_model(name, description=description)
-    version = client.create_model_version(name, source=source, run_id=study_id, description=description)
-    return (name, str(version.version)), source
+    version, source = tracker.register_folder(study_id, folder, path, name, description)
+    return (name, version), source
 
 
 def _move_into_place(staging: Path, target: Path) -> None:

@@ -9,7 +9,6 @@ the seeds; with one seed it is that seed's value, said to be one seed.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import statistics
@@ -18,14 +17,11 @@ from typing import Any
 
 from scipy import stats
 
-from kdcore.config import validate
-from kdcore.diagnostics import StudyResults, study_config
-from kdcore.siblings import NAMING
-from kdcore.tracker import STUDY_ROLE, Tracker
+from kdcore.siblings import SEED, seed_sibling_ids
+from kdcore.tracker import Tracker
 
 CARD_LIMIT = 5000  # characters: MLflow's SQL stores keep no longer a model or version description
 CONFIDENCE = 0.95
-SEED = "train.seed"
 ACCURACIES = {"teacher": "study/teacher_acc", "baseline": "study/baseline_acc", "student": "study/student_acc"}
 RATIOS = {"student / teacher": "study/acc_ratio_teacher", "student / baseline": "study/acc_ratio_baseline"}
 SHOWN_NUMBERS = 3  # numbers per gate in the card's table
@@ -84,32 +80,6 @@ def interval(values: list[float], confidence: float = CONFIDENCE) -> Estimate:
 
 
 # --- seed siblings ------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=256)
-def _without_seed(params: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    """The config as this version writes it, without the seed and the naming keys (as logged when unreadable)."""
-    raw = study_config(StudyResults({}, dict(params)))
-    flat = validate(raw).flat() if raw is not None else dict(params)
-    return tuple((k, v) for k, v in sorted(flat.items()) if k != SEED and not k.startswith(NAMING))
-
-
-def seed_sibling_ids(tracker: Tracker, study_id: str) -> list[str]:
-    """The finished studies of the tracker's experiment equal to ``study_id`` but for ``train.seed``, one per
-    other seed (the newest), in seed order."""
-    params = tracker.get_run(study_id).params
-    own = _without_seed(tuple(sorted(params.items())))
-    seeds: dict[str, str] = {}
-    for run in tracker.find_runs({"kd.role": STUDY_ROLE}, status="FINISHED"):  # newest first
-        seed = run.params.get(SEED)
-        if (run.run_id != study_id and seed not in seeds and seed != params.get(SEED)
-                and _without_seed(tuple(sorted(run.params.items()))) == own):
-            seeds[seed] = run.run_id
-    return [seeds[seed] for seed in sorted(seeds, key=_seed_order)]
-
-
-def _seed_order(seed: str | None) -> tuple[int, str]:
-    return (int(seed), "") if seed is not None and seed.lstrip("-").isdigit() else (0, str(seed))
-
-
 def seed_estimates(tracker: Tracker, study_id: str) -> tuple[dict[str, Estimate], list[str]]:
     """Each accuracy and ratio of the card over the study and its seed siblings, and the seeds they come from."""
     runs = [tracker.get_run(study_id), *(tracker.get_run(s) for s in seed_sibling_ids(tracker, study_id))]

@@ -297,6 +297,16 @@ class MlflowTracker(Tracker):
     def read_bytes(self, run_id: str, path: str) -> bytes:
         return _read_bytes(self.client, run_id, path)
 
+    def register_folder(self, run_id: str, folder: Path, path: str, name: str, description: str) -> tuple[str, str]:
+        """Log ``folder`` on the run under ``path`` and register it as a new version of the Model Registry's
+        ``name`` (created when new), described by ``description``: (the version, its source URI)."""
+        self.client.log_artifacts(run_id, str(folder), path)
+        source = f"{self.client.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}"
+        if not self.client.search_registered_models(filter_string=f"name = '{name}'"):
+            self.client.create_registered_model(name, description=description)
+        version = self.client.create_model_version(name, source=source, run_id=run_id, description=description)
+        return str(version.version), source
+
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self._flush(run_id)
         self.client.set_terminated(run_id, status=status)
