@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="studies that may train at once on the CPU (default 1; one per GPU on GPUs)")
     dashboard.add_argument("--no-samples", action="store_true",
                            help="do not load the example studies into an empty store")
+    dashboard.add_argument("--data-root", metavar="DIR", type=Path,
+                           help="folder Launch and the Advisor may read your models and data from; nothing "
+                                "outside it is read (default: the current folder)")
     dashboard.add_argument("--workshop", action="store_true",
                            help="for a workshop: open on the Learn pages, hide advanced options and the deploy menu")
 
@@ -533,13 +536,15 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from kdcore.tracking import resolve_uri
 
     uri = resolve_uri(args.tracking_uri)
+    if args.data_root is not None and not args.data_root.expanduser().is_dir():
+        raise UsageError(f"--data-root: no folder {str(args.data_root)!r}")
     if not args.no_samples and SAMPLES.is_dir() and is_empty_store(uri):
         try:
             print(f"kdx: loaded {load_samples(SAMPLES, uri)} example studies into {uri}")
         except SampleError as err:
             raise UsageError(str(err)) from None
     command, env = dashboard_command(DASHBOARD_APP, args.host, args.port, args.allowed_host, args.workshop,
-                                     args.max_concurrent, uri)
+                                     args.max_concurrent, uri, data_root=args.data_root or Path.cwd())
     print(f"kdx: dashboard on http://{args.host}:{args.port} over {uri}", flush=True)
     os.execve(sys.executable, command, env)  # become the server: stopping kdx stops Streamlit, nothing is orphaned
     return 0  # not reached

@@ -48,6 +48,14 @@ def test_workshop_and_queue_options_reach_the_server() -> None:
     assert own_origins("0.0.0.0", 8501) == ["http://localhost:8501", "http://127.0.0.1:8501", "http://[::1]:8501"]
 
 
+def test_the_data_root_reaches_the_server_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    _, env = dashboard_command(APP, "127.0.0.1", 8501, [], workshop=False, max_concurrent=None, uri="sqlite:///m.db",
+                               data_root=Path("data"), environ={})
+    assert env["KDX_DATA_ROOT"] == str(tmp_path / "data")
+
+
 def guarded(headers: list[tuple[bytes, bytes]], kind: str = "websocket") -> list[dict]:
     """What OriginGuard sends for one request of ``kind`` with ``headers``, in front of an app that accepts."""
     sent: list[dict] = []
