@@ -699,11 +699,10 @@ def source_file(model: ModelConfig) -> Path | None:
         return None
     if model.name == "import":
         import importlib.util
-        import os
-        import sys
 
-        if os.getcwd() not in sys.path:  # where kdcore.models.imported finds modules too
-            sys.path.append(os.getcwd())
+        from kdcore.import_roots import add_import_roots
+
+        add_import_roots()  # where kdcore.models.imported finds modules too
         try:
             spec = importlib.util.find_spec(model.path.partition(":")[0])
         except (ImportError, ValueError):

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
-import sys
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from kdcore.import_roots import add_import_roots
 from kdcore.models.base import ModelOutput, ModelSourceError
 from kdcore.registry import register_model
 
@@ -49,10 +48,9 @@ def require_package(package: str, model: str, extra: str) -> Any:
 
 
 def resolve_factory(path: str) -> Callable[..., Any]:
-    """The callable at ``package.module:callable``, importable from the environment or the working folder
-    (as ``python -m`` finds it)."""
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
+    """The callable at ``package.module:callable``, importable from the environment, the working folder (as
+    ``python -m`` finds it) or the dashboard's data root."""
+    add_import_roots()
     module_name, _, name = path.partition(":")
     try:
         module = importlib.import_module(module_name)
