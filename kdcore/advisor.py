@@ -1018,9 +1018,10 @@ def parse_rationale(text: str | None) -> RecordedAdvice | None:
 
 
 def situation_from_flags(flags: dict[str, Any], teacher: Side | dict[str, Any], student: Side | dict[str, Any],
-                         dataset: str | None = None) -> Situation:
+                         dataset: str | None = None, data: dict[str, Any] | None = None) -> Situation:
     """A situation from recorded flags (RecordedAdvice.flags) and the sides a study measured (models, sizes,
-    accuracies): the recorded task and modality of a side win over the measured ones when given."""
+    accuracies) on a dataset or on your ``data``: the recorded task and modality of a side win over the measured
+    ones when given."""
     raw: dict[str, Any] = {name: flags[name] for name in SITUATION_FLAGS if name in flags}
     for role, side in (("teacher", teacher), ("student", student)):
         spec = side.model_dump(exclude_none=True) if isinstance(side, Side) else dict(side)
@@ -1028,7 +1029,7 @@ def situation_from_flags(flags: dict[str, Any], teacher: Side | dict[str, Any], 
             if flags.get(f"{role}_{key}") is not None:
                 spec[key] = flags[f"{role}_{key}"]
         raw[role] = spec
-    return situation(raw | {"dataset": dataset})
+    return situation(raw | ({"data": data} if data is not None else {"dataset": dataset}))
 
 
 # --- advise ------------------------------------------------------------------------------------------------

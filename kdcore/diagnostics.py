@@ -761,6 +761,7 @@ def _sides(r: StudyResults) -> dict[str, Any]:
     """The advisor's raw situation from what a study measured: sizes, and the teacher's and the baseline's
     validation accuracy (the student trained alone)."""
     p = r.params
+    config = study_config(r) or {}
 
     def side(role: str, accuracy_role: str) -> dict[str, Any]:
         spec = {"model": p.get(f"{role}.name"), "params": r.metric(role, "model/params"),
@@ -769,10 +770,13 @@ def _sides(r: StudyResults) -> dict[str, Any]:
             value = p.get(f"{role}.{key}", "")
             spec[key] = int(value) if value.isdigit() else None
         spec["params"] = int(spec["params"]) if spec["params"] else None
+        spec |= {key: value for key in ("path", "kwargs", "features") if (value := config.get(role, {}).get(key))}
         return spec
 
     need = {"response": "decisions", "feature": "patterns", "relation": "structure"}.get(p.get("kd.knowledge", ""))
-    raw = {"dataset": p.get("data.name") or None, "teacher": side("teacher", "teacher"),
+    name = p.get("data.name") or None
+    source = name in DATASETS and DATASETS.entry(name).meta.get("source") and "data" in config
+    raw = {**({"data": config["data"]} if source else {"dataset": name}), "teacher": side("teacher", "teacher"),
            "student": side("student", "baseline"), "needs": [need or "decisions"]}
     names = list(DATASETS.entry(p["data.name"]).meta.get("views", {})) if p.get("data.name") in DATASETS else []
     if p.get("distill.mechanism") == "cross_modal" and names:  # the sensors each side saw are facts of the study
@@ -788,7 +792,8 @@ def measured_situation(r: StudyResults, flags: dict[str, Any] | None = None) -> 
     raw = _sides(r)
     try:
         if flags is not None:
-            return advisor.situation_from_flags(flags, raw["teacher"], raw["student"], raw["dataset"])
+            return advisor.situation_from_flags(flags, raw["teacher"], raw["student"], raw.get("dataset"),
+                                                raw.get("data"))
         return advisor.situation(raw)
     except advisor.AdviceError:
         return None

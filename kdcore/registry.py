@@ -127,10 +127,14 @@ def inputs_of(data: Any) -> str:
 
 def model_fits(model: str, data: Any) -> bool:
     """Whether a registered model takes a dataset's inputs (a name or a data config): the same kind, and the
-    rank it needs (a model source, ``inputs="any"``, takes what its own code takes)."""
-    meta, shape = MODELS.entry(model).meta, data_meta(data)["input_shape"]
+    rank it needs and the targets it predicts (next tokens, or a class per sample); a model source
+    (``inputs="any"``) takes what its own code takes."""
+    meta, data_info = MODELS.entry(model).meta, data_meta(data)
     rank = meta.get("input_rank")
-    return (rank is None or rank == len(shape)) and meta.get("inputs", "tensor") in ("any", inputs_of(data))
+    targets = "tokens" if data_info.get("targets") == "tokens" else "classes"
+    return ((rank is None or rank == len(data_info["input_shape"]))
+            and meta.get("inputs", "tensor") in ("any", inputs_of(data))
+            and meta.get("targets", "any" if meta.get("inputs") == "any" else "classes") in ("any", targets))
 
 
 def fitting_models(data: Any) -> list[str]:

@@ -40,6 +40,7 @@ FAILURE_TAG = "kd.failure_reason"
 METRIC_PREFIX = {"val": "val", "test": "test", "test_shifted": "shift"}  # split -> metric key prefix
 EXAMPLE = 8  # training inputs a method sees at construction, to size its adapters to the features
 CACHE_BYTES = 1 << 30  # teacher outputs cached per study only up to 1 GiB; beyond, the teacher runs each step
+CLASS_METRICS = 200  # per-class accuracies are logged up to this many classes
 CHECKPOINT_SECONDS = 1.0  # a role's checkpoint is rewritten at most this often (and after its last epoch)
 
 log = logging.getLogger(__name__)
@@ -495,6 +496,8 @@ class Study:
         # val/acc is the per-epoch curve; the selected model's value gets its own key.
         metrics["val/best_acc"] = metrics.pop("val/acc")
         for split in ("val", "test"):  # val feeds the judgement (gate 10); test is for the report
+            if splits.num_classes > CLASS_METRICS:  # a tokenizer's vocabulary: one metric per token is no report
+                break
             for k, acc in enumerate(per_class_accuracy(probs[split], getattr(splits, split).y, splits.num_classes)):
                 metrics[f"{split}/acc_class_{k}"] = acc
         if isinstance(model, Ensemble):

@@ -103,7 +103,7 @@ class CharTransformer(nn.Module):
         return ModelOutput(self.head(z), features, attentions, attention_logits)
 
 
-@register_model("transformer", input_rank=1, inputs="tokens", family="transformer",
+@register_model("transformer", input_rank=1, inputs="tokens", targets="tokens", family="transformer",
                 sizes={"tiny": (16, 1), "small": (32, 1), "medium": (48, 2), "large": (64, 4)})
 def transformer(input_shape: tuple[int, ...], num_classes: int, width: int = 64, depth: int = 2) -> CharTransformer:
     """Character-level causal transformer: `depth` pre-norm blocks of `width` dims; next-token logits, attention.
