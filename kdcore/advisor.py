@@ -220,16 +220,20 @@ class Situation(BaseModel):
                 raise ValueError(f"{value} reads your files: describe them under data (name, path, ...)")
         return value
 
-    @field_validator("data")
-    @classmethod
-    def _readable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Your data must be what a config's data section accepts, and readable: it sizes the models."""
-        if value is not None:
+    @model_validator(mode="after")
+    def _data_readable(self) -> Situation:
+        """Your data must be what a config's data section accepts, and readable: it sizes the models. Its text
+        is read with a Hugging Face teacher's tokenizer, as the study will read it."""
+        if self.data is not None:
+            if self.teacher.model == "hf" and self.teacher.path and not self.data.get("tokenizer"):
+                self.data = {**self.data, "tokenizer": self.teacher.path}
             try:
-                data_meta(DataConfig.model_validate(value))
+                data_meta(DataConfig.model_validate(self.data))
             except ValidationError as err:
-                raise ValueError(first_error(err).removeprefix("data.")) from None
-        return value
+                raise ValueError(first_error(err)) from None
+            except ValueError as err:
+                raise ValueError(str(err) if str(err).startswith("data.") else f"data: {err}") from None
+        return self
 
     def data_spec(self) -> Any:
         """What the models are sized on: your data's config, the registered dataset's name, or None."""
