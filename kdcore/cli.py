@@ -328,10 +328,14 @@ def format_summary(s: StudySummary, uri: str) -> str:
     for role, m in s.roles.items():
         lines.append(f"  {role:<11} {_pct(m['val/best_acc']):>8} {_pct(m['test/acc']):>9} {_pct(m['shift/acc']):>10} "
                      f"{int(m['model/params']):>9,} {m['model/latency_ms']:>10.4f}")
-    if all("test/token_acc" in m for m in s.roles.values()):  # sequences: accuracy is the exact match
-        per_token = ", ".join(f"{role} {_pct(m['test/token_acc'])} (perplexity {m['test/perplexity']:.2f})"
-                              for role, m in s.roles.items())
-        lines.append(f"  accuracies are exact matches per sequence; per token: {per_token}")
+    if all("test/token_acc" in m for m in s.roles.values()):  # sequences: exact matches, or tokens
+        if all(m["test/acc"] == m["test/token_acc"] for m in s.roles.values()):
+            per_token = ", ".join(f"{role} {m['test/perplexity']:.2f}" for role, m in s.roles.items())
+            lines.append(f"  accuracies are per token (running text); perplexity: {per_token}")
+        else:
+            per_token = ", ".join(f"{role} {_pct(m['test/token_acc'])} (perplexity {m['test/perplexity']:.2f})"
+                                  for role, m in s.roles.items())
+            lines.append(f"  accuracies are exact matches per sequence; per token: {per_token}")
     st = s.metrics
     if "teacher" in s.roles:
         lines.append(

@@ -208,7 +208,7 @@ def fit(
         names: list[str] = []
         sums = torch.zeros((), device=device)  # per-term loss sums, weighted by batch size
         correct = {name: torch.zeros((), device=device, dtype=torch.long) for name in members}
-        seen = 0
+        seen = scored = 0  # samples (for the losses) and scored units (for the accuracy)
         for index in batch_order(len(y_train), cfg.batch_size, cfg.seed, epoch):
             index = index.to(device)
             x = x_train[index] if splits.augment is None else splits.augment(x_train[index])
@@ -234,7 +234,9 @@ def fit(
                 scaler.update()
             sums = sums + terms.detach() * len(index)
             for name, logits in {role: out.logits, **out.peer_logits}.items():
-                correct[name] += targets.correct(logits, batch.y).sum()
+                hits = targets.correct(logits, batch.y, splits.exact_match)
+                correct[name] += hits.sum()
+            scored += len(hits)
             seen += len(index)
         lr = optimizer.param_groups[0]["lr"]
         schedule.step()
@@ -248,8 +250,8 @@ def fit(
             metrics["train/loss"] = sum(metrics.values())
             val_logits = predict_logits(model, splits.val.x, device, cfg.amp)
             y_val = splits.val.y.to(device)
-            val_acc = targets.correct(val_logits, y_val).float().mean().item()
-            metrics |= {"train/acc": correct[name].item() / seen, "train/lr": lr, "val/acc": val_acc,
+            val_acc = targets.correct(val_logits, y_val, splits.exact_match).float().mean().item()
+            metrics |= {"train/acc": correct[name].item() / max(scored, 1), "train/lr": lr, "val/acc": val_acc,
                         "val/loss": targets.cross_entropy(val_logits, y_val).item(),
                         "time/epoch_s": time.perf_counter() - started}
             if val_acc > best[name].val_acc:

@@ -61,12 +61,14 @@ def exact_match(probs: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def prediction_metrics(
-    probs: torch.Tensor, labels: torch.Tensor, teacher_probs: torch.Tensor | None, prefix: str
+    probs: torch.Tensor, labels: torch.Tensor, teacher_probs: torch.Tensor | None, prefix: str,
+    exact: bool = True,
 ) -> dict[str, float]:
     """The per-split metrics of the schema: ``<prefix>/acc``, ``/entropy``, ``/ece``, ``/agreement``.
 
     For sequences ``probs`` holds the scored positions and ``labels`` the (N, T) targets: ``acc`` is the
-    exact match per sequence, ``token_acc`` and ``perplexity`` are per scored position, the rest per position.
+    exact match per sequence (``exact``, else the token accuracy), ``token_acc`` and ``perplexity`` are per
+    scored position, the rest per position.
     """
     rows = targets.scored_labels(labels)
     out = {
@@ -76,7 +78,8 @@ def prediction_metrics(
     }
     if targets.is_sequence(labels):
         out[f"{prefix}/token_acc"] = out[f"{prefix}/acc"]
-        out[f"{prefix}/acc"] = exact_match(probs, labels)
+        if exact:
+            out[f"{prefix}/acc"] = exact_match(probs, labels)
         nll = -probs.gather(1, rows[:, None]).clamp_min(1e-12).log().mean().item()
         out[f"{prefix}/perplexity"] = math.exp(nll)
     if teacher_probs is not None:

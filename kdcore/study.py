@@ -492,7 +492,8 @@ class Study:
         reference = teacher.probs if teacher else {}
         metrics: dict[str, float] = {}
         for split, prefix in METRIC_PREFIX.items():
-            metrics |= prediction_metrics(probs[split], getattr(splits, split).y, reference.get(split), prefix)
+            metrics |= prediction_metrics(probs[split], getattr(splits, split).y, reference.get(split), prefix,
+                                          splits.exact_match)
         # val/acc is the per-epoch curve; the selected model's value gets its own key.
         metrics["val/best_acc"] = metrics.pop("val/acc")
         for split in ("val", "test"):  # val feeds the judgement (gate 10); test is for the report

@@ -41,11 +41,15 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float =
     return F.cross_entropy(rows, targets, label_smoothing=smoothing)
 
 
-def correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(B,) bool: top-1 right, or for sequences every scored position right (exact match)."""
+def correct(logits: torch.Tensor, labels: torch.Tensor, exact: bool = True) -> torch.Tensor:
+    """Bool per scored unit: top-1 right per sample; for sequences, every scored position right per sequence
+    (``exact``: an answer is right or wrong as a whole), else each scored position (running text, where a
+    whole sequence is never all right)."""
     hits = logits.argmax(-1) == labels
     if not is_sequence(labels):
         return hits
+    if not exact:
+        return hits[labels != IGNORE]
     return (hits | (labels == IGNORE)).all(-1)
 
 

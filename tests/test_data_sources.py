@@ -209,6 +209,10 @@ def test_text_file_is_next_token_prediction(files: dict[str, Path]) -> None:
     assert torch.equal(y[:, :-1][scored], x[:, 1:][scored])  # y is x moved by one token
     count = sum(map(len, (splits.train, splits.val, splits.test)))
     assert count == -(-len(STORY) // 17)  # every character is in one sequence
+    assert not splits.exact_match  # running text is scored per token: no 16-character stretch is all right
+    metrics = run.tracker.find_runs({"kd.study_id": run.study_id, "kd.role": "teacher"})[0].metrics
+    assert metrics["test/acc"] == metrics["test/token_acc"] > 0
+    assert metrics["val/best_acc"] > 0  # so the epoch kept is chosen on a number that moves
 
 
 def test_text_with_a_hugging_face_tokenizer_folder(tmp_path: Path, files: dict[str, Path]) -> None:

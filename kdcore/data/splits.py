@@ -34,7 +34,8 @@ class DatasetSplits:
     ``augment`` (a data source's random crop and flip) transforms each training batch; a study with it
     runs the teacher live, since cached teacher outputs would belong to other inputs.
     ``deterministic`` is False when training batches are augmented at random, which forbids
-    caching the teacher's outputs.
+    caching the teacher's outputs. ``exact_match`` says how sequence accuracy counts: a whole answer
+    right (arithmetic), or each token (running text, where no 32-token stretch is ever all right).
     """
 
     name: str
@@ -47,6 +48,7 @@ class DatasetSplits:
     shift: str
     deterministic: bool = True
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    exact_match: bool = True  # sequences: accuracy per whole answer; False (running text): per token
 
     def __post_init__(self) -> None:
         if self.augment is not None:
