@@ -354,8 +354,11 @@ def format_summary(s: StudySummary, uri: str) -> str:
     if s.teacher_reused_from:
         lines.append(f"  teacher reused from run {s.teacher_reused_from} (identical config)")
     for role, model in (("teacher", s.cfg.teacher), ("student", s.cfg.student)):
-        if model.checkpoint:
-            lines.append(f"  {role} weights from {model.checkpoint} ({'trained further' if model.train else 'as is'})")
+        if model.checkpoint or (model.path and not model.train):
+            origin = model.checkpoint or model.path
+            lines.append(f"  {role} weights from {origin} ({'trained further' if model.train else 'as is'})")
+    if s.shift:
+        lines.append(f"  shifted test split: {s.shift}")
     lines.append(f"  method {cfg.distill.method}, T={cfg.distill.temperature}, alpha={cfg.distill.alpha}; "
                  f"logged to {uri} in {st.get('study/wall_s', 0):.1f}s")
     return "\n".join(lines)

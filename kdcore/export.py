@@ -57,7 +57,7 @@ ONNX_INPUT, ONNX_OUTPUT = "inputs", "logits"
 CHECK_CHUNK = 512  # test samples per forward pass of the ONNX check
 LATENCY_BATCH = 64  # test inputs timed for the card (the exported role and the teacher on the same batch)
 LATENCY_REPEATS = 15
-AS_IS = "checkpoint, as is"  # kd.weights of a teacher used as it is: evaluated, never trained, no weights logged
+AS_IS = ", as is"  # end of kd.weights of a teacher used as it is: evaluated, never trained, no weights logged
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,8 @@ def role_runs(tracker: MlflowTracker, study_id: str) -> dict[str, RunRecord]:
 
 def exportable(runs: dict[str, RunRecord]) -> list[str]:
     """Roles with weights of their own: finished and not used as they are."""
-    return [role for role, run in runs.items() if run.status == "FINISHED" and run.tags.get("kd.weights") != AS_IS]
+    return [role for role, run in runs.items()
+            if run.status == "FINISHED" and not run.tags.get("kd.weights", "").endswith(AS_IS)]
 
 
 def role_model_config(cfg: ExperimentConfig, role: str) -> ModelConfig:
@@ -193,7 +194,7 @@ def load_role(tracker: MlflowTracker, study_id: str, role: str) -> LoadedRole:
         cfg = config_from_yaml(config_text)
     except (ConfigError, FileNotFoundError, UnicodeDecodeError) as err:
         raise ExportError(f"study: the config.yaml of study {short} cannot be used: {_one_line(err)}") from None
-    if run.tags.get("kd.weights") == AS_IS:
+    if run.tags.get("kd.weights", "").endswith(AS_IS):
         path = role_model_config(cfg, role).checkpoint
         raise ExportError(f"--role: {role} of study {short} has no weights of its own: it used {path} as it is "
                           f"(export that file instead); {choices}")

@@ -79,6 +79,7 @@ class StudySummary:
     teacher_reused_from: str | None = None
     findings: list[Finding] = field(default_factory=list)
     gates: list[Gate] = field(default_factory=list)
+    shift: str = ""  # what the shifted test split is
 
 
 def model_spec(cfg: ModelConfig) -> str:
@@ -187,6 +188,7 @@ class Study:
         self._open.append(str(self.study_id))
         try:
             self.splits = load_dataset(cfg.data)
+            self.tracker.set_tags(str(self.study_id), {"kd.shift": self.splits.shift[:1000]})  # what gate 5 reads
             MECHANISMS.get(cfg.distill.mechanism)(self)
             metrics = study_metrics(self.roles)
             metrics["study/wall_s"] = time.perf_counter() - started
@@ -204,7 +206,8 @@ class Study:
             raise StudyFailed(self.study_id, reason) from err
         name = self.tracker.get_run(self.study_id).name
         return StudySummary(self.study_id, name, cfg, {r: v.metrics for r, v in self.roles.items()}, metrics,
-                            self.teacher_reused_from, self.findings, self.gates)
+                            self.teacher_reused_from, self.findings, self.gates,
+                            self.splits.shift if self.splits is not None else "")
 
     def _default_name(self) -> str:
         cfg, distill = self.cfg, self.cfg.distill
@@ -294,8 +297,8 @@ class Study:
         view_tag = {"kd.view": view} if view else {}
         if not model_cfg.train and role not in self._previous:  # used as it is: evaluated, never trained
             model = self.builder(model_cfg, view)()
-            run_id = self.tracker.start_run(role, self._tags(role, "none", **{"kd.weights": "checkpoint, as is",
-                                                                              **view_tag}),
+            weights = f"{'checkpoint' if model_cfg.checkpoint else 'its own'}, as is"  # a file, or an hf folder's
+            run_id = self.tracker.start_run(role, self._tags(role, "none", **{"kd.weights": weights, **view_tag}),
                                             self.cfg.flat(), parent_id=self.study_id)
             self._open.append(run_id)
             return self._finish_role(role, run_id, model, teacher=None, log_weights=False)

@@ -362,7 +362,7 @@ STUDY_COLUMNS = {
     "metrics.study/acc_ratio_baseline": "ratio_baseline", "metrics.study/param_ratio": "param_ratio",
     "metrics.study/speedup": "speedup", "tags.kd.findings": "findings",
     "metrics.study/gates_passed": "gates_passed", "metrics.study/gates_failed": "gates_failed",
-    "tags.kd.failure_reason": "failure_reason",
+    "tags.kd.failure_reason": "failure_reason", "tags.kd.shift": "shift",
 }
 
 

@@ -169,6 +169,22 @@ def test_a_vit_teacher_distils_into_a_smaller_vit_on_digits(folders) -> None:
     assert all(math.isfinite(v) for values in terms.values() for v in values), terms
 
 
+def test_a_pretrained_teacher_is_used_as_it_is_and_the_summary_and_study_say_so(folders) -> None:
+    from kdcore.cli import format_summary
+
+    cfg = tiny_config("teacher.name=hf", f"teacher.path={folders['vit']}", "teacher.width=null",
+                      "teacher.depth=null", "teacher.train=false")
+    tracker = MemoryTracker()
+    summary = Study(cfg, tracker, progress=False).run()
+    teacher = next(r for r in tracker.find_runs({"kd.study_id": summary.study_id}) if r.tags["kd.role"] == "teacher")
+    assert teacher.tags["kd.weights"] == "its own, as is"
+    assert not any(key.startswith("train/") for run_id, key in tracker.history if run_id == teacher.run_id)
+    text = format_summary(summary, "memory")
+    assert f"teacher weights from {folders['vit']} (as is)" in text
+    assert f"shifted test split: {summary.shift}" in text and summary.shift
+    assert tracker.get_run(summary.study_id).tags["kd.shift"] == summary.shift
+
+
 def test_a_progressive_chain_takes_its_assistant_from_the_family(folders) -> None:
     chain = ["distill.mechanism=progressive",
              f"distill.assistants=[{{name: hf, path: {folders['gpt2']}, kwargs: {{n_embd: 16}}, depth: 1}}]"]

@@ -227,6 +227,8 @@ def render() -> None:
     if isinstance(study.get("failure_reason"), str) and study["failure_reason"]:
         st.error(f"Failed: {md(study['failure_reason'], 1000)}")
     notes.studies(study.to_frame().T)
+    if isinstance(study.get("shift"), str) and study["shift"]:
+        st.caption(f"Shifted test split (gate 5): {md(study['shift'], 300)}")
     if runs.empty:
         st.caption("No role has started yet.")
         return
