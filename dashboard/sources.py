@@ -58,9 +58,9 @@ def data_panel(initial: dict[str, Any], key: str) -> tuple[dict[str, Any] | None
                         format_func=lambda n: f"{n}: {DATASETS.entry(n).description}")
     section: dict[str, Any] = {"name": name}
     refused: dict[str, str] = {}
+    takes = DATASETS.entry(name).meta.get("fields", ("path",))
     for field, info in DataConfig.model_fields.items():
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        if name not in extra.get("sources", ()):
+        if field not in takes:
             continue
         label, help_text = field.replace("_", " ").capitalize(), info.description or ""
         current = initial.get(field, DATA_SOURCE_DEFAULTS[field])

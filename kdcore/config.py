@@ -115,9 +115,6 @@ def _registered(registry: Any, name: str) -> str:
     return name
 
 
-# Which data sources take which field (the dashboard's "my data" form shows a source its own fields).
-ALL_SOURCES = ("imagefolder", "csv", "parquet", "text", "hf_disk")
-TABLES, IMAGES, TEXTS = ("csv", "parquet", "hf_disk"), ("imagefolder", "hf_disk"), ("text", "csv", "parquet", "hf_disk")
 # The fields only data sources take, and their values when unused (left out of params and fingerprints).
 DATA_SOURCE_DEFAULTS: dict[str, Any] = {
     "path": None, "target": None, "columns": [], "shifted_path": None, "shift": None, "image_size": None,
@@ -140,40 +137,40 @@ class DataConfig(Section):
     )
 
     path: str | None = Field(
-        None, max_length=1000, json_schema_extra={"sources": ALL_SOURCES, "kind": "path"},
+        None, max_length=1000,
         description="Data sources (imagefolder, csv, parquet, text, hf_disk): the folder or file to read.")
     target: str | None = Field(
-        None, max_length=200, json_schema_extra={"sources": TABLES},
+        None, max_length=200,
         description="csv, parquet, hf_disk: the label column; empty = 'label'.")
     columns: list[str] = Field(
-        default_factory=list, json_schema_extra={"sources": TABLES},
+        default_factory=list,
         description="csv, parquet, hf_disk: the input columns (numbers, or one text column); empty = every other "
                     "column.")
     shifted_path: str | None = Field(
-        None, max_length=1000, json_schema_extra={"sources": ALL_SOURCES, "kind": "path"},
+        None, max_length=1000,
         description="Data sources: a folder or file like path whose inputs come from another distribution (for "
                     "gate 5); empty = a corruption of the test split (data.shift).")
     shift: str | None = Field(
-        None, max_length=40, json_schema_extra={"sources": ALL_SOURCES},
+        None, max_length=40,
         description="Data sources without shifted_path: the corruption of the shifted test split: noise, blur, "
                     "brightness (images), noise (tables), token_dropout (text); empty = the modality's first.")
     image_size: int | None = Field(
-        None, ge=4, le=1024, json_schema_extra={"sources": IMAGES},
+        None, ge=4, le=1024,
         description="imagefolder, hf_disk images: resize every image to this side; empty = keep the images' own "
                     "size, which must then be one size.")
     augment: list[Literal["crop", "flip"]] = Field(
-        default_factory=list, json_schema_extra={"sources": IMAGES},
+        default_factory=list,
         description="imagefolder, hf_disk images: random crop (4-pixel padding) and horizontal flip of training "
                     "images; the teacher then runs live, never from its cache.")
     stream: bool | None = Field(
-        None, json_schema_extra={"sources": ALL_SOURCES},
+        None,
         description="Data sources: read training batches from disk instead of memory; empty = when the decoded "
                     "inputs exceed 1 GiB.")
     tokenizer: str | None = Field(
-        None, max_length=1000, json_schema_extra={"sources": TEXTS},
+        None, max_length=1000,
         description="text, and text columns: a Hugging Face tokenizer folder or hub id; empty = the teacher's when "
                     "it is name hf, else characters.")
-    max_length: int = Field(64, ge=4, le=4096, json_schema_extra={"sources": TEXTS},
+    max_length: int = Field(64, ge=4, le=4096,
                             description="Text: tokens per sequence.")
 
     @field_validator("name")
@@ -203,8 +200,8 @@ class DataConfig(Section):
         if not DATASETS.entry(self.name).meta.get("source"):
             for key, unused in DATA_SOURCE_DEFAULTS.items():
                 if getattr(self, key) != unused:
-                    raise ValueError(f"data.{key}: only a data source takes it (imagefolder, csv, parquet, text, "
-                                     f"hf_disk); {self.name} is built in")
+                    sources = ", ".join(e.name for e in DATASETS if e.meta.get("source"))
+                    raise ValueError(f"data.{key}: only a data source takes it ({sources}); {self.name} is built in")
             return self
         for key in ("path", "shifted_path"):
             value = getattr(self, key)

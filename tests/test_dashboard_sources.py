@@ -96,3 +96,17 @@ def test_the_advisor_sizes_and_advises_a_hugging_face_teacher_of_yours(root: Pat
     assert not at.exception and [e.value for e in at.error] == []
     assert any("parameters, counted from its definition" in c.value for c in at.caption)
     assert any(m.label == "Mechanism" for m in at.metric)  # the advice is shown for the pair
+
+
+@pytest.mark.usefixtures("empty_store", "root")
+def test_my_data_shows_each_source_the_fields_it_registers() -> None:
+    from kdcore.registry import DATASETS
+
+    at = open_page("launch")
+    next(t for t in at.toggle if t.label == "Use my own data").set_value(True).run()
+    for name in ("csv", "imagefolder", "text"):
+        next(s for s in at.selectbox if s.key.endswith("own.data.name")).set_value(name).run()
+        keys = [w.key for kind in ("text_input", "number_input", "multiselect", "selectbox")
+                for w in at.get(kind) if w.key and ".own.data." in w.key]
+        shown = {key.rpartition(".")[2] for key in keys} - {"name"}
+        assert shown == set(DATASETS.entry(name).meta["fields"]), name

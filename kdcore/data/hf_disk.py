@@ -23,6 +23,7 @@ from kdcore.data.sources import (
     enough,
     label_codes,
     shift_name,
+    source_fields,
     split_rows,
 )
 from kdcore.data.splits import DatasetSplits
@@ -183,7 +184,8 @@ def describe(cfg: Any) -> dict[str, Any]:
             "inputs": "tensor", "targets": "classes", "classes": found.classes}
 
 
-@register_dataset("hf_disk", source=True, describe=describe, generated=False)
+@register_dataset("hf_disk", source=True, describe=describe, generated=False,
+                  fields=source_fields("target", "columns", "image_size", "augment", "max_length"))
 def hf_disk(cfg: Any) -> DatasetSplits:
     """Your Hugging Face dataset saved with save_to_disk: an image, a text or numeric columns, and labels."""
     found = survey(cfg)

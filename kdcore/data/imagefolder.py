@@ -28,6 +28,7 @@ from kdcore.data.sources import (
     enough,
     label_codes,
     shift_name,
+    source_fields,
     split_rows,
 )
 from kdcore.data.splits import DatasetSplits
@@ -182,7 +183,8 @@ def describe(cfg: Any) -> dict[str, Any]:
             "inputs": "tensor", "targets": "classes", "classes": found.classes}
 
 
-@register_dataset("imagefolder", source=True, describe=describe, modality="image", generated=False)
+@register_dataset("imagefolder", source=True, describe=describe, modality="image", generated=False,
+                  fields=source_fields("image_size", "augment"))
 def imagefolder(cfg: Any) -> DatasetSplits:
     """Your images: a folder of class subfolders (or train/, val/, test/ of them), scaled to [0, 1]."""
     found = survey(cfg)

@@ -50,6 +50,14 @@ SHIFTS: dict[str, dict[str, str]] = {
 COMMON_FIELDS = {"path", "shifted_path", "shift", "stream", "tokenizer"}
 # The fields a modality reads besides those (target and columns: per source).
 MODALITY_FIELDS = {"image": {"image_size", "augment"}, "tabular": set(), "text": {"max_length"}}
+
+
+def source_fields(*own: str) -> tuple[str, ...]:
+    """The data fields a source takes (registered as its ``fields``: the dashboard shows these): the common
+    ones and its own, in the config's order."""
+    return tuple(key for key in DATA_SOURCE_DEFAULTS if key in {*COMMON_FIELDS, *own})
+
+
 FIELD_USE = {"image_size": "the size of images", "augment": "image augmentation", "max_length": "text",
              "target": "a label column", "columns": "input columns"}
 

@@ -24,6 +24,7 @@ from kdcore.data.sources import (
     enough,
     label_codes,
     shift_name,
+    source_fields,
     split_rows,
     user_split,
 )
@@ -179,13 +180,15 @@ def describe_parquet(cfg: Any) -> dict[str, Any]:
     return survey("parquet", cfg).meta(cfg)
 
 
-@register_dataset("csv", source=True, describe=describe_csv, modality="tabular", generated=False)
+@register_dataset("csv", source=True, describe=describe_csv, modality="tabular", generated=False,
+                  fields=source_fields("target", "columns", "max_length"))
 def csv(cfg: Any) -> DatasetSplits:
     """Your CSV table: numeric columns (standardised) or one text column, and a label column."""
     return table_splits("csv", cfg, survey("csv", cfg))
 
 
-@register_dataset("parquet", source=True, describe=describe_parquet, modality="tabular", generated=False)
+@register_dataset("parquet", source=True, describe=describe_parquet, modality="tabular", generated=False,
+                  fields=source_fields("target", "columns", "max_length"))
 def parquet(cfg: Any) -> DatasetSplits:
     """Your Parquet table: numeric columns (standardised) or one text column, and a label column."""
     return table_splits("parquet", cfg, survey("parquet", cfg))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from kdcore.data.sources import Inputs, assemble, check_fields, shift_name, split_rows
+from kdcore.data.sources import Inputs, assemble, check_fields, shift_name, source_fields, split_rows
 from kdcore.data.splits import DatasetSplits
 from kdcore.data.tokenize import Tokenizer, tokenizer_for
 from kdcore.registry import register_dataset
@@ -95,7 +95,7 @@ def describe(cfg: Any) -> dict[str, Any]:
 
 
 @register_dataset("text", source=True, describe=describe, modality="text", generated=False, inputs="tokens",
-                  targets="tokens")
+                  targets="tokens", fields=source_fields("max_length"))
 def text(cfg: Any) -> DatasetSplits:
     """Your text file, for next-token prediction: sequences of data.max_length tokens (characters or a tokenizer)."""
     corpus = survey(cfg)
