@@ -98,7 +98,8 @@ def test_a_feature_method_names_the_module_that_cannot_be_built() -> None:
     (["teacher.name=import", "teacher.width=null", "teacher.depth=null"],
      "teacher.path: model import needs one: name the factory as package.module:callable"),
     ([*CNN, "teacher.path=not a path"], "teacher.path: name the factory as package.module:callable"),
-    (["teacher.path=tests.byo_models:small_cnn"], "teacher.path: only a model source takes it (hf, import, timm, torchvision); mlp"),
+    (["teacher.path=tests.byo_models:small_cnn"],
+     "teacher.path: only a model source takes it (hf, import, timm, torchvision); mlp"),
     ([*CNN, "teacher.features={layer4: conv2}"], "teacher.features: 'layer4' is not a feature name"),
 ])
 def test_bad_import_fields_are_one_line_errors(overrides: list[str], message: str) -> None:
