@@ -24,7 +24,7 @@ MODEL_PATHS = {
     "timm": ("timm model name, e.g. resnet18", "name"),
     "torchvision": ("torchvision model name, e.g. resnet18", "name"),
 }
-PATH_FIELDS = ("path", "shifted_path")
+PATH_FIELDS = ("path", "paired_path", "shifted_path")
 
 
 def data_sources() -> list[str]:

@@ -117,8 +117,8 @@ def _registered(registry: Any, name: str) -> str:
 
 # The fields only data sources take, and their values when unused (left out of params and fingerprints).
 DATA_SOURCE_DEFAULTS: dict[str, Any] = {
-    "path": None, "target": None, "columns": [], "shifted_path": None, "shift": None, "image_size": None,
-    "augment": [], "stream": None, "tokenizer": None, "max_length": 64,
+    "path": None, "target": None, "columns": [], "paired_path": None, "shifted_path": None, "shift": None,
+    "image_size": None, "augment": [], "stream": None, "tokenizer": None, "max_length": 64,
 }
 
 
@@ -146,6 +146,11 @@ class DataConfig(Section):
         default_factory=list,
         description="csv, parquet, hf_disk: the input columns (numbers, or one text column); empty = every other "
                     "column.")
+    paired_path: str | None = Field(
+        None, max_length=1000,
+        description="imagefolder: a second folder with the same image files as another sensor sees them (e.g. "
+                    "depth beside RGB); the two become the views of cross-modal distillation, named after the "
+                    "folders.")
     shifted_path: str | None = Field(
         None, max_length=1000,
         description="Data sources: a folder or file like path whose inputs come from another distribution (for "
@@ -203,7 +208,7 @@ class DataConfig(Section):
                     sources = ", ".join(e.name for e in DATASETS if e.meta.get("source"))
                     raise ValueError(f"data.{key}: only a data source takes it ({sources}); {self.name} is built in")
             return self
-        for key in ("path", "shifted_path"):
+        for key in ("path", "paired_path", "shifted_path"):
             value = getattr(self, key)
             if key == "path" and not value:
                 raise ValueError(f"data.path: dataset {self.name} reads your files; give the folder or file")

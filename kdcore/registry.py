@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -108,11 +109,26 @@ def data_meta(data: Any) -> dict[str, Any]:
         return entry.meta
     if isinstance(data, str):
         raise ValueError(f"dataset {name} reads your files; describe it with a data config (data.path)")
-    return _described(name, data.model_dump_json())
+    paths = [getattr(data, key, None) for key in ("path", "paired_path", "shifted_path")]
+    return _described(name, data.model_dump_json(), tuple(_stamp(p) for p in paths if p))
+
+
+def _stamp(path: str) -> tuple[int, ...]:
+    """A cheap change marker of a file or folder: sizes and modification times of it and of the folders two
+    levels down (where class folders are), so a description is read again when files come or go."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        return (-1,)
+    if root.is_file():
+        info = root.stat()
+        return (info.st_size, info.st_mtime_ns)
+    folders = [root, *(d for d in root.iterdir() if d.is_dir())]
+    folders += [d for folder in folders[1:] for d in folder.iterdir() if d.is_dir()]
+    return tuple(folder.stat().st_mtime_ns for folder in folders)
 
 
 @functools.lru_cache(maxsize=64)
-def _described(name: str, data_json: str) -> dict[str, Any]:
+def _described(name: str, data_json: str, stamps: tuple[tuple[int, ...], ...]) -> dict[str, Any]:
     from kdcore.config import DataConfig  # the config module imports this one
 
     entry = DATASETS.entry(name)

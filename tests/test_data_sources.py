@@ -433,3 +433,20 @@ def test_streaming_benchmark_smoke(monkeypatch: pytest.MonkeyPatch, capsys: pyte
     runpy.run_path(str(ROOT / "benchmarks" / "bench_streaming.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "streamed/in-memory epoch time: " in out and out.count("peak memory added") == 2
+
+
+def test_paired_folders_are_the_views_of_a_cross_modal_study(tmp_path: Path) -> None:
+    rgb, depth = write_images(tmp_path / "rgb", 8), write_images(tmp_path / "depth", 8, gray=True, seed=1)
+    fields = ["data.name=imagefolder", f"data.path={rgb}", f"data.paired_path={depth}"]
+    meta = data_meta(tiny_config(*fields).data)
+    assert meta["input_shape"] == (4, 8, 8) and meta["views"] == {"rgb": (0, 3), "depth": (3, 4)}
+    run = study(*fields, "distill.mechanism=cross_modal", "distill.teacher_view=rgb", "distill.student_view=depth",
+                "distill.align_epochs=1", "train.epochs=2", *[f"{role}.{key}" for role in ("teacher", "student")
+                                                                 for key in ("name=cnn2d", "width=4", "depth=1")])
+    x = run.splits.train.x
+    assert x.shape[1] == 4 and torch.all(x[:, 3] >= 0)  # RGB then the grey sensor, per sample
+    runs = {r.tags["kd.role"]: r for r in run.tracker.find_runs({"kd.study_id": run.study_id})}
+    assert runs["teacher"].tags["kd.view"] == "rgb" and runs["student"].tags["kd.view"] == "depth"
+    (depth / "eel" / "007.png").unlink()
+    with pytest.raises(ConfigError, match=r"^data\.paired_path: eel/007\.png has no partner in depth"):
+        tiny_config(*fields)

@@ -4,7 +4,10 @@ Images are read with PIL as RGB, or as grayscale (L) when every one is, scaled t
 (C, H, W). With ``data.image_size`` each is resized to that square side; without it they must all have one
 size. When the folder holds ``train/``, ``test/`` and optionally ``val/`` (or ``validation/``), each with class
 subfolders, those are the splits (val, when absent, is carved from train); otherwise the split is stratified
-and seeded. The image helpers here also read images of a saved Hugging Face dataset (hf_disk).
+and seeded. With ``data.paired_path``, a second folder holds the same files (the same relative names) as
+another sensor sees them: each sample is both images stacked on the channels, and the two folders are its
+views (named after them) for cross-modal distillation. The image helpers here also read images of a saved
+Hugging Face dataset (hf_disk).
 """
 
 from __future__ import annotations
@@ -99,6 +102,16 @@ def image_inputs(sources: Sequence[ImageSource], targets: np.ndarray, shape: tup
     return Inputs(len(sources), tuple(shape), np.dtype(np.float32), decode, targets)
 
 
+def stacked(first: Inputs, second: Inputs) -> Inputs:
+    """Two sensors' images of the same samples as one input, stacked on the channels (first, then second)."""
+
+    def decode(rows: np.ndarray) -> np.ndarray:
+        return np.concatenate([first.decode(rows), second.decode(rows)], axis=1)
+
+    shape = (first.shape[0] + second.shape[0], *first.shape[1:])
+    return Inputs(first.count, shape, first.dtype, decode, first.targets)
+
+
 # --- the folder -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Folder:
@@ -157,12 +170,24 @@ class Survey:
     mode: str
     shifted: Folder | None
     shifted_targets: np.ndarray | None
+    paired: Folder | None = None  # the other sensor's images, in the order of ``folder``
+    paired_shape: tuple[int, int, int] | None = None
+    paired_mode: str = "RGB"
+
+    def views(self, cfg: Any) -> dict[str, tuple[int, int]]:
+        """Channel range of each folder's images in a sample (paired folders only), by folder name."""
+        if self.paired is None or self.paired_shape is None:
+            return {}
+        first, second = Path(cfg.path).expanduser().name, Path(cfg.paired_path).expanduser().name
+        if second == first:
+            second = f"{second}_paired"
+        return {first: (0, self.shape[0]), second: (self.shape[0], self.shape[0] + self.paired_shape[0])}
 
 
 def survey(cfg: Any) -> Survey:
     """Read the folder(s) and the images' headers (no pixels)."""
     where = Path(cfg.path).expanduser().name
-    check_fields(cfg, "imagefolder", "image", where)
+    check_fields(cfg, "imagefolder", "image", where, own=("paired_path",))
     shift_name(cfg, "image")
     folder = scan(cfg.path, "data.path")
     enough(len(folder.files), where)
@@ -170,26 +195,53 @@ def survey(cfg: Any) -> Survey:
     shape, mode = image_layout(folder.files, folder.names, cfg, "data.path")
     shifted, shifted_targets = None, None
     if cfg.shifted_path:
+        if cfg.paired_path:
+            raise ValueError("data.shifted_path: paired folders take their shifted split from data.shift (a "
+                             "corruption of both views); leave shifted_path empty")
         shifted = scan(cfg.shifted_path, "data.shifted_path")
         shifted_targets, _ = label_codes(shifted.classes, "data.shifted_path", Path(cfg.shifted_path).name, classes)
         image_layout(shifted.files, shifted.names, cfg, "data.shifted_path", expected=shape)
-    return Survey(folder, targets, classes, shape, mode, shifted, shifted_targets)
+    if not cfg.paired_path:
+        return Survey(folder, targets, classes, shape, mode, shifted, shifted_targets)
+    paired = pair(folder, scan(cfg.paired_path, "data.paired_path"), Path(cfg.paired_path).expanduser().name)
+    paired_shape, paired_mode = image_layout(paired.files, paired.names, cfg, "data.paired_path", expected=shape)
+    return Survey(folder, targets, classes, shape, mode, None, None, paired, paired_shape, paired_mode)
+
+
+def pair(folder: Folder, other: Folder, where: str) -> Folder:
+    """``other``'s images in the order of ``folder``'s, matched by relative name; an image of either without
+    its partner is a one-line error."""
+    index = dict(zip(other.names, range(len(other.names)), strict=True))
+    missing = next((name for name in folder.names if name not in index), None)
+    if missing is not None:
+        raise ValueError(f"data.paired_path: {missing} has no partner in {where}; the paired folder holds the "
+                         "same files under the same names")
+    if len(index) != len(folder.names):
+        extra = next(name for name in other.names if name not in set(folder.names))
+        raise ValueError(f"data.paired_path: {where}/{extra} has no partner in data.path")
+    order = [index[name] for name in folder.names]
+    return Folder([other.files[i] for i in order], list(folder.names), folder.classes, folder.split)
 
 
 def describe(cfg: Any) -> dict[str, Any]:
     """Shape and classes of the images in data.path (headers only)."""
     found = survey(cfg)
-    return {"input_shape": found.shape, "num_classes": len(found.classes), "modality": "image",
-            "inputs": "tensor", "targets": "classes", "classes": found.classes}
+    views = found.views(cfg)
+    shape = (sum(stop - start for start, stop in views.values()), *found.shape[1:]) if views else found.shape
+    return {"input_shape": shape, "num_classes": len(found.classes), "modality": "image",
+            "inputs": "tensor", "targets": "classes", "classes": found.classes, **({"views": views} if views else {})}
 
 
 @register_dataset("imagefolder", source=True, describe=describe, modality="image", generated=False,
-                  fields=source_fields("image_size", "augment"))
+                  fields=source_fields("paired_path", "image_size", "augment"))
 def imagefolder(cfg: Any) -> DatasetSplits:
     """Your images: a folder of class subfolders (or train/, val/, test/ of them), scaled to [0, 1]."""
     found = survey(cfg)
     rows = split_rows(found.targets, len(found.targets), found.folder.split, cfg)
     inputs = image_inputs(found.folder.files, found.targets, found.shape, found.mode, cfg.image_size)
+    if found.paired is not None and found.paired_shape is not None:
+        inputs = stacked(inputs, image_inputs(found.paired.files, found.targets, found.paired_shape,
+                                              found.paired_mode, cfg.image_size))
     shifted = None
     if found.shifted is not None:
         shifted = image_inputs(found.shifted.files, found.shifted_targets, found.shape, found.mode, cfg.image_size)

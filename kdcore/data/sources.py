@@ -58,7 +58,8 @@ def source_fields(*own: str) -> tuple[str, ...]:
     return tuple(key for key in DATA_SOURCE_DEFAULTS if key in {*COMMON_FIELDS, *own})
 
 
-FIELD_USE = {"image_size": "the size of images", "augment": "image augmentation", "max_length": "text",
+FIELD_USE = {"paired_path": "a second sensor's image folder", "image_size": "the size of images",
+             "augment": "image augmentation", "max_length": "text",
              "target": "a label column", "columns": "input columns"}
 
 
