@@ -60,6 +60,27 @@ def test_a_study_distils_between_imported_modules_with_every_kind_of_knowledge(m
         assert all(torch.isfinite(torch.tensor(v)) for _, v in tracker.metric_history(student_run, key)), key
 
 
+def imported(width: int) -> str:
+    """An imported CNN of ``width`` as a YAML mapping (assistants, peers)."""
+    return (f"{{name: import, path: 'tests.byo_models:small_cnn', kwargs: {{width: {width}}}, "
+            "features: {block1: conv1, block2: conv2, penultimate: pool}}")
+
+
+@pytest.mark.parametrize("mechanism", [
+    ["distill.mechanism=progressive", f"distill.assistants=[{imported(6)}]"],
+    ["distill.mechanism=online", f"distill.peers=[{imported(6)}]"],
+    ["distill.mechanism=self", "distill.self_kind=temporal", "distill.generations=2"],
+], ids=["progressive", "online", "self"])
+def test_every_mechanism_trains_imported_modules(mechanism: list[str]) -> None:
+    student = [o.replace("teacher.", "student.").replace("width: 8", "width: 4") for o in CNN]
+    tracker = MemoryTracker()
+    summary = Study(tiny_config(*CNN, *student, *mechanism), tracker, progress=False).run()
+    roles = {r.tags["kd.role"]: r for r in tracker.find_runs({"kd.study_id": summary.study_id})}
+    assert "student" in roles and all(r.status == "FINISHED" for r in roles.values())
+    expected = {"progressive": "assistant_1", "online": "peer_1", "self": "generation_1"}[mechanism[0].split("=")[1]]
+    assert any(role.startswith(expected.rpartition("_")[0]) for role in roles), roles.keys()
+
+
 def test_an_imported_model_loads_a_checkpoint_of_its_own_keys(tmp_path: Path) -> None:
     from tests.byo_models import SmallCNN
 
