@@ -392,3 +392,12 @@ def test_launch_loads_an_example_config_into_the_form(empty_store: str) -> None:
     assert at.selectbox(key=f"form{version}.distill.mechanism").value == "cross_modal"
     assert at.selectbox(key=f"form{version}.data.name").value == "rgbd_scenes"
     assert not at.error and not next(b for b in at.button if b.label == "Launch").disabled
+
+
+def test_a_recipe_on_files_not_written_yet_is_one_line_in_launch(empty_store: str) -> None:
+    at = open_page("launch")  # the working folder is empty: examples/byo/inputs/ does not resolve from it
+    picker = at.selectbox(key="launch-example")
+    picker.select_index(next(i for i, o in enumerate(picker.options) if o.startswith("byo/sensors_parquet:"))).run()
+    next(b for b in at.button if b.label == "Load example").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["data.path: no file or folder 'examples/byo/inputs/sensors.parquet'"]

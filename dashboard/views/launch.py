@@ -13,7 +13,7 @@ from dashboard import data, nav, sources
 from dashboard.form import FieldSpec, config_fields, nest
 from dashboard.text import md
 from kdcore import launcher
-from kdcore.config import ExperimentConfig, field_errors, load_config, validate
+from kdcore.config import ConfigError, ExperimentConfig, field_errors, load_config, validate
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE = EXAMPLES / "digits_kd.yaml"
@@ -209,19 +209,24 @@ def example_summary(path: Path) -> str:
     sentence = " ".join(header).split(". ")[0].rstrip(".")
     if len(sentence) > 90:
         sentence = sentence[:89].rsplit(" ", 1)[0] + "…"
-    return f"{path.stem}: {sentence}" if sentence else path.stem
+    name = path.relative_to(EXAMPLES).with_suffix("").as_posix() if path.is_relative_to(EXAMPLES) else path.stem
+    return f"{name}: {sentence}" if sentence else name
 
 
 def example_picker() -> None:
     """Fill the form from one of the configs in ``examples/`` (the worked examples among them)."""
-    paths = sorted(EXAMPLES.glob("*.yaml")) if EXAMPLES.is_dir() else []
+    paths = sorted(EXAMPLES.rglob("*.yaml")) if EXAMPLES.is_dir() else []  # byo/: recipes on your own files
     if not paths:
         return
     left, right = st.columns([4, 1], vertical_alignment="bottom")
     chosen = left.selectbox("Start from an example", paths, format_func=example_summary, key="launch-example",
                             index=paths.index(EXAMPLE) if EXAMPLE in paths else 0)
     if right.button("Load example"):
-        st.session_state["launch_config"] = load_config(chosen).to_dict()
+        try:
+            st.session_state["launch_config"] = load_config(chosen).to_dict()
+        except ConfigError as err:  # a recipe whose inputs are not written yet (python -m examples.byo.make_inputs)
+            st.error(str(err), icon=":material/error:")
+            return
         st.session_state["form_version"] = st.session_state.get("form_version", 0) + 1
         st.rerun()
 
