@@ -26,7 +26,9 @@ import torch
 
 from kdcore.config import load_config
 from kdcore.data.splits import load_dataset
-from kdcore.export import WEIGHT_FILES, Logits, export_study, load_role, onnx_session
+from kdcore.export import export_study
+from kdcore.export_formats import WEIGHT_FILES, Logits, onnx_session
+from kdcore.export_roles import load_role
 from kdcore.study import Study
 from kdcore.tracking import MlflowTracker
 

@@ -391,7 +391,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from kdcore.export import ExportError, export_study
+    from kdcore.export import export_study
+    from kdcore.export_error import ExportError
 
     try:
         result = export_study(args.study_id, role=args.role, fmt=args.format, out=args.out, force=args.force,

@@ -22,25 +22,23 @@ from kdcore import __version__
 from kdcore.config import ExperimentConfig, ModelConfig, config_from_yaml, is_teacher
 from kdcore.data.splits import DatasetSplits, cache_dir, load_dataset
 from kdcore.diagnostics import Finding, Gate
-from kdcore.engine import EpochReport, fit, predict_outputs, predict_probs, resolve_device, set_determinism
+from kdcore.engine import EpochReport, fit, predict_outputs, resolve_device, set_determinism
 from kdcore.mechanisms.cross_modal import views
 from kdcore.methods.base import Method, TeacherSource, build_method
-from kdcore.metrics import latency_ms, peak_memory_mb, per_class_accuracy, prediction_metrics
-from kdcore.models.base import build_model, count_parameters
+from kdcore.models.base import build_model
 from kdcore.models.ensemble import Ensemble
 from kdcore.ownership import Heartbeat, StudyBusy, StudyLock, owner_alive, owner_label, owner_tags, prune_checkpoints
 from kdcore.preflight import check_models
 from kdcore.registry import MECHANISMS, METHODS, data_meta
 from kdcore.role_artifacts import ATTENTION_EXAMPLES, ATTENTIONS, WEIGHTS, attentions_npz, predictions_npz, weights_run
+from kdcore.role_evaluation import cost_metrics, member_metrics, predictions, split_metrics
 from kdcore.study_results import diagnose, refresh_siblings, study_metrics
 from kdcore.teaching import SEED_STRIDE, ensemble_builder, teacher_role_name, teacher_sources
 from kdcore.tracker import STUDY_ROLE, RunRecord, Tracker
 
 FAILURE_TAG = "kd.failure_reason"
-METRIC_PREFIX = {"val": "val", "test": "test", "test_shifted": "shift"}  # split -> metric key prefix
 EXAMPLE = 8  # training inputs a method sees at construction, to size its adapters to the features
 CACHE_BYTES = 1 << 30  # teacher outputs cached per study only up to 1 GiB; beyond, the teacher runs each step
-CLASS_METRICS = 200  # per-class accuracies are logged up to this many classes
 CHECKPOINT_SECONDS = 1.0  # a role's checkpoint is rewritten at most this often (and after its last epoch)
 
 log = logging.getLogger(__name__)
@@ -395,8 +393,8 @@ class Study:
             for role, run in previous.items():
                 assert run is not None
                 model = self._load_weights(models[role], weights_run(run))
-                results[role] = self.roles[role] = RoleResult(role, run.run_id, model, run.metrics,
-                                                              self._predict(model))
+                probs = predictions(model, splits, self.device, cfg.train.amp)
+                results[role] = self.roles[role] = RoleResult(role, run.run_id, model, run.metrics, probs)
             return results
 
         train = cfg.train
@@ -458,55 +456,17 @@ class Study:
         model.load_state_dict(state)
         return model.to(self.device).eval()
 
-    def _predict(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        assert self.splits is not None
-        model.to(self.device).eval()
-        return {name: predict_probs(model, getattr(self.splits, name), self.device, self.cfg.train.amp)
-                for name in METRIC_PREFIX}
-
-    def cost_metrics(self, model: nn.Module) -> dict[str, float]:
-        """What deploying ``model`` costs: parameters, latency at batch 1 and 256, peak memory."""
-        assert self.splits is not None
-        example = self.splits.test.x[:1].to(self.device)
-        return {
-            "model/params": float(count_parameters(model)),
-            "model/latency_ms": latency_ms(model, example, batch_size=1),
-            "model/latency_ms_b256": latency_ms(model, example, batch_size=256, repeats=5),
-            "model/memory_mb": peak_memory_mb(model, example),
-        }
-
-    def _member_metrics(self, ensemble: Ensemble) -> dict[str, float]:
-        """Each member's own accuracy (``member_<i>/val_acc``, ``member_<i>/test_acc``), beside the ensemble's."""
-        assert self.splits is not None
-        out: dict[str, float] = {}
-        for i, member in enumerate(ensemble.members, start=1):
-            probs = self._predict(member)
-            for split in ("val", "test"):
-                y = getattr(self.splits, split).y
-                out[f"member_{i}/{split}_acc"] = prediction_metrics(probs[split], y, None, split)[f"{split}/acc"]
-        return out
-
     def _finish_role(self, role: str, run_id: str, model: nn.Module, teacher: RoleResult | None,
                      log_weights: bool = True) -> RoleResult:
         """Evaluate the selected model on every split, log metrics and artifacts, close the run."""
         splits = self.splits
         assert splits is not None
-        probs = self._predict(model)
-        reference = teacher.probs if teacher else {}
-        metrics: dict[str, float] = {}
-        for split, prefix in METRIC_PREFIX.items():
-            metrics |= prediction_metrics(probs[split], getattr(splits, split).y, reference.get(split), prefix,
-                                          splits.exact_match)
-        # val/acc is the per-epoch curve; the selected model's value gets its own key.
-        metrics["val/best_acc"] = metrics.pop("val/acc")
-        for split in ("val", "test"):  # val feeds the judgement (gate 10); test is for the report
-            if splits.num_classes > CLASS_METRICS:  # a tokenizer's vocabulary: one metric per token is no report
-                break
-            for k, acc in enumerate(per_class_accuracy(probs[split], getattr(splits, split).y, splits.num_classes)):
-                metrics[f"{split}/acc_class_{k}"] = acc
+        amp = self.cfg.train.amp
+        probs = predictions(model, splits, self.device, amp)
+        metrics = split_metrics(probs, splits, teacher.probs if teacher else {})
         if isinstance(model, Ensemble):
-            metrics |= self._member_metrics(model)
-        metrics |= self.cost_metrics(deployed(model))
+            metrics |= member_metrics(model, splits, self.device, amp)
+        metrics |= cost_metrics(deployed(model), splits.test.x[:1].to(self.device))
         self.tracker.log_metrics(run_id, metrics, step=self.cfg.train.epochs_for(role))
         self.tracker.log_bytes(run_id, "predictions.npz", predictions_npz(probs, splits))
         maps = attentions_npz(model, splits.test.x[:ATTENTION_EXAMPLES].to(self.device))

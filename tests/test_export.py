@@ -16,10 +16,12 @@ from safetensors.torch import load_file, save_file
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
-from kdcore import export
 from kdcore.cli import main
 from kdcore.config import ModelConfig
 from kdcore.data.splits import load_dataset
+from kdcore.export_error import ExportError
+from kdcore.export_formats import onnx_session, write_hf
+from kdcore.export_roles import rebuild, role_runs
 from kdcore.models.base import build_model
 from kdcore.study import Study, StudyFailed
 from kdcore.tracking import MlflowTracker, load_predictions
@@ -54,7 +56,7 @@ def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run_id(store: Store, study_id: str, role: str) -> str:
-    return export.role_runs(store.tracker, study_id)[role].run_id
+    return role_runs(store.tracker, study_id)[role].run_id
 
 
 def stored_predictions(store: Store, study_id: str, role: str = "student") -> np.ndarray:
@@ -78,7 +80,7 @@ def test_safetensors_export_rebuilds_the_student_with_its_predictions(
     x = load_dataset(tiny_config().data).test.x
     with torch.inference_mode():
         predicted = model.eval()(x).logits.argmax(1).numpy()
-        again = export.rebuild(folder)(x).logits.argmax(1).numpy()
+        again = rebuild(folder)(x).logits.argmax(1).numpy()
     assert (predicted == stored_predictions(store, study_id)).all() and (again == predicted).all()
     card = (folder / "MODEL_CARD.md").read_text()
     assert "| student | mlp-w8-d1 |" in card and "| method | kd (response knowledge)" in card
@@ -93,7 +95,7 @@ def test_onnx_export_of_a_cnn_matches_pytorch_in_onnxruntime(
     assert main(["export", store.cnn, "--format", "onnx", "--out", str(out), "--tracking-uri", store.uri]) == 0
     printed = capsys.readouterr().out
     assert "check: ONNX Runtime matches PyTorch on 270 of 270 test predictions" in printed
-    session = export.onnx_session(out / "model.onnx")
+    session = onnx_session(out / "model.onnx")
     assert [i.name for i in session.get_inputs()] == ["inputs"] and session.get_inputs()[0].shape[0] == "batch"
     x = load_dataset(tiny_config().data).test.x.numpy()
     logits = session.run(["logits"], {"inputs": x})[0]
@@ -157,7 +159,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 
 def test_a_failing_onnx_check_writes_nothing(store: Store, here: Path, capsys: pytest.CaptureFixture,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(export, "ONNX_TOLERANCE", -1.0)  # no difference can be within it
+    monkeypatch.setattr("kdcore.export_formats.ONNX_TOLERANCE", -1.0)  # no difference can be within it
     assert main(["export", store.cnn, "--format", "onnx", "--tracking-uri", store.uri]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kdx: error: export: --format: the ONNX export disagrees with PyTorch") and "nothing was " \
@@ -217,14 +219,14 @@ def test_format_hf_saves_the_model_and_its_tokenizer(tmp_path: Path) -> None:
     BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(str(tmp_path / "tokenizer"))
     out = tmp_path / "out"
     out.mkdir()
-    assert export.write_hf(StandInHF(str(tmp_path / "tokenizer")), out, "student", "hf:tiny") == []
+    assert write_hf(StandInHF(str(tmp_path / "tokenizer")), out, "student", "hf:tiny") == []
     saved = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= saved
     (tmp_path / "none").mkdir()
-    notes = export.write_hf(StandInHF(str(tmp_path / "none")), tmp_path / "none", "student", "hf:tiny")
+    notes = write_hf(StandInHF(str(tmp_path / "none")), tmp_path / "none", "student", "hf:tiny")
     assert len(notes) == 1 and notes[0].startswith("no tokenizer saved: ")  # the weights still go out
-    with pytest.raises(export.ExportError, match="format hf needs a Hugging Face model"):
-        export.write_hf(nn.Linear(2, 2), tmp_path, "student", "mlp-w8-d1")
+    with pytest.raises(ExportError, match="format hf needs a Hugging Face model"):
+        write_hf(nn.Linear(2, 2), tmp_path, "student", "mlp-w8-d1")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("kdcore.models.hf") is None,

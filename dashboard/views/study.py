@@ -186,7 +186,9 @@ def attention_section(maps: dict[str, dict], vocab: str | None) -> None:
 
 def export_section(uri: str, study: pd.Series, runs: pd.DataFrame) -> None:
     """Export a role's weights (and register them) through kdcore.export, as ``kdx export`` does."""
-    from kdcore.export import FORMATS, ExportError, default_out, export_study
+    from kdcore.export import default_out, export_study
+    from kdcore.export_error import ExportError
+    from kdcore.export_formats import FORMATS
 
     st.subheader("Export")
     roles = runs["tags.kd.role"].tolist()

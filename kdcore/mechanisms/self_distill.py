@@ -25,6 +25,7 @@ from kdcore.methods.base import Batch, Method, StepOutput, build_method
 from kdcore.methods.terms import TermSpec, feature_shapes, response_losses, response_specs
 from kdcore.models.base import BlockNet, ExitNet, ModelOutput, build_model
 from kdcore.registry import MODELS, data_meta, fitting_models, register_mechanism
+from kdcore.role_evaluation import cost_metrics
 
 EXITS = "the spatial self mechanism teaches the early exits from the deepest exit's outputs"
 
@@ -165,6 +166,6 @@ def self_distill(study) -> None:
         metrics = {f"exit/{split}_acc": (predict_probs(net, getattr(splits, split), study.device).argmax(-1)
                                          == getattr(splits, split).y).float().mean().item()
                    for split in ("val", "test")}
-        cost = study.cost_metrics(net)
+        cost = cost_metrics(net, splits.test.x[:1].to(study.device))
         metrics |= {"exit/params": cost["model/params"], "exit/latency_ms": cost["model/latency_ms"]}
         study.tracker.log_metrics(student.run_id, metrics, step=k)
