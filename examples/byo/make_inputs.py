@@ -160,16 +160,17 @@ def write_sensors(out: Path, rows: int = 3000) -> None:
     table.to_parquet(out / "sensors.parquet", index=False)
 
 
-def make_inputs(out: Path = DEFAULT_OUT) -> Path:
-    """Write every input of the recipes into ``out`` (created; existing files are replaced)."""
+def make_inputs(out: Path = DEFAULT_OUT, scale: float = 1.0) -> Path:
+    """Write every input of the recipes into ``out`` (created; existing files are replaced); ``scale`` < 1
+    writes that share of the rows and images (a quick check that the recipes run)."""
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
-    write_reviews(out, rng)
-    write_stories(out, rng)
+    write_reviews(out, rng, rows=round(1500 * scale))
+    write_stories(out, rng, count=round(2500 * scale))
     write_bert(out)
     write_gpt2(out)
-    write_shapes(out, np.random.default_rng(0))
-    write_sensors(out)
+    write_shapes(out, np.random.default_rng(0), per_class=round(150 * scale))
+    write_sensors(out, rows=round(3000 * scale))
     return out
 
 
