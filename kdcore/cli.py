@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the failure-mode detectors and the ten quality gates on a logged study, "
                     "without retraining, and store findings.json, gates.json and the kd.findings tag.",
     )
-    diagnose.add_argument("study_id", metavar="STUDY_ID", help="the study's id (kdx studies lists them)")
+    diagnose.add_argument("study_id", metavar="STUDY_ID",
+                          help="the study's id or a unique start of it, e.g. the 8 characters kdx studies shows")
     diagnose.add_argument("--tracking-uri", metavar="URI",
                           help="MLflow store or server; default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
 
@@ -217,14 +218,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kdcore.engine import resolve_device
     from kdcore.ownership import StudyBusy
     from kdcore.study import Study, StudyFailed, Terminated
-    from kdcore.tracking import MlflowTracker
+    from kdcore.tracking import MlflowTracker, resolve_study_id
 
     if args.resume:
         if args.config or args.overrides:
             raise UsageError("--resume continues a study with its own config; give no CONFIG or KEY=VALUE")
         tracker = MlflowTracker(args.tracking_uri)
         try:
-            study = Study.resume(args.resume, tracker, progress=not args.no_progress)
+            study = Study.resume(resolve_study_id(args.resume, args.tracking_uri), tracker,
+                                 progress=not args.no_progress)
         except StudyBusy as err:
             raise UsageError(f"--resume: {err}") from None
         except TrackingUnavailable:
@@ -367,9 +369,10 @@ def format_summary(s: StudySummary, uri: str) -> str:
 def cmd_diagnose(args: argparse.Namespace) -> int:
     from kdcore.study_results import diagnose
     from kdcore.tracker import STUDY_ROLE
-    from kdcore.tracking import MlflowTracker
+    from kdcore.tracking import MlflowTracker, resolve_study_id
 
     try:
+        args.study_id = resolve_study_id(args.study_id, args.tracking_uri)
         tracker = MlflowTracker.for_run(args.study_id, args.tracking_uri)
         if tracker.get_run(args.study_id).tags.get("kd.role") != STUDY_ROLE:
             raise ValueError("it is not a study")
@@ -457,9 +460,10 @@ def situation_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def _measured(study_id: str, uri: str | None) -> dict[str, Any]:
     from kdcore.diagnostics import measured_situation
     from kdcore.study_results import study_results
-    from kdcore.tracking import MlflowTracker
+    from kdcore.tracking import MlflowTracker, resolve_study_id
 
     try:
+        study_id = resolve_study_id(study_id, uri)
         tracker = MlflowTracker.for_run(study_id, uri)
         found = measured_situation(study_results(tracker, study_id))
     except TrackingUnavailable:

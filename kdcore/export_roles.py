@@ -28,7 +28,7 @@ from kdcore.registry import data_meta
 from kdcore.role_artifacts import WEIGHTS, weights_run
 from kdcore.study import deployed, model_spec
 from kdcore.tracker import STUDY_ROLE, RunRecord, TrackingUnavailable, role_key
-from kdcore.tracking import MlflowTracker, list_studies, resolve_uri
+from kdcore.tracking import MlflowTracker, StudyNotFound, resolve_study_id
 
 CONFIG_FILE, SPEC_FILE = "config.yaml", "model.json"  # the study's config (logged and exported), the model spec
 AS_IS = ", as is"  # end of kd.weights of a teacher used as it is: evaluated, never trained, no weights logged
@@ -50,17 +50,10 @@ class LoadedRole:
 
 def resolve_study(ref: str, uri: str | None = None) -> str:
     """A study id from its full id or a unique start of it (the short id the dashboard and folders show)."""
-    ref = ref.strip()
-    ids = list_studies(uri)["study_id"].tolist()
-    if ref in ids:
-        return ref
-    found = [study_id for study_id in ids if ref and study_id.startswith(ref)]
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise ExportError(f"study: no study {ref!r} in {resolve_uri(uri)}; kdx studies lists them")
-    raise ExportError(f"study: {ref!r} starts {len(found)} study ids ({', '.join(s[:12] for s in found[:3])}"
-                      f"{', ...' if len(found) > 3 else ''}); give more of the id")
+    try:
+        return resolve_study_id(ref, uri)
+    except StudyNotFound as err:
+        raise ExportError(f"study: {err}") from None
 
 
 def role_runs(tracker: MlflowTracker, study_id: str) -> dict[str, RunRecord]:

@@ -387,6 +387,26 @@ def _runs_frame(client: MlflowClient, experiment_ids: list[str], filter_string: 
     return pd.DataFrame(rows)
 
 
+class StudyNotFound(ValueError):
+    """A study reference that names no study, or more than one (one line)."""
+
+
+def resolve_study_id(ref: str, uri: str | None = None) -> str:
+    """A study's id from its full id or a unique start of it (the 8-character short id the dashboard, folders and
+    summaries show); :class:`StudyNotFound` when it names none or several."""
+    ref = ref.strip()
+    ids = list_studies(uri)["study_id"].tolist()
+    if ref in ids:
+        return ref
+    found = [study_id for study_id in ids if ref and study_id.startswith(ref)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise StudyNotFound(f"no study {ref!r} in {resolve_uri(uri)}; kdx studies lists them")
+    raise StudyNotFound(f"{ref!r} starts {len(found)} study ids ({', '.join(s[:12] for s in found[:3])}"
+                        f"{', ...' if len(found) > 3 else ''}); give more of the id")
+
+
 def list_studies(uri: str | None = None, experiment: str | None = None) -> pd.DataFrame:
     """One row per study, newest first: what, how, the three accuracies, the ratios and the status."""
     client = _client(uri)

@@ -132,6 +132,23 @@ def test_diagnose_recomputes_findings_and_gates(config_file: Path, capsys: pytes
     assert out.count("  gate ") == 10 and "gate  8 not measurable" not in out  # the advisor re-assesses it
     assert main(["diagnose", "0123456789abcdef"]) == 2
     assert capsys.readouterr().err.startswith("kdx: error: diagnose: cannot read study 0123456789abcdef")
+    assert main(["diagnose", study_id[:8]]) == 0  # the short id the dashboard and summaries show
+    assert capsys.readouterr().out.count("  gate ") == 10
+
+
+def test_a_study_prefix_names_one_study_or_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    from kdcore import tracking
+
+    ids = ["6949efa3aaaa", "6949efa3bbbb", "12345678cccc"]
+    monkeypatch.setattr(tracking, "list_studies", lambda uri=None: pd.DataFrame({"study_id": ids}))
+    assert tracking.resolve_study_id("1234", "sqlite:///x.db") == "12345678cccc"
+    assert tracking.resolve_study_id("6949efa3bbbb", "sqlite:///x.db") == "6949efa3bbbb"
+    with pytest.raises(tracking.StudyNotFound, match=r"^'6949efa3' starts 2 study ids \(6949efa3aaaa, 6949efa3bbbb\)"):
+        tracking.resolve_study_id("6949efa3", "sqlite:///x.db")
+    with pytest.raises(tracking.StudyNotFound, match=r"^no study 'ffff' in sqlite:///x.db"):
+        tracking.resolve_study_id("ffff", "sqlite:///x.db")
 
 
 def _tiny_base(tmp_path: Path) -> Path:
