@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="MLflow store or server; default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
     studies.add_argument("--experiment", metavar="NAME", help="only studies of this MLflow experiment")
     studies.add_argument("--limit", type=int, default=20, metavar="N", help="show the newest N (default 20)")
+    studies.add_argument("--all", action="store_true", help="show every study (no --limit)")
+    studies.add_argument("--dataset", metavar="NAME", help="only studies on this dataset (e.g. digits, csv)")
+    studies.add_argument("--json", action="store_true",
+                         help="print the studies as a JSON list (every column, full ids) for scripts")
 
     diagnose = commands.add_parser(
         "diagnose", help="recompute a study's findings and quality gates and log them on it",
@@ -275,22 +279,42 @@ def _terminate_once(signum: int, frame: object) -> None:
 
 
 def cmd_studies(args: argparse.Namespace) -> int:
+    import json
+
     from kdcore.tracking import list_studies, resolve_uri
 
+    if args.limit < 1:
+        raise UsageError(f"--limit: give a number of studies of at least 1 (got {args.limit})")
     frame = list_studies(args.tracking_uri, args.experiment)
-    if frame.empty:
-        print(f"no studies in {resolve_uri(args.tracking_uri)}; run one with: kdx run examples/digits_kd.yaml")
+    if args.dataset:
+        frame = frame[frame["dataset"] == args.dataset]
+    total = len(frame)
+    shown = frame if args.all else frame.head(args.limit)
+    if args.json:
+        records = json.loads(shown.to_json(orient="records", date_format="iso"))
+        print(json.dumps(records, indent=1))
         return 0
-    frame = frame.head(args.limit)
-    header = (f"{'study_id':<32}  {'status':<8}  {'dataset':<8}  {'teacher':<14}  {'student':<14}  "
-              f"{'method':<6}  {'teacher':>7}  {'baseline':>8}  {'student':>7}  {'s/t':>5}  {'s/b':>5}")
-    print(header)
-    for row in frame.itertuples():
-        print(f"{_s(row.study_id, 32):<32}  {_s(row.status, 8):<8}  {_s(row.dataset, 8):<8}  "
-              f"{_s(row.teacher, 14):<14}  {_s(row.student, 14):<14}  {_s(row.method, 6):<6}  "
-              f"{_pct(row.teacher_acc):>7}  {_pct(row.baseline_acc):>8}  {_pct(row.student_acc):>7}  "
-              f"{_num(row.ratio_teacher):>5}  {_num(row.ratio_baseline):>5}")
+    if frame.empty:
+        where = f" on dataset {args.dataset}" if args.dataset else ""
+        print(f"no studies{where} in {resolve_uri(args.tracking_uri)}; run one with: kdx run examples/digits_kd.yaml")
+        return 0
+    print("  ".join(f"{title:{align}{width}}" for title, width, align in STUDY_TABLE))
+    for row in shown.itertuples():
+        findings = len([f for f in str(row.findings or "").split(",") if f]) if not _missing(row.findings) else 0
+        gates = "-" if _missing(row.gates_passed) else f"{int(row.gates_passed)}/10"
+        cells = [str(row.study_id)[:8], _s(row.name, 34), _s(row.status, 8), _s(row.dataset, 11), _s(row.method, 6),
+                 _pct(row.teacher_acc), _pct(row.baseline_acc), _pct(row.student_acc), _num(row.ratio_teacher),
+                 _num(row.ratio_baseline), str(findings), gates]
+        print("  ".join(f"{cell:{align}{width}}" for cell, (_, width, align) in zip(cells, STUDY_TABLE, strict=True)))
+    if len(shown) < total:
+        print(f"showing the newest {len(shown)} of {total} studies; --all shows every one, --limit N more")
     return 0
+
+
+# kdx studies: (title, width, alignment) of each column; ids are the 8-character prefix every command accepts
+STUDY_TABLE = [("study", 8, "<"), ("name", 34, "<"), ("status", 8, "<"), ("dataset", 11, "<"), ("method", 6, "<"),
+               ("teacher", 7, ">"), ("baseline", 8, ">"), ("student", 7, ">"), ("s/t", 5, ">"), ("s/b", 5, ">"),
+               ("findings", 8, ">"), ("gates", 5, ">")]
 
 
 # --- formatting -----------------------------------------------------------------------------------

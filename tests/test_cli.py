@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,21 @@ def test_run_prints_summary_and_studies_lists_it(config_file: Path, capsys: pyte
     study_id = out.split()[1]
     assert main(["studies"]) == 0
     listing = capsys.readouterr().out
-    assert study_id in listing and "FINISHED" in listing and "digits" in listing
+    assert study_id[:8] in listing and "FINISHED" in listing and "digits" in listing
+    assert main(["run", str(config_file), "tracking.study_name=a name the table shows in full", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["studies", "--limit", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "a name the table shows in full" in lines[1] and study_id[:8] not in "".join(lines)
+    assert lines[-1] == "showing the newest 1 of 2 studies; --all shows every one, --limit N more"
+    assert main(["studies", "--all"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 3 and len({len(row) for row in rows}) == 1  # every column aligned, the header too
+    assert main(["studies", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["study_id"] for r in records][1] == study_id and records[0]["dataset"] == "digits"
+    assert main(["studies", "--dataset", "mnist1d"]) == 0
+    assert capsys.readouterr().out.startswith("no studies on dataset mnist1d in ")
 
 
 def test_run_of_an_online_study_reports_its_peers(config_file: Path, capsys: pytest.CaptureFixture) -> None:
@@ -90,7 +105,8 @@ def test_console_script_help_explains_every_option() -> None:
     kdx = shutil.which("kdx", path=str(Path(sys.executable).parent))
     assert kdx, "the kd-explorer distribution is not installed"
     expected = {"run": ["--resume", "--tracking-uri", "--no-progress", "KEY=VALUE"],
-                "studies": ["--experiment", "--limit", "--tracking-uri"], "list": ["KIND", "datasets"],
+                "studies": ["--experiment", "--limit", "--all", "--dataset", "--json", "--tracking-uri"],
+                "list": ["KIND", "datasets"],
                 "dashboard": ["--host", "--port", "--allowed-host", "--max-concurrent", "--no-samples", "--workshop",
                               "--data-root"],
                 "samples": ["load", "make"], "diagnose": ["STUDY_ID", "--tracking-uri"],
