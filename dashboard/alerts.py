@@ -20,7 +20,9 @@ from dashboard.text import md
 from kdcore.config import ConfigError, apply_overrides, validate
 from kdcore.diagnostics import ASSISTANT_KEEP
 
-GATE_ICONS = {"passed": "✅ passed", "failed": "❌ failed", "not measurable": "➖ not measurable"}
+# Gate statuses as words: emoji render as empty boxes in a browser without an emoji font.
+GATE_STATUS = {"passed": "passed", "failed": "FAILED", "not measurable": "not measurable"}
+GATE_COLOURS = {"passed": "#1a7f37", "FAILED": "#cf222e", "not measurable": "#6e7781"}
 PERCENT_NAMES = {"chance", "agreement", "student_gap", "baseline_gap", "kd_loss_share", "kept_advantage"}  # as %
 
 
@@ -187,5 +189,11 @@ def sweep_button(uri: str, study: pd.Series, finding: dict[str, Any]) -> None:
 
 def gates_table(gates: list[dict[str, Any]]) -> pd.DataFrame:
     """The gates (as :func:`dashboard.data.gates` gives them) as a table: a dataframe shows text as it is."""
-    return pd.DataFrame([{"gate": g["number"], "status": GATE_ICONS.get(g["status"], g["status"]), "name": g["name"],
+    return pd.DataFrame([{"gate": g["number"], "status": GATE_STATUS.get(g["status"], g["status"]), "name": g["name"],
                           "numbers": numbers(g["numbers"]), "reason": g["reason"]} for g in gates])
+
+
+def gate_colours(table: pd.DataFrame) -> Any:
+    """The gates table with each status in its colour (green, red, grey), for ``st.dataframe``."""
+    return table.style.map(lambda status: f"color: {GATE_COLOURS.get(status, 'inherit')}; font-weight: 600",
+                           subset=["status"])

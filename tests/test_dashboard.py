@@ -243,7 +243,7 @@ def test_study_detail_shows_findings_with_evidence_and_the_gates_checklist(study
     assert relaunch == [f"relaunch-{study_id}-overconfidence", f"relaunch-{study_id}-capacity_mismatch"]
     gates = next(d.value for d in at.dataframe if "reason" in d.value)
     assert list(gates["gate"]) == list(range(1, 11))
-    assert list(gates["status"]).count("✅ passed") == 7 and list(gates["status"]).count("❌ failed") == 3
+    assert list(gates["status"]).count("passed") == 7 and list(gates["status"]).count("FAILED") == 3
     assert gates["numbers"][0] == "student over teacher 0.960, test acc 87.5%"
     assert any("7 of 10 passed" in m.value and "3 failed, 0 not measurable" in m.value for m in at.markdown)
 

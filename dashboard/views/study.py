@@ -8,7 +8,7 @@ import streamlit as st
 import yaml
 
 from dashboard import charts, data, nav, notes
-from dashboard.alerts import finding_card, gates_table
+from dashboard.alerts import finding_card, gate_colours, gates_table
 from dashboard.text import md
 from kdcore.config import ConfigError
 from kdcore.registry import DATASETS
@@ -67,7 +67,7 @@ def diagnosis(uri: str, study: pd.Series, runs: pd.DataFrame) -> None:
     statuses = [g["status"] for g in gates]
     st.markdown(f"##### Quality gates: {statuses.count('passed')} of {len(gates)} passed, "
                 f"{statuses.count('failed')} failed, {statuses.count('not measurable')} not measurable")
-    st.dataframe(gates_table(gates), hide_index=True, width="stretch", column_config={
+    st.dataframe(gate_colours(gates_table(gates)), hide_index=True, width="stretch", column_config={
         "gate": st.column_config.NumberColumn("#", width="small"),
         "status": st.column_config.TextColumn("status", width="small"),
         "name": st.column_config.TextColumn("gate", width="medium"),
