@@ -40,3 +40,12 @@ def chart(value: object, limit: int = LIMIT) -> str:
     """Store text for plotly, whose labels read tags such as ``<a href>`` and ``<br>``: escaped to entities,
     which plotly shows as the characters they stand for."""
     return html.escape(one_line(value, limit), quote=False)
+
+
+def parameters_saved(ratio: float | None) -> tuple[str, str]:
+    """The parameter ratio (teacher over student) as a label and a value people read without inverting it."""
+    if ratio is None or math.isnan(ratio):
+        return "Parameters saved", "-"
+    if ratio < 1:
+        return "Student is larger", f"{1 / ratio:.1f}x the teacher"
+    return "Parameters saved", f"{ratio:.1f}x fewer"

@@ -401,3 +401,13 @@ def test_a_recipe_on_files_not_written_yet_is_one_line_in_launch(empty_store: st
     next(b for b in at.button if b.label == "Load example").click().run()
     assert not at.exception
     assert [e.value for e in at.error] == ["data.path: no file or folder 'examples/byo/inputs/sensors.parquet'"]
+
+
+@pytest.mark.parametrize(("ratio", "shown"), [
+    (4.0, ("Parameters saved", "4.0x fewer")), (0.3, ("Student is larger", "3.3x the teacher")),
+    (float("nan"), ("Parameters saved", "-")),
+])
+def test_the_parameter_ratio_reads_the_right_way_round(ratio: float, shown: tuple[str, str]) -> None:
+    from dashboard.text import parameters_saved
+
+    assert parameters_saved(ratio) == shown

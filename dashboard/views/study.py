@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from dashboard import charts, data, nav, notes
+from dashboard import charts, data, nav, notes, text
 from dashboard.alerts import finding_card, gate_colours, gates_table
 from dashboard.text import md
 from kdcore.config import ConfigError
@@ -225,7 +225,7 @@ def render() -> None:
     a.metric("Status", md(study["status"]))
     b.metric("Student / teacher", "-" if study.isna()["ratio_teacher"] else f"{study['ratio_teacher']:.3f}")
     c.metric("Student / baseline", "-" if study.isna()["ratio_baseline"] else f"{study['ratio_baseline']:.3f}")
-    d.metric("Parameters saved", "-" if study.isna()["param_ratio"] else f"{study['param_ratio']:.1f}x")
+    d.metric(*text.parameters_saved(study["param_ratio"]))
     if isinstance(study.get("failure_reason"), str) and study["failure_reason"]:
         st.error(f"Failed: {md(study['failure_reason'], 1000)}")
     notes.studies(study.to_frame().T)
