@@ -80,11 +80,13 @@ def test_capacity_gap_places_every_three_role_study_in_the_zones(samples_store, 
     assert int(counted.split()[0]) >= 15  # the samples with a teacher, a baseline and a student
 
 
-def test_a_tree_preset_lands_on_the_advisor_with_its_situation(samples_store, monkeypatch, tmp_path) -> None:
+def test_a_tree_preset_lands_on_the_advisor_with_its_situation(samples_store, monkeypatch, tmp_path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
     at = open_page("learn_tree_walk", samples_store, monkeypatch, tmp_path)
     assert any("cross_modal" in m.value for m in at.markdown)
     at.button(key="learn-tree-4").click().run()  # the RGB teacher and the depth student
     assert not at.exception
+    assert "default value but also had its value set" not in caplog.text  # each widget's value set one way
     assert at.session_state["adv.dataset"] == "rgbd_scenes" and at.session_state["adv.student.modality"] == "depth"
     assert any("cross_modal" in m.value for m in at.markdown)
 

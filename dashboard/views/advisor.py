@@ -21,6 +21,12 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits_kd.yaml"
 NEEDS = {"decisions": "final decisions", "patterns": "pattern recognition", "structure": "structural reasoning"}
 
 
+def initial(key: str, **default: Any) -> dict[str, Any]:
+    """A widget's default, unless its key already holds a value (a preset opened from Learn): Streamlit warns
+    when a widget gets both, so the value is set one way."""
+    return {} if key in st.session_state else default
+
+
 def data_key(dataset: Any) -> str:
     """A dataset name, or your data's config as JSON: what the cached counts are keyed on."""
     return dataset if isinstance(dataset, str) else dataset.model_dump_json()
@@ -63,13 +69,15 @@ def side_form(role: str, dataset: Any, default_model: str, default_size: str) ->
     if own is not None:
         return own
     models = fitting_models(dataset)
-    model = st.selectbox("Model", models, index=models.index(default_model) if default_model in models else 0,
-                         key=f"adv.{role}.model")
+    model = st.selectbox("Model", models, key=f"adv.{role}.model",
+                         **initial(f"adv.{role}.model", index=models.index(default_model)
+                                   if default_model in models else 0))
     sizes = MODELS.entry(model).meta["sizes"]
     options = [*sizes, "custom"]
-    size = st.selectbox("Size", options, index=options.index(default_size) if default_size in options else 0,
-                        key=f"adv.{role}.size", format_func=lambda s: s if s == "custom" else
-                        f"{s} (width {sizes[s][0]}, depth {sizes[s][1]})")
+    size = st.selectbox("Size", options, key=f"adv.{role}.size", format_func=lambda s: s if s == "custom" else
+                        f"{s} (width {sizes[s][0]}, depth {sizes[s][1]})",
+                        **initial(f"adv.{role}.size", index=options.index(default_size)
+                                  if default_size in options else 0))
     spec: dict[str, Any] = {"model": model}
     if size == "custom":
         left, right = st.columns(2)
@@ -107,8 +115,8 @@ def accuracies(uri: str) -> tuple[float | None, float | None]:
 
 def situation_form(uri: str) -> dict[str, Any]:
     datasets = [e.name for e in DATASETS if not e.meta.get("source")]
-    dataset: Any = st.selectbox("Dataset", datasets, index=datasets.index("digits") if "digits" in datasets else 0,
-                                key="adv.dataset")
+    dataset: Any = st.selectbox("Dataset", datasets, key="adv.dataset",
+                                **initial("adv.dataset", index=datasets.index("digits") if "digits" in datasets else 0))
     own_data, refused = sources.data_panel({}, "adv.own")
     for field, message in refused.items():
         st.error(f"{field}: {message}", icon=":material/error:")
@@ -128,12 +136,13 @@ def situation_form(uri: str) -> dict[str, Any]:
         student = side_form("student", dataset, "mlp", "tiny")
     with task_col.container(border=True):
         st.markdown("**Task and situation**")
-        needs = st.multiselect("The task needs", list(NEEDS), default=["decisions"], format_func=NEEDS.get,
-                               key="adv.needs")
+        needs = st.multiselect("The task needs", list(NEEDS), format_func=NEEDS.get, key="adv.needs",
+                               **initial("adv.needs", default=["decisions"]))
         raw: dict[str, Any] = {
-            "proven_teacher": st.toggle("A proven teacher exists", True, key="adv.proven"),
-            "stable_domain": st.toggle("The domain is stable", True, key="adv.stable"),
-            "several_learners": st.toggle("Several learners train together", False, key="adv.peers",
+            "proven_teacher": st.toggle("A proven teacher exists", key="adv.proven",
+                                        **initial("adv.proven", value=True)),
+            "stable_domain": st.toggle("The domain is stable", key="adv.stable", **initial("adv.stable", value=True)),
+            "several_learners": st.toggle("Several learners train together", key="adv.peers",
                                           help="Online learning needs them AND exploration: no proven teacher, "
                                                "or a drifting domain."),
         }
