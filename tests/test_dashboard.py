@@ -116,6 +116,8 @@ def test_studies_lists_every_study_with_filters(store) -> None:
     assert len(table) == 3 and set(table["method"]) == {"kd"}
     at.text_input[0].set_value("no such study").run()
     assert len(at.dataframe[0].value) == 0
+    at.text_input[0].set_value("finished").run()  # a column other than the name, models and id: every one
+    assert len(at.dataframe[0].value) == 3
 
 
 def test_compare_without_selection_explains_what_to_do(store) -> None:

@@ -91,7 +91,8 @@ def render() -> None:
     datasets = left.multiselect("Dataset", choices(frame, "dataset"), key="filter_dataset")
     methods = middle.multiselect("Method", choices(frame, "method"), key="filter_method")
     statuses = right.multiselect("Status", choices(frame, "status"), key="filter_status")
-    text = search.text_input("Search", placeholder="name, model or id", key="filter_text")
+    text = search.text_input("Search", placeholder="any column: name, dataset, model, finding or id",
+                             key="filter_text")
     codes, gates = st.columns([3, 2])
     options = [*sorted(set(frame["finding_codes"].explode().dropna())), NO_FINDINGS]
     if "finding_filter" in st.session_state:  # a code chosen earlier may be gone from the store
@@ -107,7 +108,7 @@ def render() -> None:
         if chosen:
             view = view[view[column].isin(chosen)]
     if text:
-        haystack = view[["label", "teacher", "student", "study_id"]].astype(str).agg(" ".join, axis=1)
+        haystack = view[[*COLUMNS, "study_id"]].astype(str).agg(" ".join, axis=1)  # every visible column
         view = view[haystack.str.contains(text, case=False, regex=False)]
     view = view.reset_index(drop=True)
     finding_summary(view)
