@@ -170,11 +170,11 @@ def fix_buttons(uri: str, study: pd.Series, finding: dict[str, Any]) -> None:
         relaunch(uri, study, finding)
     if right.button("Edit the fix in Launch", key=f"edit-fix-{study.name}-{code}"):
         try:
-            st.session_state["launch_config"] = fixed_config(uri, study, finding)
+            fixed = fixed_config(uri, study, finding)
         except ConfigError as err:
             st.error(f"The fix does not apply to this config: {md(err, 400)}")
             return
-        st.session_state["form_version"] = st.session_state.get("form_version", 0) + 1
+        nav.fill_launch(fixed, f"the fix for {finding.get('title', code)} of study {study.name[:8]}")
         nav.go("launch")
 
 

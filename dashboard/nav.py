@@ -45,6 +45,14 @@ def go(name: str) -> None:
     st.switch_page(pages()[name])
 
 
+def fill_launch(config: dict, source: str) -> None:
+    """Hand a config to the Launch form, saying where it came from (shown above the form): a new form
+    version, so every field takes the config's value."""
+    st.session_state["launch_config"] = config
+    st.session_state["launch_source"] = source
+    st.session_state["form_version"] = st.session_state.get("form_version", 0) + 1
+
+
 def link(name: str, label: str) -> None:
     page = pages()[name]
     st.page_link(page, label=label, icon=page.icon)

@@ -178,6 +178,17 @@ def test_launch_is_prefilled_from_study_detail(store) -> None:
     assert not at.exception
     temperature = next(n for n in at.number_input if n.key.endswith("distill.temperature"))
     assert temperature.value == 8.0
+    assert any(c.value.startswith("The form below holds **study ") and ids[2][:8] in c.value
+               for c in at.caption)  # where the form came from, not the default example
+
+
+def test_launch_says_it_opens_on_the_default_example_and_which_example_was_loaded(empty_store: str) -> None:
+    at = open_page("launch")
+    assert any("holds **the example digits_kd (the default)**" in c.value.replace("\\", "") for c in at.caption)
+    picker = at.selectbox(key="launch-example")
+    picker.select_index(next(i for i, o in enumerate(picker.options) if o.startswith("mnist1d_online:"))).run()
+    next(b for b in at.button if b.label == "Load example").click().run()
+    assert any("holds **the example mnist1d_online**" in c.value.replace("\\", "") for c in at.caption)
 
 
 def test_studies_filter_by_finding_and_by_gates_passed(store) -> None:
@@ -276,6 +287,7 @@ def test_edit_the_fix_in_launch_prefills_the_form(study) -> None:
     temperature = next(n for n in at.number_input if n.key.endswith("distill.temperature"))
     assert temperature.value == 12.0
     assert launcher.list_jobs() == []
+    assert any("holds **the fix for" in c.value for c in at.caption)
 
 
 def test_an_undiagnosed_study_can_be_diagnosed_from_the_page(study) -> None:

@@ -220,8 +220,7 @@ def launch_button(advice: advisor.Advice) -> None:
         except advisor.AdviceError as err:
             st.error(str(err))
             return
-        st.session_state["launch_config"] = cfg.to_dict()
-        st.session_state["form_version"] = st.session_state.get("form_version", 0) + 1
+        nav.fill_launch(cfg.to_dict(), f"the Advisor: {advice.mechanism} {advice.method}")
         nav.go("launch")
 
 

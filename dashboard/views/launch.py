@@ -223,12 +223,14 @@ def example_picker() -> None:
                             index=paths.index(EXAMPLE) if EXAMPLE in paths else 0)
     if right.button("Load example"):
         try:
-            st.session_state["launch_config"] = load_config(chosen).to_dict()
+            config = load_config(chosen).to_dict()
         except ConfigError as err:  # a recipe whose inputs are not written yet (python -m examples.byo.make_inputs)
             st.error(str(err), icon=":material/error:")
             return
-        st.session_state["form_version"] = st.session_state.get("form_version", 0) + 1
+        nav.fill_launch(config, f"the example {example_summary(chosen).split(':')[0]}")
         st.rerun()
+    source = st.session_state.get("launch_source", f"the example {EXAMPLE.stem} (the default)")
+    st.caption(f"The form below holds **{md(source, 200)}**; edit any field, or load an example instead.")
 
 
 def render() -> None:

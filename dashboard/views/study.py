@@ -264,8 +264,7 @@ def render() -> None:
         return
     st.code(config.value, language="yaml")
     if st.button("Open in Launch with this config", type="primary"):
-        st.session_state["launch_config"] = yaml.safe_load(config.value)
-        st.session_state["form_version"] = st.session_state.get("form_version", 0) + 1
+        nav.fill_launch(yaml.safe_load(config.value), f"study {study['label']} ({study.name[:8]})")
         nav.go("launch")
 
 
