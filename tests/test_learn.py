@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import charts
+from dashboard import lesson_charts
 from dashboard.lessons import FAILURE_MODES
 from kdcore import launcher
 from kdcore.samples import load_samples
@@ -143,9 +143,9 @@ def test_workshop_mode_opens_on_learn(samples_store, monkeypatch, tmp_path: Path
 
 
 def test_learn_charts_are_pure() -> None:
-    bars = charts.soft_labels(np.array([0.7, 0.2, 0.1]), 0, 4)
+    bars = lesson_charts.soft_labels(np.array([0.7, 0.2, 0.1]), 0, 4)
     assert bars.data[0].marker.color[0] != bars.data[0].marker.color[1]
-    zones = charts.gap_zones(pd.DataFrame({"ratio": [1.2, 4.0], "gain": [1.0, -3.0], "label": ["a", "b"]}),
+    zones = lesson_charts.gap_zones(pd.DataFrame({"ratio": [1.2, 4.0], "gain": [1.0, -3.0], "label": ["a", "b"]}),
                              [(0, 1.1, "similar"), (1.1, 1.5, "direct"), (1.5, float("inf"), "assistants")])
     assert len(zones.layout.shapes) >= 3 and list(zones.data[0].y) == [1.0, -3.0]
-    assert charts.size_against_accuracy(pd.DataFrame()).layout.title.text == "Student size against accuracy"
+    assert lesson_charts.size_against_accuracy(pd.DataFrame()).layout.title.text == "Student size against accuracy"

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, lessons
+from dashboard import data, lesson_charts, lessons
 from dashboard.text import md
 from kdcore import advisor
 
@@ -47,8 +47,8 @@ def render() -> None:
     if points.empty:
         lessons.study_named(uri, "mnist1d cnn1d->mlp w8 kd seed0")
         return
-    st.plotly_chart(charts.size_against_accuracy(points), key="learn-gap-size")
-    st.plotly_chart(charts.gap_zones(points, ZONES), key="learn-gap-zones")
+    st.plotly_chart(lesson_charts.size_against_accuracy(points), key="learn-gap-size")
+    st.plotly_chart(lesson_charts.gap_zones(points, ZONES), key="learn-gap-zones")
     worst = points.sort_values("gain").iloc[0]
     st.caption(f"{len(points)} studies. The largest loss: {md(worst['label'])} ({worst['gain']:+.1f} points at a "
                f"{worst['ratio']:.2f}x gap).")

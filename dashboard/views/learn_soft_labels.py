@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from dashboard import charts, data, lessons
+from dashboard import data, lesson_charts, lessons
 
 DEFAULT = "digits cnn2d->mlp kd T4 seed0"
 TEMPERATURES = np.round(np.geomspace(0.5, 20, 60), 3)
@@ -55,9 +55,9 @@ def render() -> None:
     example_curve = entropy(soften(probs[example][None].repeat(len(TEMPERATURES), 0), TEMPERATURES[:, None]))
     mean_curve = np.array([entropy(soften(probs, t)).mean() for t in TEMPERATURES])
     left, right = st.columns(2)
-    left.plotly_chart(charts.soft_labels(q, target, temperature), key="learn-t-bars")
-    right.plotly_chart(charts.entropy_against_temperature(TEMPERATURES, example_curve, mean_curve, temperature,
-                                                          np.log(len(q))), key="learn-t-entropy")
+    left.plotly_chart(lesson_charts.soft_labels(q, target, temperature), key="learn-t-bars")
+    right.plotly_chart(lesson_charts.entropy_against_temperature(TEMPERATURES, example_curve, mean_curve,
+                                                                 temperature, np.log(len(q))), key="learn-t-entropy")
     mean_dark = 1 - soften(probs, temperature)[np.arange(len(labels)), labels].mean()
     st.caption(f"Over the whole test split at T = {temperature:g}: {mean_dark:.1%} of the probability lies off "
                "the true class.")
