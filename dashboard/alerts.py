@@ -16,6 +16,7 @@ import streamlit as st
 import yaml
 
 from dashboard import charts, data, nav
+from dashboard import numbers as numbers_format
 from dashboard.text import md
 from kdcore.config import ConfigError, apply_overrides, validate
 from kdcore.diagnostics import ASSISTANT_KEEP
@@ -27,18 +28,19 @@ PERCENT_NAMES = {"chance", "agreement", "student_gap", "baseline_gap", "kd_loss_
 
 
 def number(name: str, value: float) -> str:
-    """One evidence or gate number as people read it: accuracies as %, ratios as x.xxx, counts whole."""
+    """One evidence or gate number in the dashboard's formats (:mod:`dashboard.numbers`): accuracies and
+    calibration errors as percents, ratios with two decimals, points with their sign, counts whole."""
     if value is None or pd.isna(value):
         return "-"
-    if name.endswith("_acc") or name in PERCENT_NAMES:
-        return f"{value:.1%}"
+    if name.endswith(("_acc", "_ece")) or name in PERCENT_NAMES:
+        return numbers_format.percent(value)
     if "ratio" in name or "_over_" in name:
-        return f"{value:.3f}"
-    if name.endswith(("_points", "_ece")):
-        return f"{value:.2f}" if name.endswith("_points") else f"{value:.3f}"
+        return numbers_format.ratio(value)
+    if name.endswith("_points"):
+        return f"{value:+.1f} pts"
     if name.endswith("_entropy"):
-        return f"{value:.3f} nats"
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.3g}"
+        return f"{value:.2f} nats"
+    return numbers_format.count(value) if float(value).is_integer() else f"{value:.3g}"
 
 
 def numbers(values: dict[str, float]) -> str:
@@ -164,11 +166,11 @@ def fix_buttons(uri: str, study: pd.Series, finding: dict[str, Any]) -> None:
     """The fix as overrides, relaunched in one click or opened in Launch."""
     code = finding["code"]
     st.caption("The fix as config overrides: " + md(" ".join(finding["fix_overrides"]), 1000))
-    left, right, _ = st.columns([1, 1, 3])
-    if left.button("Relaunch with this fix", key=f"relaunch-{study.name}-{code}", type="primary",
+    row = st.container(horizontal=True)  # buttons as wide as their labels, wrapping on a narrow page
+    if row.button("Relaunch with this fix", key=f"relaunch-{study.name}-{code}", type="primary",
                    icon=":material/build:"):
         relaunch(uri, study, finding)
-    if right.button("Edit the fix in Launch", key=f"edit-fix-{study.name}-{code}"):
+    if row.button("Edit the fix in Launch", key=f"edit-fix-{study.name}-{code}"):
         try:
             fixed = fixed_config(uri, study, finding)
         except ConfigError as err:

@@ -102,3 +102,26 @@ def test_tree_figure_lights_exactly_the_path() -> None:
     assert len(dim.x) == len(TREE) - 4
     thick = [t for t in figure.data if t.mode == "lines" and t.line.width == 4]
     assert len(thick) == 4 + 4  # each question down to its answer, and situation -> 1 -> 2 -> 3 -> 4
+
+
+def test_a_language_model_chain_shows_what_each_stage_learns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Decision tree's language-model preset, opened in the Advisor: one row per stage with its temperature
+    and terms, the same as the config it opens in Launch."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("views/learn_tree_walk.py").run()
+    titles = [m.value for m in at.markdown if m.value.startswith("**")]
+    preset = next(i for i, title in enumerate(titles) if "language model" in title)
+    at.button(key=f"learn-tree-{preset}").click().run()
+    at.switch_page("views/advisor.py").run()  # where the button went: AppTest stays on the page it was given
+    assert not at.exception, at.exception
+    stages = next(frame.value for frame in at.dataframe if "terms" in frame.value)
+    next(b for b in at.button if b.label == "Open Launch with this advice").click().run()
+    distill = at.session_state["launch_config"]["distill"]
+    assert len(stages) == len(distill["assistants"]) + 1 >= 2
+    assert stages["stage"].iloc[0].startswith("teacher →") and stages["stage"].iloc[-1].endswith("→ student")
+    assert list(stages["temperature"]) == distill["stage_temperatures"]
+    for row, params in zip(stages["terms"], distill["stage_params"], strict=True):
+        assert [part.split(" ")[0] for part in row.split(", ")] == [term["term"] for term in params["terms"]]
+    assert stages["terms"].iloc[0] != stages["terms"].iloc[-1]  # later stages also match hidden states

@@ -1,63 +1,37 @@
 """Real-browser walks through the dashboard: launch a study, watch it finish, compare it; and take
 the advisor's advice from the Advisor page to a study whose findings and gates show.
 
-Runs `kdx dashboard` on a free loopback port and drives Debian's Chromium through Playwright.
-Skipped when Chromium is not installed, except in CI (CI=true), where `.ci/run` installs it.
-
-Every click, fill or key press first waits until the app is idle (:func:`wait_idle`): a script run
-still going replaces the elements it draws, so an element found during a run may be gone by the
-time it is clicked (a select box whose options depend on another widget is redrawn with its
-dropdown closed).
+Runs `kdx dashboard` on a free loopback port and drives Debian's Chromium through Playwright
+(:mod:`tests.browser`). Skipped when Chromium is not installed, except in CI (CI=true), where `.ci/run`
+installs it.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from kdcore.study import Study
 from kdcore.tracking import MlflowTracker, list_studies, read_artifact
+from tests.browser import (
+    CHROMIUM,
+    choose,
+    click,
+    enter,
+    open_browser,
+    screenshot,
+    screenshots,
+    start_dashboard,
+    wait_idle,
+)
 from tests.helpers import tiny_config
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists() and os.environ.get("CI") != "true", reason="Debian's chromium is not installed"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_dashboard(tmp_path: Path, uri: str, *flags: str, timeout: float = 90):
-    """``kdx dashboard`` on a free port over ``uri``, once it answers its health check: (server, url)."""
-    port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "KDX_JOBS_DIR": str(tmp_path / "jobs")}
-    kdx = shutil.which("kdx", path=str(Path(sys.executable).parent))
-    server = subprocess.Popen([kdx, "dashboard", "--port", str(port), *flags], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                return server, url
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    pytest.fail(f"dashboard did not start: {server.stdout.read().decode()[-2000:]}")
 
 
 @pytest.fixture
@@ -68,79 +42,6 @@ def dashboard(tmp_path: Path):
     yield url, uri
     server.terminate()
     server.wait(timeout=30)
-
-
-def screenshots(tmp_path: Path) -> Path:
-    shots = Path(os.environ.get("KDX_SCREENSHOT_DIR") or tmp_path / "screenshots")
-    shots.mkdir(parents=True, exist_ok=True)
-    return shots
-
-
-def screenshot(page, path: Path, full_page: bool = False) -> None:
-    """A screenshot once the app is idle and every plotly chart in view (not in a hidden tab) has been drawn
-    at the current size."""
-    wait_idle(page)
-    page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')]
-        .filter(plot => plot.getClientRects().length > 0)
-        .every(plot => plot._fullLayout
-               && Math.abs(plot._fullLayout.width - plot.getBoundingClientRect().width) < 2)""")
-    page.screenshot(path=str(path), full_page=full_page)
-
-
-def open_browser(p):
-    from playwright.sync_api import expect
-
-    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"])
-    page = browser.new_page(viewport={"width": 1500, "height": 1100})
-    page.set_default_timeout(60_000)
-    expect.set_options(timeout=60_000)  # the first render imports torch and MLflow
-    return browser, page
-
-
-# The app is idle when no script runs or is asked for, the connection is up, no element is stale
-# (left from the previous run, about to be replaced) and the status widget shows no "Running...".
-IDLE = """({token, quiet}) => {
-  const app = document.querySelector('[data-testid="stApp"]');
-  const busy = !app || app.dataset.testScriptState !== "notRunning" || app.dataset.testConnectionState !== "CONNECTED"
-    || document.querySelector('[data-stale="true"], [data-testid="stStatusWidgetRunningIcon"]') !== null;
-  if (!window.__kdxIdle || window.__kdxIdle.token !== token) window.__kdxIdle = {token, since: null};
-  const idle = window.__kdxIdle;
-  if (busy) { idle.since = null; return false; }
-  if (idle.since === null) idle.since = performance.now();
-  return performance.now() - idle.since >= quiet;
-}"""
-_waits = itertools.count()
-
-
-def wait_idle(page, quiet_ms: int = 400, timeout_ms: int = 120_000) -> None:
-    """Wait until the app has been idle for ``quiet_ms`` in a row (a rerun asked for by the last action
-    has started and ended by then)."""
-    page.wait_for_function(IDLE, arg={"token": next(_waits), "quiet": quiet_ms}, polling=50, timeout=timeout_ms)
-
-
-def click(locator) -> None:
-    """Click once the app is idle, then wait until the run the click starts has ended."""
-    wait_idle(locator.page)
-    locator.click()
-    wait_idle(locator.page)
-
-
-def enter(locator, text: str) -> None:
-    """Type ``text`` into a field and press Enter once the app is idle, then wait for the run it starts."""
-    wait_idle(locator.page)
-    locator.fill(text)
-    locator.press("Enter")
-    wait_idle(locator.page)
-
-
-def choose(page, label: str, option: str, nth: int = 0) -> None:
-    """Pick ``option`` in the ``nth`` selectbox labelled ``label``."""
-    wait_idle(page)
-    page.get_by_label(label, exact=True).nth(nth).click()
-    page.get_by_role("option", name=option, exact=True).click()
-    wait_idle(page)
 
 
 def launch_from_form(page, name: str, epochs: int) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from examples.byo.make_inputs import write_shapes
 from kdcore.tracking import list_studies
-from tests.test_browser import click, enter, open_browser, screenshots, start_dashboard, wait_idle
+from tests.browser import click, enter, open_browser, screenshots, start_dashboard, wait_idle
 
 
 def test_launch_a_study_on_your_own_image_folder(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from mlflow import MlflowClient
 from kdcore.study import Study
 from kdcore.tracking import MlflowTracker
 from tests import test_browser
+from tests.browser import click, open_browser, start_dashboard, wait_idle
 from tests.damaged_store import INJECTION
 from tests.helpers import tiny_config
-from tests.test_browser import click, open_browser, start_dashboard, wait_idle
 
 pytestmark = test_browser.pytestmark
 MAIN_PAGES = {"Advisor": "Advisor", "Launch": "Launch a study", "Compare": "Compare", "Study detail": "Study detail",

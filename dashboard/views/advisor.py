@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -184,10 +185,40 @@ def show(advice: advisor.Advice) -> None:
         st.markdown("**Teacher assistants**")
         st.dataframe(pd.DataFrame([asdict_row(k, a) for k, a in enumerate(advice.assistants, 1)]), hide_index=True)
         st.caption(f"{advice.chain_rule} {advice.assistant_rule}".strip())
+    stages = stage_rows(advice)
+    if stages:
+        st.markdown("**What each stage of the chain learns**")
+        st.dataframe(pd.DataFrame(stages), hide_index=True, width="stretch")
     if advice.stage_rule:
         st.caption(advice.stage_rule)
     if advice.policy:
         st.info(advice.policy, icon=":material/rule:")
+
+
+def term_text(term: dict[str, Any]) -> str:
+    """One multi-level term as read in a table: "hint x1 (last)"."""
+    layer = f" ({term['student_layer']})" if term["term"] not in ("kd", "attention_pattern") else ""
+    return f"{term['term']} x{term['weight']:g}{layer}"
+
+
+def stage_rows(advice: advisor.Advice) -> list[dict[str, Any]]:
+    """A progressive chain's stages, teacher first: who teaches whom, at which temperature, with which terms
+    (the config the advice opens in Launch, so the table and the form agree)."""
+    if advice.mechanism != "progressive" or not advice.assistants:
+        return []
+    try:
+        distill = advice.to_config({}, accept=advice.boundaries).distill
+    except advisor.AdviceError:  # not runnable yet: the launch button says why
+        return []
+    names = ["teacher", *(f"assistant_{k}" for k in range(1, len(advice.assistants) + 1)), "student"]
+    temperatures = distill.stage_temperatures or [distill.temperature] * (len(names) - 1)
+    rows = []
+    for k, (teacher, student) in enumerate(itertools.pairwise(names)):
+        params = distill.stage_params[k] if distill.stage_params else distill.params
+        terms = params.get("terms") or []
+        rows.append({"stage": f"{teacher} → {student}", "temperature": temperatures[k],
+                     "terms": ", ".join(term_text(t) for t in terms) if terms else distill.method})
+    return rows
 
 
 def asdict_row(k: int, assistant: advisor.Assistant) -> dict[str, Any]:

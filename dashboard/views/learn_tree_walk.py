@@ -58,10 +58,11 @@ def render() -> None:
     for i, (title, preset) in enumerate(PRESETS.items()):
         advice = advice_for(title)
         with st.container(border=True):
-            left, right = st.columns([4, 1], vertical_alignment="center")
+            left, right = st.columns([3, 1], vertical_alignment="center")
             left.markdown(f"**{title}** → **{advice.mechanism}** distillation, method `{advice.method}`")
             left.markdown("\n".join(f"{p.step}. {p.question}: {p.rule} → *{p.outcome}*" for p in advice.path))
-            if right.button("Open in the Advisor", key=f"learn-tree-{i}", icon=":material/alt_route:"):
+            if right.button("Open in the Advisor", key=f"learn-tree-{i}", icon=":material/alt_route:",
+                            width="stretch"):
                 for key, value in advisor_state(preset).items():
                     st.session_state[key] = value
                 nav.go("advisor")

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from dashboard import charts, data, nav, notes, text
+from dashboard import charts, data, nav, notes, numbers, text
 from dashboard.alerts import finding_card, gate_colours, gates_table
 from dashboard.text import md
 from kdcore.config import ConfigError
@@ -19,6 +19,14 @@ ROLE_COLUMNS = {
     "metrics.val/best_acc": "val acc", "metrics.test/acc": "test acc", "metrics.shift/acc": "shift acc",
     "metrics.test/entropy": "entropy", "metrics.test/ece": "ECE", "metrics.test/agreement": "agreement",
     "metrics.model/params": "params", "metrics.model/latency_ms": "ms/sample", "metrics.model/memory_mb": "MiB",
+}
+PERCENT_COLUMNS = ["val acc", "test acc", "shift acc", "ECE", "agreement"]
+ROLE_FORMATS = {
+    **{column: numbers.percent_column(column) for column in PERCENT_COLUMNS},
+    "entropy": st.column_config.NumberColumn("entropy", format="%.2f", help="mean predictive entropy (nats)"),
+    "params": numbers.count_column("params"),
+    "ms/sample": st.column_config.NumberColumn("ms/sample", format="%.2f"),
+    "MiB": st.column_config.NumberColumn("MiB", format="%.1f"),
 }
 
 
@@ -223,8 +231,8 @@ def render() -> None:
         runs = runs.sort_values("tags.kd.role", key=lambda roles: roles.map(role_key), kind="stable")
     a, b, c, d = st.columns(4)
     a.metric("Status", md(study["status"]))
-    b.metric("Student / teacher", "-" if study.isna()["ratio_teacher"] else f"{study['ratio_teacher']:.3f}")
-    c.metric("Student / baseline", "-" if study.isna()["ratio_baseline"] else f"{study['ratio_baseline']:.3f}")
+    b.metric("Student / teacher", numbers.ratio(study["ratio_teacher"]))
+    c.metric("Student / baseline", numbers.ratio(study["ratio_baseline"]))
     d.metric(*text.parameters_saved(study["param_ratio"]))
     if isinstance(study.get("failure_reason"), str) and study["failure_reason"]:
         st.error(f"Failed: {md(study['failure_reason'], 1000)}")
@@ -237,7 +245,8 @@ def render() -> None:
     notes.runs(runs)
 
     present = [c for c in ROLE_COLUMNS if c in runs]
-    st.dataframe(runs[present].rename(columns=ROLE_COLUMNS), hide_index=True, width="stretch")
+    roles_table = numbers.as_percent(runs[present].rename(columns=ROLE_COLUMNS), PERCENT_COLUMNS)
+    st.dataframe(roles_table, hide_index=True, width="stretch", column_config=ROLE_FORMATS)
     mechanism_section(uri, runs)
     inputs_section(uri, study_id, runs)
 
