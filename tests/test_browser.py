@@ -21,6 +21,7 @@ from tests.browser import (
     choose,
     click,
     enter,
+    layout_problems,
     open_browser,
     screenshot,
     screenshots,
@@ -201,8 +202,15 @@ LEARN_PAGES = {"learn_temperature": "Temperature and soft labels", "learn_capaci
                "learn_gates": "The quality gates"}
 
 
-def test_every_learn_page_in_a_real_browser_and_one_run_it_button(tmp_path: Path) -> None:
-    """The workshop dashboard over the sample studies: every Learn page answers, and Run it queues a study."""
+COMPARED = ["provoked capacity_mismatch seed0", "fixed capacity_mismatch - one assistant seed0",
+            "fixed capacity_mismatch - alpha 0.1 seed0"]  # a progressive student beside two offline ones
+READ_AT = {"width": 1280, "height": 900}  # every page must be readable this wide
+
+
+def test_every_page_over_the_samples_is_readable_at_1280_px(tmp_path: Path) -> None:
+    """The workshop dashboard over the sample studies: every Learn page answers, Run it queues a study, and
+    no page (Learn, Studies, Compare, Study detail, Advisor, Launch) cuts a button label or lets a legend
+    take more than half its chart at 1280 px."""
     from playwright.sync_api import expect, sync_playwright
 
     from kdcore.launcher import list_jobs
@@ -210,9 +218,11 @@ def test_every_learn_page_in_a_real_browser_and_one_run_it_button(tmp_path: Path
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     server, url = start_dashboard(tmp_path, uri, "--workshop", timeout=900)  # it loads the 73 samples first
     shots = screenshots(tmp_path)
+    problems: dict[str, list[str]] = {}
     try:
         with sync_playwright() as p:
             browser, page = open_browser(p)
+            page.set_viewport_size(READ_AT)
             page.goto(url)  # workshop mode opens on Learn
             expect(page.get_by_role("heading", name="Temperature and soft labels")).to_be_visible()
             for name, heading in LEARN_PAGES.items():
@@ -221,11 +231,23 @@ def test_every_learn_page_in_a_real_browser_and_one_run_it_button(tmp_path: Path
                 expect(page.get_by_text("kdx samples load")).to_have_count(0)  # every sample it needs is there
                 expect(page.get_by_text("Deploy", exact=True)).to_have_count(0)  # no deploy menu
                 screenshot(page, shots / f"{name}.png", full_page=True)
+                problems[name] = layout_problems(page)
+
+            ids = dict(zip(*(list_studies(uri)[column] for column in ("name", "study_id")), strict=True))
+            pages = {"studies": "studies", "compare": f"compare?studies={','.join(ids[n][:8] for n in COMPARED)}",
+                     "study": f"study?id={ids[COMPARED[1]]}", "advisor": "advisor", "launch": "launch"}
+            for name, path in pages.items():
+                page.goto(f"{url}/{path}")
+                expect(page.locator("h1").first).to_be_visible()
+                screenshot(page, shots / f"{name}.png", full_page=True)
+                problems[name] = layout_problems(page)
+
             page.goto(url)
             click(page.get_by_role("button", name="Run it"))
             expect(page.get_by_text("Queued", exact=False).first).to_be_visible()
             browser.close()
         assert any("learn" in (job.name or "") for job in list_jobs(tmp_path / "jobs"))
+        assert not {name: found for name, found in problems.items() if found}
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
