@@ -1,23 +1,27 @@
-"""Pure chart builders: DataFrames and arrays in, plotly Figures out. No Streamlit here.
+"""Pure chart builders: DataFrames and arrays in, plotly Figures out. No Streamlit calls here.
 
 The inputs are the frames of :mod:`kdcore.tracking` (``list_studies``, ``list_runs``, ``metric_history``)
 and the arrays of ``load_predictions``, so every builder is unit-tested on small hand-made tables. A
 builder with nothing to draw returns a figure with a "no data" note instead of raising, so a page can
-always place it. Colour always means role; where several studies share a chart, the line dash (or bar
-pattern) tells the studies apart. Store text (names, roles, tags) reaches plotly through
-:func:`dashboard.text.chart`, so plotly's own markup in it (``<a href>``, ``<br>``) is shown as written.
+always place it. Colour always means role (one colour per role, the same in every study); where several
+studies share a chart, the line dash and the marker symbol tell the studies apart, and the legend sits
+below the plot, so twenty series leave the plot its width. Numbers take the formats of
+:mod:`dashboard.numbers`. Store text (names, roles, tags) reaches plotly through :func:`dashboard.text.chart`,
+so plotly's own markup in it (``<a href>``, ``<br>``) is shown as written.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import textwrap
 from itertools import pairwise
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from dashboard.numbers import PLOTLY_COUNT, PLOTLY_PERCENT, PLOTLY_RATIO, percent
 from dashboard.text import chart
 from kdcore.tracker import role_key
 
@@ -25,14 +29,22 @@ OTHER_COLORS = ["#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D"
 ROLE_COLORS = {"teacher": "#4C78A8", "baseline": "#9D9D9D", "student": "#F58518", "other": OTHER_COLORS[0]}
 CRITICAL = "#D62728"  # a stage that failed its threshold
 DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
-PATTERNS = ["", "/", "x", ".", "\\", "+"]
+SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "star", "cross"]  # 7 and 6 dashes: 42 distinct pairs
 SEP = " · "  # the dashboard labels runs "<study name> · <role>"
 # The survey's quality gate: the student keeps >= 95% of the teacher's accuracy or beats the baseline by >= 5%.
 GATE_LINES = {0.95: "95% of teacher", 1.05: "105% of baseline"}
 SEED_FREE = {"params.train.seed", "params.tracking.study_name"}  # what may differ between seeds of one config
 SEED_SUFFIX = re.compile(r"[\s,_-]*seed\s*\d+$", re.IGNORECASE)  # "digits ... T4 seed1" -> "digits ... T4"
-HYPERPARAMETERS = ["params.distill.temperature", "params.distill.alpha", "params.teacher.width",
-                   "params.student.width", "params.train.lr"]
+HYPERPARAMETERS = {"params.distill.temperature": "temperature", "params.distill.alpha": "alpha",
+                   "params.teacher.width": "teacher width", "params.student.width": "student width",
+                   "params.train.lr": "learning rate"}  # the parallel coordinates' axes, by their readable names
+MIN_PARALLEL_ROWS = 3  # fewer lines than this are read better in the "What differs" table
+RATIO_NAMES = {"ratio_teacher": "student / teacher", "ratio_baseline": "student / baseline"}
+LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0, "itemsizing": "constant",
+                "maxheight": 1}  # wraps into rows under the plot instead of taking its width, never scrolls
+LEGEND_ABOVE = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1}  # clear of long ticks
+BASE_HEIGHT, LEGEND_ROW_HEIGHT = 450, 20  # every legend row adds its height: a long "<study> · <role>" fills a row
+TICK_WIDTH = 20  # characters per line of a long category label
 CLASS_COLUMN = re.compile(r"^metrics\.test/acc_class_(\d+)$")
 
 
@@ -44,6 +56,14 @@ def empty(title: str, message: str = "no data") -> go.Figure:
                           font={"size": 14})
     figure.update_layout(title=title, xaxis_visible=False, yaxis_visible=False)
     return figure
+
+
+def blank_reason(figure: go.Figure) -> str | None:
+    """Why a figure from :func:`empty` is blank (its note), so a page can say it in words instead; None when
+    the figure draws something."""
+    if figure.data or not figure.layout.annotations:
+        return None
+    return figure.layout.annotations[0].text
 
 
 def role_color(role: str, i: int = 0) -> str:
@@ -100,6 +120,32 @@ def _dash_by_study(studies: pd.Series) -> dict[str, str]:
     return {study: DASHES[i % len(DASHES)] for i, study in enumerate(dict.fromkeys(studies))}
 
 
+def study_styles(studies: list[str]) -> dict[str, tuple[str, str]]:
+    """(line dash, marker symbol) per study in order of appearance: distinct for up to 42 studies."""
+    return {study: (DASHES[i % len(DASHES)], SYMBOLS[i % len(SYMBOLS)])
+            for i, study in enumerate(dict.fromkeys(studies))}
+
+
+def role_colors(roles: list[str]) -> dict[str, str]:
+    """One colour per role, the same in every study: teacher, baseline and student their own, every other role
+    (assistant_k, peer_k, generation_k, ...) a spare colour in chain order."""
+    others = sorted({r for r in roles if r not in ROLE_COLORS}, key=role_key)
+    spare = {role: OTHER_COLORS[i % len(OTHER_COLORS)] for i, role in enumerate(others)}
+    return {role: ROLE_COLORS.get(role) or spare[role] for role in roles}
+
+
+def legend_below(figure: go.Figure, entries: int) -> go.Figure:
+    """A horizontal legend under the plot, the figure taller by its rows, so the plot keeps its width and height."""
+    figure.update_layout(legend=LEGEND_BELOW, height=BASE_HEIGHT + LEGEND_ROW_HEIGHT * entries)
+    return figure
+
+
+def _wrapped(label: str) -> str:
+    """A long category label over several lines, so bars keep their width and labels stay level."""
+    lines = textwrap.wrap(label, TICK_WIDTH, break_long_words=False, break_on_hyphens=False)  # keeps &lt; whole
+    return "<br>".join(lines) or label
+
+
 def _unique_names(names: pd.Series, ids: pd.Series) -> list[str]:
     """Display names, with the short id added where two rows share one (bars of one name would overlap)."""
     names = names.astype(str)
@@ -135,16 +181,20 @@ def curves(history: pd.DataFrame, runs: pd.DataFrame, metric: str, aggregate_see
     dashes = _dash_by_study(runs["_config"])  # one dash per study (per config when seeds are aggregated)
     first_seen = runs["_config"].map({c: i for i, c in enumerate(dashes)})
     runs = runs.iloc[np.lexsort((_role_rank(runs["_role"]), first_seen))]  # legend: per study, teacher first
+    colors = role_colors(list(runs["_role"]))
+    percent = metric.endswith("acc")
+    hover = f"%{{y:{PLOTLY_PERCENT if percent else '.3f'}}}"
     figure = go.Figure()
-    for i, (_, members) in enumerate(runs.groupby("_group", sort=False)):
+    for _, members in runs.groupby("_group", sort=False):
         table = data[data["run_id"].isin(members["run_id"])].pivot_table(index="step", columns="run_id",
                                                                          values="value")  # (steps, runs)
         role, study, config = members[["_role", "_study", "_config"]].iloc[0]
-        line = {"color": role_color(role, i), "dash": dashes[config]}
+        line = {"color": colors[role], "dash": dashes[config]}
         if len(members) == 1:
             series = table.iloc[:, 0].dropna()
             figure.add_trace(go.Scatter(x=series.index, y=series.to_numpy(), mode="lines+markers",
-                                        name=f"{study}{SEP}{role}", marker={"size": 4}, line=line))
+                                        name=f"{study}{SEP}{role}", marker={"size": 4}, line=line,
+                                        hovertemplate=hover))
             continue
         name = f"{config}{SEP}{role} ({len(members)} seeds)"
         mean, std = table.mean(axis=1), table.std(axis=1).fillna(0.0)
@@ -153,9 +203,10 @@ def curves(history: pd.DataFrame, runs: pd.DataFrame, metric: str, aggregate_see
                                     fillcolor=_rgba(line["color"], 0.2), line={"width": 0}, hoverinfo="skip",
                                     name=f"{name} ± std", legendgroup=name, showlegend=False))
         figure.add_trace(go.Scatter(x=steps, y=mean.to_numpy(), mode="lines", name=name, legendgroup=name,
-                                    line=line))
-    figure.update_layout(title=title, xaxis_title="epoch", yaxis_title=metric, hovermode="x unified")
-    return figure
+                                    line=line, hovertemplate=hover))
+    figure.update_layout(title=title, xaxis_title="epoch", yaxis_title=metric, hovermode="x unified",
+                         yaxis_tickformat=PLOTLY_PERCENT if percent else None)
+    return legend_below(figure, sum(trace.showlegend is not False for trace in figure.data))
 
 
 # --- study-level comparisons --------------------------------------------------------------------------
@@ -171,23 +222,24 @@ def ratio_bars(studies: pd.DataFrame) -> go.Figure:
     name_column = next((c for c in ("label", "name", "study_id") if c in studies), None)
     names = studies[name_column] if name_column else pd.Series(studies.index.astype(str), index=studies.index)
     ids = studies["study_id"] if "study_id" in studies else pd.Series(studies.index.astype(str), index=studies.index)
-    x = _unique_names(names.fillna(ids).map(chart), ids)
-    legend = {"ratio_teacher": ("student / teacher", "teacher"), "ratio_baseline": ("student / baseline", "baseline")}
-    figure = go.Figure([go.Bar(name=legend[c][0], x=x, y=values[c].to_numpy(), marker_color=ROLE_COLORS[legend[c][1]],
-                               hovertemplate="%{x}<br>%{y:.3f}") for c in present])
+    x = [_wrapped(name) for name in _unique_names(names.fillna(ids).map(chart), ids)]
+    figure = go.Figure([go.Bar(name=RATIO_NAMES[c], x=x, y=values[c].to_numpy(),
+                               marker_color=ROLE_COLORS[c.removeprefix("ratio_")],
+                               hovertemplate=f"%{{x}}<br>%{{y:{PLOTLY_RATIO}}}") for c in present])
     for value, text in GATE_LINES.items():
         figure.add_hline(y=value, line_dash="dash", line_color="#555", annotation_text=text,
                          annotation_position="top left")
     low = min(0.8, float(np.nanmin(values.to_numpy())) - 0.03)
     high = max(1.12, float(np.nanmax(values.to_numpy())) + 0.03)
     figure.update_layout(title=title, barmode="group", xaxis_title="study", yaxis_title="accuracy ratio",
-                         yaxis_range=[low, high])
+                         yaxis_range=[low, high], yaxis_tickformat=PLOTLY_RATIO, legend=LEGEND_ABOVE)
     return figure
 
 
 def compression_frontier(runs: pd.DataFrame, x: str = "metrics.model/params") -> go.Figure:
     """Test accuracy against size (or latency), log x: what each study's teacher -> student step costs."""
     axis = {"metrics.model/params": "parameters", "metrics.model/latency_ms": "latency (ms per sample)"}
+    x_format = PLOTLY_COUNT if x == "metrics.model/params" else ".3g"
     title = "Accuracy against " + axis.get(x, x.removeprefix("metrics.")).split(" (")[0]
     if not _has(runs, x, "metrics.test/acc"):
         return empty(title)
@@ -214,10 +266,10 @@ def compression_frontier(runs: pd.DataFrame, x: str = "metrics.model/params") ->
         members = runs[runs["_role"] == role]
         figure.add_trace(go.Scatter(x=members["_x"], y=members["_y"], mode="markers", name=role,
                                     text=members["_name"], marker={"size": 10, "color": role_color(role, i)},
-                                    hovertemplate=f"%{{text}}<br>%{{x:,.4g}} {axis.get(x, '')}"
-                                                  f"<br>test acc %{{y:.3f}}<extra>{role}</extra>"))
+                                    hovertemplate=f"%{{text}}<br>%{{x:{x_format}}} {axis.get(x, '')}"
+                                                  f"<br>test acc %{{y:{PLOTLY_PERCENT}}}<extra>{role}</extra>"))
     figure.update_layout(title=title, xaxis_type="log", xaxis_title=axis.get(x, x.removeprefix("metrics.")),
-                         yaxis_title="test accuracy")
+                         yaxis_title="test accuracy", yaxis_tickformat=PLOTLY_PERCENT)
     return figure
 
 
@@ -225,9 +277,11 @@ def parallel_coordinates(table: pd.DataFrame, color: str = "ratio_teacher") -> g
     """Hyperparameters side by side, one line per row coloured by ``color``: which settings go with a good ratio.
 
     Params arrive as strings; a column missing from the table, with a missing or non-numeric value, or
-    the same in every row says nothing here and is left out.
+    the same in every row says nothing here and is left out. Fewer than three rows, or rows that share
+    every hyperparameter, give a note instead: two lines are read better side by side in a table.
     """
-    title = f"Hyperparameters, coloured by {color}"
+    name = RATIO_NAMES.get(color, color)
+    title = f"Hyperparameters, coloured by {name} accuracy" if color in RATIO_NAMES else f"Hyperparameters, by {name}"
     if not _has(table, color):
         return empty(title)
     ratio = pd.to_numeric(table[color], errors="coerce")
@@ -235,18 +289,20 @@ def parallel_coordinates(table: pd.DataFrame, color: str = "ratio_teacher") -> g
     if table.empty:
         return empty(title)
     dimensions = []
-    for column in HYPERPARAMETERS:
+    for column, label in HYPERPARAMETERS.items():
         if column in table:
             values = pd.to_numeric(table[column], errors="coerce")
             if values.notna().all() and values.nunique() > 1:
-                dimensions.append({"label": column.removeprefix("params."), "values": values.to_numpy()})
-    if not dimensions:
-        return empty(title, "the rows share every hyperparameter")
-    dimensions.append({"label": color, "values": ratio.to_numpy()})
+                dimensions.append({"label": label, "values": values.to_numpy()})
+    if len(table) < MIN_PARALLEL_ROWS or not dimensions:
+        return empty(title, f"needs {MIN_PARALLEL_ROWS} or more studies that differ in "
+                            f"{', '.join(HYPERPARAMETERS.values())}")
+    dimensions.append({"label": name, "values": ratio.to_numpy(), "tickformat": PLOTLY_RATIO})
     figure = go.Figure(go.Parcoords(dimensions=dimensions, line={"color": ratio.to_numpy(), "colorscale": "Viridis",
                                                                   "showscale": True,
-                                                                  "colorbar": {"title": {"text": color}}}))
-    figure.update_layout(title=title)
+                                                                  "colorbar": {"title": {"text": name},
+                                                                               "tickformat": PLOTLY_RATIO}}))
+    figure.update_layout(title=title, margin={"t": 120, "l": 60, "r": 60})  # axis labels sit above the plot
     return figure
 
 
@@ -303,27 +359,43 @@ def _valid_probs(probs: object) -> bool:
 SPLIT_NAMES = {"val": "validation", "test": "test"}
 
 
+def _series_styles(labels: list[str]) -> dict[str, tuple[str, str, str]]:
+    """(colour, dash, symbol) per ``"<study> · <role>"`` label: colour by role, dash and symbol by study."""
+    parts = {label: _split(label) for label in labels}
+    colors = role_colors([role for _, role in parts.values()])
+    styles = study_styles([study for study, _ in parts.values()])
+    return {label: (colors[role], *styles[study]) for label, (study, role) in parts.items()}
+
+
+ENTROPY_BINS = 40
+
+
 def entropy_histograms(probs_by_label: dict[str, np.ndarray], split: str = "val") -> go.Figure:
-    """How sure each model is: histograms of per-sample entropy on ``split``, with ln K (a uniform guess, the
-    maximum) marked."""
+    """How sure each model is: the share of samples per entropy bin on ``split``, one outline per role run
+    (outlines stay legible where twenty filled histograms would hide each other), with ln K (a uniform
+    guess, the maximum) marked."""
     title = f"Predictive entropy ({SPLIT_NAMES[split]})"
     arrays = {label: np.asarray(p, dtype=float) for label, p in (probs_by_label or {}).items() if _valid_probs(p)}
     if not arrays:
         return empty(title)
     maximum = math.log(max(a.shape[1] for a in arrays.values()))
-    size = max(maximum, 1e-6) / 40  # shared bins, so the histograms compare bar for bar
-    patterns = {study: PATTERNS[i % len(PATTERNS)] for i, study in enumerate(dict.fromkeys(
-        _split(label)[0] for label in arrays))}
+    edges = np.linspace(0, max(maximum, 1e-6) * (1 + 1 / ENTROPY_BINS), ENTROPY_BINS + 2)  # shared bins
+    centres = (edges[:-1] + edges[1:]) / 2
+    styles = _series_styles(list(arrays))
     figure = go.Figure()
-    for i, (label, probs) in enumerate(arrays.items()):
-        study, role = _split(label)
-        figure.add_trace(go.Histogram(x=entropies(probs), name=chart(label), opacity=0.6,
-                                      xbins={"start": 0, "end": maximum + size, "size": size},
-                                      marker={"color": role_color(role, i), "pattern": {"shape": patterns[study]}}))
+    for label, probs in arrays.items():
+        color, dash, symbol = styles[label]
+        counts, _ = np.histogram(entropies(probs), bins=edges)
+        figure.add_trace(go.Scatter(
+            x=centres, y=counts / counts.sum(), name=chart(label), mode="lines+markers", line_shape="hvh",
+            line={"color": color, "dash": dash}, marker={"symbol": symbol, "size": 7, "maxdisplayed": 12},
+            customdata=counts, hovertemplate=f"entropy %{{x:.2f}} nats<br>%{{y:{PLOTLY_PERCENT}}} of samples "
+                                             f"(%{{customdata:{PLOTLY_COUNT}}})"))
     figure.add_vline(x=maximum, line_dash="dash", line_color="#555",
                      annotation_text=f"ln K = {maximum:.2f} (maximum)", annotation_position="top left")
-    figure.update_layout(title=title, barmode="overlay", xaxis_title="entropy (nats)", yaxis_title="samples")
-    return figure
+    figure.update_layout(title=title, xaxis_title="entropy (nats)", yaxis_title="share of samples",
+                         yaxis_tickformat=PLOTLY_PERCENT)
+    return legend_below(figure, len(arrays))
 
 
 def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> tuple[pd.DataFrame, float]:
@@ -342,28 +414,37 @@ def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> tuple[
     return pd.DataFrame(rows, columns=["confidence", "accuracy", "count"]), float(ece)
 
 
+MARKER_SIZES = (4, 22)  # a reliability marker for a (nearly) empty bin and for the series' fullest bin
+
+
 def reliability_diagram(preds_by_label: dict[str, tuple[np.ndarray, np.ndarray]], bins: int = 15,
                         split: str = "val") -> go.Figure:
     """Accuracy against confidence per bin on ``split``, with ECE in each name: above the diagonal is
-    underconfident, below it overconfident."""
+    underconfident, below it overconfident. A marker's area grows with its bin's count (the fullest bin of
+    a series largest), so a point made of three samples does not look as sure as one made of three thousand."""
     title = f"Reliability ({SPLIT_NAMES[split]})"
     series = {label: (np.asarray(p, dtype=float), np.asarray(y)) for label, (p, y) in (preds_by_label or {}).items()
               if _valid_probs(p) and np.ndim(y) == 1 and len(y) == len(p)}
     if not series:
         return empty(title)
-    dashes = _dash_by_study(pd.Series([_split(label)[0] for label in series]))
+    styles = _series_styles(list(series))
+    smallest, largest = MARKER_SIZES
     figure = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
                                    line={"dash": "dot", "color": "#888"})])
-    for i, (label, (probs, labels)) in enumerate(series.items()):
+    for label, (probs, labels) in series.items():
         table, ece = calibration(probs, labels, bins)
-        study, role = _split(label)
-        figure.add_trace(go.Scatter(x=table["confidence"], y=table["accuracy"], mode="lines+markers",
-                                    name=f"{chart(label)} (ECE {ece:.3f})", customdata=table["count"],
-                                    hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}<br>%{customdata} samples",
-                                    line={"color": role_color(role, i), "dash": dashes[study]}))
-    figure.update_layout(title=title, xaxis_title="confidence", yaxis_title="accuracy",
-                         xaxis_range=[0, 1], yaxis_range=[0, 1.02])
-    return figure
+        color, dash, symbol = styles[label]
+        fullness = table["count"] / table["count"].max()
+        figure.add_trace(go.Scatter(
+            x=table["confidence"], y=table["accuracy"], mode="lines+markers",
+            name=f"{chart(label)} (ECE {percent(ece)})",
+            customdata=table["count"], line={"color": color, "dash": dash},
+            marker={"symbol": symbol, "size": smallest + (largest - smallest) * np.sqrt(fullness), "opacity": 0.8},
+            hovertemplate=f"confidence %{{x:{PLOTLY_PERCENT}}}<br>accuracy %{{y:{PLOTLY_PERCENT}}}"
+                          f"<br>%{{customdata:{PLOTLY_COUNT}}} samples"))
+    figure.update_layout(title=title, xaxis_title="confidence", yaxis_title="accuracy", xaxis_range=[0, 1],
+                         yaxis_range=[0, 1.02], xaxis_tickformat=PLOTLY_PERCENT, yaxis_tickformat=PLOTLY_PERCENT)
+    return legend_below(figure, len(series) + 1)
 
 
 def confusion_matrix(probs: np.ndarray, labels: np.ndarray, title: str = "") -> go.Figure:
@@ -541,32 +622,52 @@ KNOWLEDGE_COLORS = {"response": "#4C78A8", "feature": "#54A24B", "relation": "#E
                     "none": "#9D9D9D"}
 
 
+GROUPINGS = {"method": "method · mechanism", "knowledge": "knowledge type"}  # grouped_accuracy's ``by``
+
+
+def _group_keys(studies: pd.DataFrame, by: str) -> pd.Series:
+    """Each study's group: ``"<method> · <mechanism>"`` (kd taught offline and kd along a chain differ), or its
+    knowledge type."""
+    if by == "method" and "mechanism" in studies:
+        return studies["method"].astype(str) + SEP + studies["mechanism"].fillna("?").astype(str)
+    return studies[by]
+
+
 def grouped_accuracy(studies: pd.DataFrame, by: str = "method") -> go.Figure:
-    """Student test accuracy per method or per knowledge type: mean ± std over the studies in each group,
-    coloured by knowledge type, with the mean baseline as a dotted line."""
-    title = f"Student accuracy by {'knowledge type' if by == 'knowledge' else by}"
+    """Student test accuracy per method and mechanism, or per knowledge type: the mean over the studies in
+    each group, ± their std where the group has two or more studies (one study has no spread), coloured by
+    knowledge type, with the mean baseline as a dotted line."""
+    title = f"Student accuracy by {GROUPINGS.get(by, by).replace(SEP, ' and ')}"
     if not _has(studies, by, "knowledge", "student_acc"):
         return empty(title)
-    table = studies.assign(_acc=pd.to_numeric(studies["student_acc"], errors="coerce")).dropna(subset=["_acc", by])
+    table = studies.assign(_acc=pd.to_numeric(studies["student_acc"], errors="coerce"),
+                           _group=_group_keys(studies, by)).dropna(subset=["_acc", "_group"])
     if table.empty:
         return empty(title)
-    groups = table.groupby(by, sort=True).agg(mean=("_acc", "mean"), std=("_acc", "std"), n=("_acc", "size"),
-                                              colour=("knowledge", "first")).sort_values("mean", ascending=False)
-    groups.index = groups.index.map(chart).rename("_group")  # "knowledge" may be both the grouping and a column
+    groups = table.groupby("_group", sort=True).agg(mean=("_acc", "mean"), std=("_acc", "std"), n=("_acc", "size"),
+                                                    colour=("knowledge", "first")).sort_values("mean", ascending=False)
+    groups.index = groups.index.map(chart)
+    hover = f"%{{x}}: %{{y:{PLOTLY_PERCENT}}} over %{{customdata:{PLOTLY_COUNT}}} studies<extra></extra>"
     figure = go.Figure()
     for knowledge, rows in groups.groupby("colour", sort=False):
-        figure.add_trace(go.Bar(
-            x=rows.index.astype(str), y=rows["mean"], name=chart(knowledge),
-            error_y={"type": "data", "array": rows["std"].fillna(0).to_numpy(), "visible": True},
-            marker_color=KNOWLEDGE_COLORS.get(str(knowledge), OTHER_COLORS[0]),
-            customdata=rows["n"], hovertemplate="%{x}: %{y:.2%} over %{customdata} studies<extra></extra>"))
+        figure.add_trace(go.Bar(x=rows.index.astype(str), y=rows["mean"], name=chart(knowledge),
+                                marker_color=KNOWLEDGE_COLORS.get(str(knowledge), OTHER_COLORS[0]),
+                                customdata=rows["n"], hovertemplate=hover))
+    spread = groups[groups["n"] > 1]
+    if not spread.empty:  # error bars on their own trace: a bar of one study gets none, not a zero-height one
+        figure.add_trace(go.Scatter(x=spread.index.astype(str), y=spread["mean"], mode="markers", name="± std",
+                                    marker={"size": 0, "color": "#333"}, showlegend=False,
+                                    error_y={"type": "data", "array": spread["std"].to_numpy(), "visible": True,
+                                             "color": "#333"},
+                                    customdata=spread["std"],
+                                    hovertemplate=f"%{{x}}: std %{{customdata:{PLOTLY_PERCENT}}}<extra></extra>"))
     if _has(studies, "baseline_acc"):
         baseline = pd.to_numeric(studies["baseline_acc"], errors="coerce").mean()
         if not math.isnan(baseline):
             figure.add_hline(y=baseline, line_dash="dot", line_color=ROLE_COLORS["baseline"],
                              annotation_text="baseline (mean)", annotation_position="bottom right")
-    figure.update_layout(title=title, xaxis_title=by, yaxis_title="student test accuracy", yaxis_tickformat=".0%",
-                         legend_title="knowledge", barmode="group",
+    figure.update_layout(title=title, xaxis_title=GROUPINGS.get(by, by), yaxis_title="student test accuracy",
+                         yaxis_tickformat=PLOTLY_PERCENT, legend_title="knowledge", barmode="overlay",
                          xaxis={"categoryorder": "array", "categoryarray": list(groups.index.astype(str))})
     return figure
 

@@ -5,16 +5,20 @@ differences of accuracy in points with their sign.
 Text helpers (:func:`percent`, :func:`ratio`, :func:`count`, :func:`points`) return "-" for a missing
 value. Tables use the ``*_column`` builders; a percentage column holds fractions and is scaled by
 :func:`as_percent` first (Streamlit's own "percent" preset shows two decimals). Plotly axes and hovers
-use the ``PLOTLY_*`` formats.
+use the ``PLOTLY_*`` formats. Streamlit is imported only by the column builders, so chart modules stay
+free of it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import streamlit as st
+
+if TYPE_CHECKING:
+    import streamlit as st
 
 PLOTLY_PERCENT = ".1%"
 PLOTLY_RATIO = ".2f"
@@ -61,12 +65,18 @@ def as_percent(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
 
 def percent_column(label: str, **options) -> st.column_config.NumberColumn:
     """A column of percents (scaled by :func:`as_percent`) shown with one decimal."""
+    import streamlit as st
+
     return st.column_config.NumberColumn(label, format="%.1f%%", **options)
 
 
 def ratio_column(label: str, **options) -> st.column_config.NumberColumn:
+    import streamlit as st
+
     return st.column_config.NumberColumn(label, format="%.2f", **options)
 
 
 def count_column(label: str, **options) -> st.column_config.NumberColumn:
+    import streamlit as st
+
     return st.column_config.NumberColumn(label, format="localized", **options)

@@ -77,15 +77,20 @@ def test_ratio_bars_show_both_ratios_against_the_gate_lines() -> None:
     assert sorted(shape.y0 for shape in figure.layout.shapes) == [0.95, 1.05]
     assert {a.text for a in figure.layout.annotations} == {"95% of teacher", "105% of baseline"}
     assert figure.layout.yaxis.range[1] > 1.3  # a high ratio is not cut off
+    assert figure.layout.legend.orientation == "h"  # above the bars, not beside them
+    long = charts.ratio_bars(studies.assign(name=["fixed capacity_mismatch - one assistant seed0", "<b>", "B"]))
+    assert list(long.data[0].x) == ["fixed<br>capacity_mismatch -<br>one assistant seed0", "&lt;b&gt;", "B"]
 
 
 def test_entropy_histograms_mark_ln_k_as_the_maximum() -> None:
     uniform, sure = np.full((5, 4), 0.25), np.eye(4)[[0, 1, 2, 3, 0]]
     figure = charts.entropy_histograms({"A · teacher": sure, "A · student": uniform})
     assert [t.name for t in figure.data] == ["A · teacher", "A · student"]
-    assert list(figure.data[0].x) == pytest.approx([0.0] * 5)
-    assert list(figure.data[1].x) == pytest.approx([math.log(4)] * 5)
-    assert figure.data[1].marker.color == charts.ROLE_COLORS["student"]
+    sure_line, uniform_line = figure.data
+    assert sure_line.y[0] == 1.0 and sum(sure_line.y) == 1.0  # every sample in the first bin: entropy 0
+    peak = int(np.argmax(uniform_line.y))  # every sample in the bin holding ln 4
+    assert uniform_line.y[peak] == 1.0 and abs(uniform_line.x[peak] - math.log(4)) <= math.log(4) / 40
+    assert uniform_line.line.color == charts.ROLE_COLORS["student"]
     assert figure.layout.shapes[0].x0 == pytest.approx(math.log(4))
     assert "maximum" in figure.layout.annotations[0].text
     assert figure.layout.xaxis.title.text == "entropy (nats)"
@@ -100,7 +105,7 @@ def test_reliability_diagram_ece_matches_a_hand_computed_case() -> None:
     assert ece == pytest.approx(0.2375)
     assert table["count"].tolist() == [1, 2, 1] and table["accuracy"].tolist() == pytest.approx([1, 0.5, 1])
     figure = charts.reliability_diagram({"student": (probs, labels)}, bins=5)
-    assert [t.name for t in figure.data] == ["perfect calibration", "student (ECE 0.237)"]
+    assert [t.name for t in figure.data] == ["perfect calibration", "student (ECE 23.7%)"]
     assert list(figure.data[0].x) == [0, 1] and list(figure.data[0].y) == [0, 1]
 
 
@@ -142,14 +147,27 @@ def test_compression_frontier_links_teacher_to_student_and_colours_roles() -> No
     assert figure.layout.yaxis.title.text == "test accuracy"
 
 
-def test_parallel_coordinates_keep_only_present_varying_numeric_params() -> None:
+def test_parallel_coordinates_keep_only_present_varying_numeric_params_under_readable_names() -> None:
     table = runs_table()[lambda f: f["tags.kd.role"] == "student"].assign(ratio_teacher=[0.9, 0.91, 0.95])
     figure = charts.parallel_coordinates(table)
     labels = [d.label for d in figure.data[0].dimensions]
-    assert labels == ["distill.temperature", "ratio_teacher"]  # lr is constant, the seed is not a hyperparameter
+    assert labels == ["temperature", "student / teacher"]  # lr is constant, the seed is not a hyperparameter
     assert list(figure.data[0].dimensions[0]["values"]) == [4.0, 4.0, 8.0]  # strings became numbers
     assert list(figure.data[0].line.color) == [0.9, 0.91, 0.95]
+    assert figure.layout.margin.t >= 100  # the labels above the axes are not cut
     assert charts.parallel_coordinates(table.head(1)).layout.annotations  # nothing varies: a note, no error
+
+
+def test_parallel_coordinates_name_every_axis_in_words_and_need_three_differing_rows() -> None:
+    table = pd.DataFrame({"params.distill.temperature": ["4", "8", "2"], "params.distill.alpha": ["0.5", "0.9", "0.1"],
+                          "params.teacher.width": ["64", "128", "32"], "params.student.width": ["8", "16", "4"],
+                          "params.train.lr": ["0.001", "0.01", "0.1"], "ratio_teacher": [0.9, 0.95, 0.8]})
+    labels = [d.label for d in charts.parallel_coordinates(table).data[0].dimensions]
+    assert labels == ["temperature", "alpha", "teacher width", "student width", "learning rate", "student / teacher"]
+    two = charts.parallel_coordinates(table.head(2))
+    assert not two.data and "needs 3 or more studies that differ" in charts.blank_reason(two)
+    same = charts.parallel_coordinates(pd.concat([table.head(1)] * 3, ignore_index=True))
+    assert not same.data and charts.blank_reason(same).startswith("needs 3")
 
 
 def test_param_diff_shows_only_what_differs() -> None:
@@ -290,14 +308,86 @@ def test_param_diff_of_nothing_is_an_empty_frame() -> None:
     assert charts.param_diff(pd.DataFrame()).empty
 
 
+def bars_of(figure) -> dict[str, tuple[float, str]]:
+    """Bar category -> (height, trace name) of a bar chart."""
+    return {x: (y, trace.name) for trace in figure.data if trace.type == "bar"
+            for x, y in zip(trace.x, trace.y, strict=True)}
+
+
 def test_grouped_accuracy_means_each_method_and_colours_by_knowledge() -> None:
     studies = pd.DataFrame({"method": ["kd", "kd", "rkd", "fitnet"], "knowledge": ["response", "response",
                             "relation", "feature"], "student_acc": [0.8, 0.9, 0.7, 0.75], "baseline_acc": [0.72] * 4})
     figure = charts.grouped_accuracy(studies, "method")
-    bars = {x: (y, trace.name) for trace in figure.data for x, y in zip(trace.x, trace.y, strict=True)}
+    bars = bars_of(figure)
     assert bars["kd"] == (pytest.approx(0.85), "response") and bars["rkd"] == (0.7, "relation")
-    kd = next(t for t in figure.data if t.name == "response")
-    assert kd.error_y.array[0] == pytest.approx(np.std([0.8, 0.9], ddof=1))
+    spread = [t for t in figure.data if t.error_y.array is not None]
+    assert [list(t.x) for t in spread] == [["kd"]]  # rkd and fitnet are one study each: no error bar
+    assert spread[0].error_y.array[0] == pytest.approx(np.std([0.8, 0.9], ddof=1))
     by_type = charts.grouped_accuracy(studies, "knowledge")
-    assert sorted(x for t in by_type.data for x in t.x) == ["feature", "relation", "response"]
+    assert sorted(bars_of(by_type)) == ["feature", "relation", "response"]
+    assert by_type.layout.title.text == "Student accuracy by knowledge type"
     assert is_blank(charts.grouped_accuracy(studies.iloc[:0], "method"))
+
+
+def test_grouped_accuracy_tells_the_mechanisms_of_one_method_apart() -> None:
+    studies = pd.DataFrame({"method": ["kd", "kd", "kd"], "mechanism": ["offline", "progressive", "offline"],
+                            "knowledge": ["response"] * 3, "student_acc": [0.8, 0.7, 0.9]})
+    figure = charts.grouped_accuracy(studies, "method")
+    assert figure.layout.title.text == "Student accuracy by method and mechanism"
+    bars = bars_of(figure)
+    assert set(bars) == {"kd · offline", "kd · progressive"}
+    assert bars["kd · offline"][0] == pytest.approx(0.85) and bars["kd · progressive"][0] == pytest.approx(0.7)
+    with_spread = {x for t in figure.data if t.error_y.array is not None for x in t.x}
+    assert with_spread == {"kd · offline"}  # the progressive bar is one study: no error bar, not a zero one
+    assert figure.layout.yaxis.tickformat == ".1%"
+
+
+def many_series(studies: int = 5, roles: tuple[str, ...] = ("teacher", "assistant_1", "student", "baseline"),
+                n: int = 60) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Predictions of every role of several studies: 20 series by default, each a little differently sure."""
+    rng = np.random.default_rng(0)
+    series = {}
+    for s in range(studies):
+        for role in roles:
+            probs = rng.dirichlet(np.ones(4) * (0.3 + s / 5), size=n)
+            series[f"study {s}{charts.SEP}{role}"] = (probs, rng.integers(0, 4, size=n))
+    return series
+
+
+def test_prediction_charts_tell_twenty_series_apart_with_the_legend_below() -> None:
+    series = many_series()
+    entropy = charts.entropy_histograms({k: v[0] for k, v in series.items()})
+    reliability = charts.reliability_diagram(series)
+    for figure in (entropy, reliability):
+        lines = [t for t in figure.data if t.name != "perfect calibration"]
+        assert len(lines) == 20
+        styles = {(t.line.color, t.line.dash, t.marker.symbol) for t in lines}
+        assert len(styles) == 20  # every series its own colour, dash and symbol
+        by_role = {}
+        for t in lines:
+            by_role.setdefault(t.name.split(charts.SEP)[1].split(" (")[0], set()).add(t.line.color)
+        assert all(len(colors) == 1 for colors in by_role.values())  # colour = role, in every study
+        assert by_role["student"] == {charts.ROLE_COLORS["student"]}
+        assert figure.layout.legend.orientation == "h" and figure.layout.legend.y < 0  # below, not beside
+        assert figure.layout.height > charts.BASE_HEIGHT  # taller by the legend's rows: the plot keeps its size
+    one_role_each = charts.study_styles([f"study {i}" for i in range(20)])
+    assert len(set(one_role_each.values())) == 20  # twenty studies of one role each: twenty (dash, symbol) pairs
+
+
+def test_reliability_markers_grow_with_their_bins_and_names_carry_the_ece() -> None:
+    series = many_series(studies=1, roles=("student",), n=400)
+    figure = charts.reliability_diagram(series)
+    diagonal, student = figure.data
+    assert diagonal.name == "perfect calibration" and list(diagonal.x) == [0, 1] and list(diagonal.y) == [0, 1]
+    _, ece = charts.calibration(*series["study 0 · student"])
+    assert student.name == f"study 0 · student (ECE {ece:.1%})"
+    sizes, counts = np.asarray(student.marker.size), np.asarray(student.customdata)
+    assert len(set(counts)) > 1 and list(np.argsort(sizes, kind="stable")) == list(np.argsort(counts, kind="stable"))
+    assert sizes.max() > 2 * sizes.min()
+
+
+def test_role_colors_keep_each_role_one_colour_in_chain_order() -> None:
+    colors = charts.role_colors(["student", "assistant_2", "teacher", "assistant_1", "peer_1"])
+    assert colors["teacher"] == charts.ROLE_COLORS["teacher"] and colors["student"] == charts.ROLE_COLORS["student"]
+    assert [colors[r] for r in ("assistant_1", "assistant_2")] == charts.OTHER_COLORS[:2]
+    assert len(set(colors.values())) == 5

@@ -1,43 +1,153 @@
-"""Compare: curves, ratios, entropy, calibration, compression and hyperparameters of selected studies."""
+"""Compare: curves, ratios, entropy, calibration, compression and hyperparameters of the selected studies.
+
+The studies come from the shared selection (:mod:`dashboard.selection`), so a link ``?studies=<id prefixes>``
+opens a comparison. Every role of every study is drawn where it has predictions; under each prediction chart a
+caption names the roles that have none, and why.
+"""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, nav, notes
+from dashboard import charts, data, nav, notes, numbers, selection
+from dashboard.text import md
 from kdcore.tracker import role_key
 
-MAX_PREDICTION_SERIES = 6
+MAX_PREDICTION_SERIES = 24  # colour = role, dash and symbol = study, legend below: still told apart
+WAITING = {"RUNNING": "still training, no predictions yet", "SCHEDULED": "not started yet"}
+STOPPED = {"FAILED": "failed before it was evaluated", "KILLED": "stopped before it was evaluated"}
+REUSED = "reused from another study, no predictions logged here"
 
 
-def prediction_series(uri: str, runs: pd.DataFrame) -> tuple[dict[str, tuple], str]:
-    """(probs, labels) of the first few finished role runs (more series would not be legible), and their split:
+class Missing(NamedTuple):
+    """A role run the prediction charts do not draw, and why."""
+
+    role: str
+    study: str
+    reason: str
+
+
+class Predictions(NamedTuple):
+    """What the entropy and reliability charts draw: (probs, labels) per ``"<study> · <role>"`` on ``split``,
+    and the role runs left out."""
+
+    series: dict[str, tuple[np.ndarray, np.ndarray]]
+    split: str
+    missing: list[Missing]
+
+
+def missing_reason(run: pd.Series) -> str:
+    """Why a role run has no predictions: still training, stopped, a teacher reused from another study (its
+    predictions live there, if anywhere), or none logged."""
+    status = str(run.get("status"))
+    if status in WAITING:
+        return WAITING[status]
+    if status in STOPPED:
+        return STOPPED[status]
+    reused = run.get("tags.kd.reused_from")
+    return REUSED if isinstance(reused, str) and reused else "no predictions logged"
+
+
+def study_names(runs: pd.DataFrame) -> pd.Series:
+    """Each run's study name, with the short study id added where two selected studies share a name."""
+    ids, names = runs["tags.kd.study_id"].astype(str), runs["study_label"].astype(str)
+    per_study = names.groupby(ids).first()
+    shared = ids.isin(per_study[per_study.duplicated(keep=False)].index)
+    return names.where(~shared, names + " (" + ids.str[:selection.SHORT] + ")")
+
+
+def in_order(runs: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
+    """Runs by study in selection order, then by role in chain order (teacher first)."""
+    position = {study_id: i for i, study_id in enumerate(ids)}
+    keys = [(position.get(s, len(ids)), role_key(r)) for s, r in zip(runs["tags.kd.study_id"], runs["tags.kd.role"],
+                                                                     strict=True)]
+    return runs.iloc[sorted(range(len(runs)), key=keys.__getitem__)]
+
+
+def prediction_series(uri: str, runs: pd.DataFrame, ids: list[str]) -> Predictions:
+    """(probs, labels) of every role run with predictions, up to MAX_PREDICTION_SERIES, on one split:
     validation, which the findings read, unless a study was recorded without validation predictions."""
-    finished = runs[runs["status"] == "FINISHED"].sort_values(
-        ["tags.kd.study_id", "tags.kd.role"], key=lambda c: c.map(role_key) if c.name == "tags.kd.role" else c)
-    found = {run["label"]: data.predictions(uri, run["run_id"])
-             for _, run in finished.head(MAX_PREDICTION_SERIES).iterrows()}
-    found = {label: arrays for label, arrays in found.items() if arrays}
+    runs = in_order(runs.assign(_study=study_names(runs)), ids)
+    found: dict[str, dict[str, np.ndarray]] = {}
+    missing: list[Missing] = []
+    for _, run in runs.iterrows():
+        role, study = str(run["tags.kd.role"]), str(run["_study"])
+        if len(found) >= MAX_PREDICTION_SERIES:
+            missing.append(Missing(role, study, f"not drawn, the charts hold {MAX_PREDICTION_SERIES} series"))
+            continue
+        arrays = data.predictions(uri, run["run_id"])
+        if arrays:
+            found[study + charts.SEP + role] = arrays
+        else:
+            missing.append(Missing(role, study, missing_reason(run)))
     split = data.shared_split(list(found.values()))
-    return {label: (arrays[f"{split}_probs"], arrays[f"{split}_labels"]) for label, arrays in found.items()}, split
+    series = {label: (arrays[f"{split}_probs"], arrays[f"{split}_labels"]) for label, arrays in found.items()}
+    return Predictions(series, split, missing)
+
+
+def missing_caption(missing: list[Missing]) -> None:
+    """Under a prediction chart: the roles it has no curve for, and why."""
+    if missing:
+        st.caption("No curve for " + "; ".join(f"{md(m.role)} of **{md(m.study)}**: {m.reason}" for m in missing)
+                   + ".")
+
+
+def back_to_studies(ids: list[str]) -> None:
+    """A link to Studies that keeps this selection."""
+    page = nav.pages()["studies"]
+    st.page_link(page, label="Back to Studies", icon=":material/arrow_back:", query_params=selection.query(ids))
+
+
+def predictions(uri: str, runs: pd.DataFrame, ids: list[str]) -> None:
+    """Entropy and reliability, full width (their legends list every role run), each with what it leaves out."""
+    found = prediction_series(uri, runs, ids)
+    st.plotly_chart(charts.entropy_histograms({k: v[0] for k, v in found.series.items()}, found.split),
+                    key="entropy")
+    missing_caption(found.missing)
+    st.plotly_chart(charts.reliability_diagram(found.series, split=found.split), key="reliability")
+    missing_caption(found.missing)
+
+
+def hyperparameters(runs: pd.DataFrame, chosen: pd.DataFrame) -> None:
+    """The students' hyperparameters side by side (coloured by their ratio), and the table of what differs."""
+    students = runs[runs["tags.kd.role"] == "student"].merge(
+        chosen[["study_id", "ratio_teacher", "ratio_baseline"]], left_on="tags.kd.study_id", right_on="study_id")
+    figure = charts.parallel_coordinates(students)
+    if figure.data:
+        st.plotly_chart(figure, key="parallel")
+    else:
+        st.caption(f"Hyperparameters side by side: {charts.blank_reason(figure)}.")
+    st.subheader("What differs")
+    diff = charts.param_diff(students.set_index("label") if not students.empty else students)
+    if diff.empty:
+        st.caption("The selected studies share every parameter.")
+    else:
+        st.dataframe(diff, width="stretch")
 
 
 def render() -> None:
     st.title("Compare")
     uri = data.store_uri()
-    selection = tuple(st.session_state.get("selection", []))
-    if not selection:
+    studies = data.studies(uri)
+    linked = st.query_params.get(selection.PARAM)
+    ids = selection.current(studies["study_id"])
+    if not ids:
+        if linked:
+            st.warning(f"No study in this store matches {md(linked)}.")
         st.info("Select two or more studies on the Studies page to compare them.")
         nav.link("studies", "Choose studies")
         return
-    studies = data.studies(uri)
-    chosen = studies[studies["study_id"].isin(selection)]
-    runs = data.runs(uri, selection)
+    back_to_studies(ids)
+    chosen = studies[studies["study_id"].isin(ids)]
+    runs = data.runs(uri, tuple(ids))
     if runs.empty:
         st.warning("The selected studies have no role runs yet.")
         return
-    st.caption(f"{len(chosen)} studies, {len(runs)} runs")
+    st.caption(f"{numbers.count(len(chosen))} studies, {numbers.count(len(runs))} runs")
     notes.studies(chosen)
     notes.runs(runs)
 
@@ -48,30 +158,16 @@ def render() -> None:
     history = data.histories(uri, tuple(runs["run_id"]), tuple(data.CURVE_METRICS))
     st.plotly_chart(charts.curves(history, runs, metric, aggregate_seeds=aggregate), key="curves")
 
-    group_col, _ = st.columns([1, 3])
-    by = group_col.radio("Group students by", ["method", "knowledge"], horizontal=True, key="group_by",
-                         format_func={"method": "method", "knowledge": "knowledge type"}.get)
+    group_col, _ = st.columns([1, 2])
+    by = group_col.radio("Group students by", list(charts.GROUPINGS), horizontal=True, key="group_by",
+                         format_func=charts.GROUPINGS.get)
     st.plotly_chart(charts.grouped_accuracy(chosen, by), key="grouped")
 
-    left, right = st.columns(2)
-    left.plotly_chart(charts.ratio_bars(chosen), key="ratios")
-    right.plotly_chart(charts.compression_frontier(runs), key="frontier")
+    st.plotly_chart(charts.ratio_bars(chosen), key="ratios")  # full width: one bar pair per study, named in full
+    st.plotly_chart(charts.compression_frontier(runs), key="frontier")
 
-    series, split = prediction_series(uri, runs)
-    left, right = st.columns(2)
-    left.plotly_chart(charts.entropy_histograms({k: v[0] for k, v in series.items()}, split), key="entropy")
-    right.plotly_chart(charts.reliability_diagram(series, split=split), key="reliability")
-
-    students = runs[runs["tags.kd.role"] == "student"].merge(
-        chosen[["study_id", "ratio_teacher", "ratio_baseline"]], left_on="tags.kd.study_id", right_on="study_id")
-    st.plotly_chart(charts.parallel_coordinates(students), key="parallel")
-
-    st.subheader("What differs")
-    diff = charts.param_diff(students.set_index("label") if not students.empty else students)
-    if diff.empty:
-        st.caption("The selected studies share every parameter.")
-    else:
-        st.dataframe(diff, width="stretch")
+    predictions(uri, runs, ids)
+    hyperparameters(runs, chosen)
 
 
 render()
