@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
+import yaml
 
 from dashboard import data, nav
 from dashboard.text import md
@@ -51,6 +53,90 @@ def run_it(uri: str, example: str, overrides: list[str], label: str, key: str) -
         st.success(f"Queued {md(job.name)}: it trains in its own process and appears in Studies when done.",
                    icon=":material/schedule:")
         nav.link("launch", "Watch it on Launch")
+
+
+# --- temperature: what the Temperature page computes once per teacher, so that a slider change only looks up ---
+SLIDER_TEMPERATURES = np.arange(1, 41) / 2  # the page's slider: 0.5 to 20 in steps of 0.5
+CURVE_TEMPERATURES = np.round(np.geomspace(0.5, 20, 60), 3)  # the entropy curve, even on its log axis
+EXAMPLE_INPUTS = 1000  # the first test inputs the page can draw (its example slider may reach further)
+DRAWN = {"image", "signal", "rgbd"}  # modalities whose inputs are pictures or curves (not tokens or table rows)
+
+
+def soften(probs: np.ndarray, temperature: float | np.ndarray) -> np.ndarray:
+    """softmax(log p / T): the teacher's distribution at temperature T (its logits up to a constant)."""
+    z = np.log(np.clip(probs, 1e-6, 1)) / temperature
+    z -= z.max(-1, keepdims=True)
+    q = np.exp(z)
+    return q / q.sum(-1, keepdims=True)
+
+
+def entropy(q: np.ndarray) -> np.ndarray:
+    """Entropy in nats of each distribution along the last axis."""
+    return -(q * np.log(np.clip(q, 1e-12, 1))).sum(-1)
+
+
+def split_by_temperature(probs: np.ndarray, labels: np.ndarray, temperatures: np.ndarray) -> pd.DataFrame:
+    """Mean entropy (nats) and dark knowledge (the probability off the true class) of the softened teacher over
+    a whole split, one row per temperature."""
+    rows = []
+    for temperature in temperatures:
+        q = soften(probs, float(temperature))
+        rows.append({"entropy": float(entropy(q).mean()),
+                     "dark": float(1 - q[np.arange(len(labels)), labels].mean())})
+    return pd.DataFrame(rows, index=pd.Index(temperatures, name="temperature"))
+
+
+@st.cache_data(ttl=data.CACHE_SECONDS * 10, show_spinner=False)
+def teacher_temperatures(uri: str, run_id: str) -> pd.DataFrame:
+    """:func:`split_by_temperature` of a teacher's test predictions at every slider and curve temperature, computed
+    once per teacher: a slider change then costs a lookup, not a pass over the split (empty without predictions)."""
+    found = data.predictions(uri, run_id)
+    if not found:
+        return pd.DataFrame(columns=["entropy", "dark"])
+    temperatures = np.union1d(SLIDER_TEMPERATURES, CURVE_TEMPERATURES)
+    return split_by_temperature(found["test_probs"].astype(float), found["test_labels"].astype(int), temperatures)
+
+
+def at_temperature(table: pd.DataFrame, temperature: float) -> pd.Series:
+    """The row of a :func:`split_by_temperature` table nearest to ``temperature``."""
+    return table.iloc[int(np.abs(table.index.to_numpy() - temperature).argmin())]
+
+
+def example_inputs(uri: str, study_id: str, labels: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """The study's first test inputs, in the order of its predictions, so a page can draw the example it
+    explains; or None and why not (data that must be downloaded or read from the user's files is not loaded
+    for a picture, and inputs that do not match the predictions' labels are not shown)."""
+    from kdcore.config import ConfigError  # imports the models' registry: only when a page draws an input
+    from kdcore.registry import DATASETS, UnknownNameError
+
+    config = data.config_yaml(uri, study_id)
+    if config.value is None:
+        return None, f"The study's inputs cannot be rebuilt: {config.problem}."
+    name = (yaml.safe_load(config.value).get("data") or {}).get("name")
+    try:
+        meta = DATASETS.entry(str(name)).meta
+    except UnknownNameError:
+        return None, f"The dataset {md(name)} is not known to this version, so its inputs are not drawn."
+    if meta.get("downloads") or meta.get("source"):
+        return None, f"The inputs of {md(name)} come from files outside the store, so they are not drawn here."
+    if meta.get("modality") not in DRAWN:
+        return None, f"The inputs of {md(name)} are {md(meta.get('modality'))}, which this page does not draw."
+    try:
+        x, y = data.test_samples(config.value, min(len(labels), EXAMPLE_INPUTS))
+    except (ConfigError, OSError, ValueError) as err:
+        return None, f"The study's inputs cannot be rebuilt: {md(err, 200)}."
+    if not np.array_equal(y, labels[:len(y)]):
+        return None, "The inputs rebuilt from the study's config do not match its predictions, so none is drawn."
+    if "rgb" in (meta.get("views") or {}):  # a multi-sensor scene: its camera picture
+        low, high = meta["views"]["rgb"]
+        x = x[:, low:high]
+    return x, ""
+
+
+def is_provoked(name: object) -> bool:
+    """Whether a study is one of the samples made to fail on purpose (Learn -> Failure modes), by its name: its
+    numbers show that failure, not what a capacity gap does."""
+    return any(str(name).startswith(mode.provoked) for mode in FAILURE_MODES.values())
 
 
 SEEDS = (0, 1, 2)  # each failure mode's samples: provoked and fixed over these seeds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -9,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from dashboard import lesson_charts
+from dashboard import lesson_charts, lessons
 from dashboard.lessons import FAILURE_MODES
-from kdcore import launcher
+from kdcore import launcher, tracking
 from kdcore.samples import load_samples
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
@@ -53,14 +55,17 @@ def test_each_learn_page_says_what_is_missing_on_an_empty_store(page: str, monke
         assert any("kdx samples load" in i.value for i in at.info)
 
 
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label.startswith(label))
+
+
 def test_temperature_spreads_the_dark_knowledge_and_run_it_queues_a_study(samples_store, monkeypatch,
                                                                           tmp_path: Path) -> None:
     at = open_page("learn_soft_labels", samples_store, monkeypatch, tmp_path)
     dark = {}
     for temperature in (1.0, 4.0, 20.0):
         at.slider(key="learn-t-temperature").set_value(temperature).run()
-        dark[temperature] = float(next(m.value for m in at.metric if m.label.startswith("Dark knowledge"))
-                                  .rstrip("%"))
+        dark[temperature] = float(metric(at, "Dark knowledge: this example").rstrip("%"))
     assert dark[1.0] < dark[4.0] < dark[20.0]
     next(b for b in at.button if b.label.startswith("Run it")).click().run()
     assert any(s.value.startswith("Queued") for s in at.success)
@@ -69,15 +74,115 @@ def test_temperature_spreads_the_dark_knowledge_and_run_it_queues_a_study(sample
     launcher.cancel(jobs[0].job_id, tmp_path / "jobs")
 
 
+def test_temperature_shows_the_whole_split_as_text_beside_the_example(samples_store, monkeypatch,
+                                                                       tmp_path: Path) -> None:
+    """The split's mean dark knowledge and entropy at the chosen T are on the page as text, as the guide quotes
+    them, and move with T."""
+    at = open_page("learn_soft_labels", samples_store, monkeypatch, tmp_path)
+    shown = {}
+    for temperature in (1.0, 4.0, 20.0):
+        at.slider(key="learn-t-temperature").set_value(temperature).run()
+        shown[temperature] = (metric(at, "Dark knowledge: test-split mean"), metric(at, "Entropy: test-split mean"))
+    assert shown == {1.0: ("7.6%", "0.29 nats"), 4.0: ("63.7%", "1.99 nats"), 20.0: ("86.5%", "2.29 nats")}
+    assert any(m.label == "Dark knowledge: test-split mean (270)" for m in at.metric)
+
+
+def plotly_array(value: object) -> np.ndarray:
+    """An array of a figure's JSON: a list, or plotly's typed array (dtype, base64 bytes, shape)."""
+    if not isinstance(value, dict):
+        return np.array(value)
+    flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return flat.reshape([int(n) for n in str(value.get("shape", len(flat))).split(",")])
+
+
+def test_temperature_draws_the_example_beside_its_soft_labels(samples_store, monkeypatch, tmp_path: Path) -> None:
+    at = open_page("learn_soft_labels", samples_store, monkeypatch, tmp_path)
+    pictures = []
+    for example in (0, 3):
+        at.slider(key="learn-t-example").set_value(example).run()
+        chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                     if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("Test example"))
+        assert chart["data"][0]["type"] == "heatmap" and chart["layout"]["yaxis"]["scaleanchor"] == "x"
+        pictures.append(plotly_array(chart["data"][0]["z"]))
+    assert pictures[0].shape == pictures[1].shape == (8, 8) and not np.array_equal(*pictures)
+    assert any(c.value.startswith("Apart from class 3, the teacher finds it closest to class") for c in at.caption)
+
+
+def test_a_temperature_change_reruns_only_the_lesson_and_computes_the_split_once(samples_store, monkeypatch,
+                                                                                 tmp_path: Path) -> None:
+    """The sliders live in a fragment (a change reruns only it, not the store reads above it), and the split's
+    numbers at every temperature are computed once per teacher, not once per change."""
+    fragments: list[str] = []
+    real_fragment = st.fragment
+
+    def recording_fragment(func=None, **options):
+        fragments.append(func.__name__)
+        return real_fragment(func, **options)
+
+    calls = {"split": 0, "predictions": 0}
+    split, load = lessons.split_by_temperature, tracking.load_predictions
+
+    def counted_split(*args, **kwargs):
+        calls["split"] += 1
+        return split(*args, **kwargs)
+
+    def counted_load(*args, **kwargs):
+        calls["predictions"] += 1
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(st, "fragment", recording_fragment)
+    monkeypatch.setattr(lessons, "split_by_temperature", counted_split)
+    monkeypatch.setattr(tracking, "load_predictions", counted_load)
+    st.cache_data.clear()
+    at = open_page("learn_soft_labels", samples_store, monkeypatch, tmp_path)
+    for temperature in (1.0, 2.5, 8.0, 20.0):
+        at.slider(key="learn-t-temperature").set_value(temperature).run()
+    assert calls == {"split": 1, "predictions": 1}
+    assert "temperature_lesson" in fragments
+
+
+def gap_chart(at: AppTest) -> dict:
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return next(f for f in figures if f["layout"]["title"]["text"].startswith("Capacity gap"))
+
+
 def test_capacity_gap_places_every_three_role_study_in_the_zones(samples_store, monkeypatch, tmp_path) -> None:
     at = open_page("learn_gap", samples_store, monkeypatch, tmp_path)
-    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    zones = next(f for f in figures if f["layout"]["title"]["text"].startswith("Capacity gap"))
-    texts = {s.get("annotation_text") or "" for s in zones["layout"].get("shapes", [])} | {
-        a.get("text", "") for a in zones["layout"].get("annotations", [])}
-    assert {"direct", "one assistant", "several assistants"} <= texts
+    zones = gap_chart(at)
+    texts = {a.get("text", "").replace("<br>", " ") for a in zones["layout"].get("annotations", [])}
+    assert {"below 1.1x learn together (online)", "1.1–1.5x distil directly", "1.5–3x add one teacher assistant",
+            "3x and more two or more assistants (progressive)"} <= texts  # what the survey recommends in each
     counted = next(c.value for c in at.caption if c.value.split()[0].isdigit())
     assert int(counted.split()[0]) >= 15  # the samples with a teacher, a baseline and a student
+    assert "largest loss" not in counted
+
+
+def test_capacity_gap_marks_provoked_studies_and_keeps_them_from_stretching_the_scale(samples_store, monkeypatch,
+                                                                                       tmp_path) -> None:
+    at = open_page("learn_gap", samples_store, monkeypatch, tmp_path)
+    zones = gap_chart(at)
+    traces = {t.get("name"): t for t in zones["data"]}
+    provoked = traces["provoked failure (made to fail on purpose)"]
+    assert provoked["text"] and all(name.startswith("provoked ") for name in provoked["text"])
+    assert not any(name.startswith("provoked ") for name in traces["study"]["text"])
+    low, high = zones["layout"]["yaxis"]["range"]
+    assert -20 < low < -3.5 and high < 20  # the cross-modal collapses (-55 points) sit at the edge...
+    edge = [a["text"] for a in zones["layout"]["annotations"] if a.get("showarrow")]
+    assert sorted(edge) == ["-55.0 pts", "-55.1 pts", "-56.3 pts"]  # ...each labelled with its value
+    caption = " ".join(c.value for c in at.caption)
+    assert "18 were provoked to fail on purpose" in caption and "3 lie far outside" in caption
+
+
+def test_capacity_gap_lists_every_point_as_text(samples_store, monkeypatch, tmp_path) -> None:
+    at = open_page("learn_gap", samples_store, monkeypatch, tmp_path)
+    table = at.dataframe[0].value.set_index("study")
+    assert list(table.columns) == ["teacher / baseline", "baseline", "distilled", "gain", "zone",
+                                   "the survey recommends", "provoked failure"]
+    assert len(table) == int(next(c.value for c in at.caption if c.value.split()[0].isdigit()).split()[0])
+    w8 = table.loc["mnist1d cnn1d->mlp w8 kd seed0"]
+    assert (round(w8["teacher / baseline"], 2), w8["gain"], w8["zone"], w8["the survey recommends"]) == (
+        3.61, "-3.5 pts", "3x and more", "two or more assistants (progressive)")
+    assert table.loc["provoked cross_modal_failure - rgb->depth unaligned seed0", "provoked failure"] == "yes"
 
 
 def test_a_tree_preset_lands_on_the_advisor_with_its_situation(samples_store, monkeypatch, tmp_path,
@@ -110,7 +215,7 @@ def test_failure_modes_show_each_mode_over_three_seeds_with_the_fixes_that_clear
                                                                                      tmp_path) -> None:
     at = open_page("learn_failure_modes", samples_store, monkeypatch, tmp_path)
     assert len(at.tabs) == 5 and not at.info
-    tables = [frame.value for frame in at.dataframe]
+    tables = [frame.value for frame in at.dataframe][::2]  # each mode's verdicts, then its accuracies
     assert [list(table.columns) for table in tables] == [
         ["seed 0", "seed 1", "seed 2", "no finding"]] * len(FAILURE_MODES)
     for table, (code, cleared) in zip(tables, CLEARED.items(), strict=True):
@@ -119,11 +224,44 @@ def test_failure_modes_show_each_mode_over_three_seeds_with_the_fixes_that_clear
     alerts = " ".join(e.value for e in [*at.error, *at.warning])
     for code in FAILURE_MODES:
         assert f"`{code}`" in alerts
-    # Seed 0 beside its fix: choosing another fix shows that study's verdict.
+    # Seed 0, then with its fix: choosing another fix shows that study's verdict.
     shown = {m.value for m in at.markdown if m.value.startswith("*fixed progressive_degradation")}
     at.radio(key="learn-fix-progressive_degradation").set_value("No chain: distil directly").run()
     now = {m.value for m in at.markdown if m.value.startswith("*fixed progressive_degradation")}
     assert now == {"*fixed progressive_degradation - direct seed0*"} and now != shown
+
+
+def test_failure_modes_give_each_study_s_key_accuracies_as_text(samples_store, monkeypatch, tmp_path) -> None:
+    at = open_page("learn_failure_modes", samples_store, monkeypatch, tmp_path)
+    tables = [frame.value for frame in at.dataframe][1::2]
+    assert len(tables) == len(FAILURE_MODES)
+    for table, mode in zip(tables, FAILURE_MODES.values(), strict=True):
+        assert list(table.columns) == ["study", "seed", "teacher", "baseline", "student", "student − baseline"]
+        assert len(table) == 3 * (1 + len(mode.fixes)) and table[["teacher", "baseline", "student"]].notna().all().all()
+    mismatch = tables[0].set_index(["study", "seed"]).loc[("Provoked", 0)]
+    assert (round(mismatch["student"], 1), round(mismatch["baseline"], 1), mismatch["student − baseline"]) == (
+        42.0, 50.1, "-8.1 pts")  # the guide's "6-10 points below its baseline"
+
+
+def button_widths(node, share: float = 1.0) -> dict[str, list[float]]:
+    """Each button's label -> the shares of the page's width its columns leave it (nested columns multiply)."""
+    share *= getattr(node, "weight", 1.0) if getattr(node, "type", "") == "column" else 1.0
+    found: dict[str, list[float]] = {}
+    if getattr(node, "type", "") == "button":
+        found.setdefault(node.label, []).append(share)
+    for child in getattr(node, "children", {}).values():
+        for label, shares in button_widths(child, share).items():
+            found.setdefault(label, []).extend(shares)
+    return found
+
+
+def test_failure_mode_fix_buttons_have_room_for_their_labels(samples_store, monkeypatch, tmp_path) -> None:
+    """At 1280 px the main area is about 860 px wide: no button may sit in columns that leave it less than a third
+    of it (a 22-character label with its icon needs about 215 px)."""
+    at = open_page("learn_failure_modes", samples_store, monkeypatch, tmp_path)
+    widths = button_widths(at._tree)
+    assert {"Relaunch with this fix", "Edit the fix in Launch"} <= widths.keys()
+    assert min(share for shares in widths.values() for share in shares) >= 1 / 3, widths
 
 
 def test_quality_gates_walk_all_ten_on_a_real_study(samples_store, monkeypatch, tmp_path) -> None:
@@ -148,4 +286,21 @@ def test_learn_charts_are_pure() -> None:
     zones = lesson_charts.gap_zones(pd.DataFrame({"ratio": [1.2, 4.0], "gain": [1.0, -3.0], "label": ["a", "b"]}),
                              [(0, 1.1, "similar"), (1.1, 1.5, "direct"), (1.5, float("inf"), "assistants")])
     assert len(zones.layout.shapes) >= 3 and list(zones.data[0].y) == [1.0, -3.0]
+    picture = lesson_charts.example_input(np.arange(64.0).reshape(1, 8, 8), "a digit")
+    assert picture.data[0].type == "heatmap" and picture.layout.yaxis.scaleanchor == "x"
+    assert lesson_charts.example_input(np.zeros((1, 40)), "a signal").data[0].type == "scatter"
+
+
+def test_the_gap_chart_draws_provoked_studies_apart_and_far_outliers_at_the_edge() -> None:
+    points = pd.DataFrame({"ratio": [1.05, 1.3, 2.0, 3.5, 1.0, 1.07], "gain": [1.5, -1.0, -2.0, -3.5, -56.0, -61.0],
+                           "label": list("abcdef"), "provoked": [False, False, False, False, True, False]})
+    figure = lesson_charts.gap_zones(points, [(0, 1.1, "together"), (1.1, float("inf"), "direct")])
+    names = {trace.name: list(trace.y) for trace in figure.data if trace.showlegend is not False}
+    assert names == {"study": [1.5, -1.0, -2.0, -3.5]}  # the provoked one is beyond the scale, at the edge
+    low, high = figure.layout.yaxis.range
+    assert -10 < low < -3.5 and high < 10
+    assert sorted(a.text for a in figure.layout.annotations if a.showarrow) == ["-56.0 pts", "-61.0 pts"]
+    inside = lesson_charts.gap_zones(points.assign(gain=[1.5, -1.0, -2.0, -3.5, -4.0, 0.5]), [(0, 10, "all")])
+    assert {t.name for t in inside.data} == {"study", "provoked failure (made to fail on purpose)"}
+
     assert lesson_charts.size_against_accuracy(pd.DataFrame()).layout.title.text == "Student size against accuracy"
