@@ -35,6 +35,15 @@ def current(known: Iterable[str]) -> list[str]:
     return chosen
 
 
+def ticked(selected: list[str], shown: list[str], ticks: list[bool]) -> list[str]:
+    """The selection after a table of ``shown`` studies came back with ``ticks``: a shown study is selected
+    exactly when it is ticked (new ones join at the end), and a selected study that is not shown stays."""
+    on = {study_id for study_id, tick in zip(shown, ticks, strict=True) if tick}
+    visible = set(shown)
+    kept = [study_id for study_id in selected if study_id not in visible or study_id in on]
+    return kept + [study_id for study_id in shown if study_id in on and study_id not in kept]
+
+
 def save(ids: list[str]) -> None:
     """Make ``ids`` the selection, in the session and in this page's URL."""
     st.session_state[KEY] = list(ids)

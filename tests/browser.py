@@ -51,8 +51,9 @@ def start_dashboard(tmp_path: Path, uri: str, *flags: str, timeout: float = 90):
     raise DashboardDidNotStart(f"dashboard did not start: {server.stdout.read().decode()[-2000:]}")
 
 
-def screenshots(tmp_path: Path) -> Path:
-    shots = Path(os.environ.get("KDX_SCREENSHOT_DIR") or tmp_path / "screenshots")
+def screenshots(tmp_path: Path, name: str = "") -> Path:
+    """The folder a test writes its screenshots to: ``$KDX_SCREENSHOT_DIR/<name>`` (or under ``tmp_path``)."""
+    shots = Path(os.environ.get("KDX_SCREENSHOT_DIR") or tmp_path / "screenshots") / name
     shots.mkdir(parents=True, exist_ok=True)
     return shots
 

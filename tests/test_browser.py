@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from kdcore.study import Study
-from kdcore.tracking import MlflowTracker, list_studies, read_artifact
+from kdcore.tracking import MlflowTracker, list_runs, list_studies, read_artifact
 from tests.browser import (
     CHROMIUM,
     choose,
@@ -46,63 +47,103 @@ def dashboard(tmp_path: Path):
 
 
 def launch_from_form(page, name: str, epochs: int) -> None:
-    """Set the budget and the name on the Launch form, launch, and wait until the study finishes."""
+    """Set the budget and the name on the Launch form and launch; the study shows at the top of the page."""
     from playwright.sync_api import expect
 
     expect(page.get_by_text("Launch a study")).to_be_visible()
     enter(page.get_by_label("epochs", exact=True), str(epochs))
     enter(page.get_by_label("study name", exact=True), name)
     click(page.get_by_role("button", name="Launch", exact=True))
-    expect(page.get_by_text(name).first).to_be_visible()
+    expect(page.locator(".st-key-launched").get_by_text(f"Launched: {name}")).to_be_visible()
 
 
-def test_launch_watch_and_compare_in_a_real_browser(dashboard, tmp_path: Path) -> None:
+def finished_at_the_top(page, timeout_ms: int):
+    """Wait until the study launched last is finished in the box at the top of Launch; its Study-detail link."""
+    from playwright.sync_api import expect
+
+    box = page.locator(".st-key-launched")
+    link = box.get_by_role("link", name="Open in Study detail")
+    expect(link).to_be_visible(timeout=timeout_ms)
+    for metric in ("Student accuracy", "Student / teacher", "Student / baseline", "Findings", "Quality gates passed"):
+        expect(box.get_by_text(metric, exact=True)).to_be_visible()
+    return link
+
+
+def tick(page, row: int) -> None:
+    """Tick or untick a row of the Studies table (its first column is the tick box of a canvas grid)."""
+    grid = page.locator(".st-key-studies_table [data-testid='stDataFrame'], [data-testid='stDataFrame']").first
+    wait_idle(page)
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 16, box["y"] + 35 * (row + 1) + 17)
+    wait_idle(page)
+
+
+def trace_names(page, title: str) -> list[str]:
+    """The names of the traces of the chart whose title starts with ``title``."""
+    return page.evaluate("""(title) => [...document.querySelectorAll('.js-plotly-plot')]
+        .filter(plot => plot._fullLayout && (plot._fullLayout.title.text || '').includes(title))
+        .flatMap(plot => plot.data.map(trace => trace.name || ''))""", title)
+
+
+def test_launch_leads_to_the_study_and_a_selection_survives_navigation(dashboard, tmp_path: Path) -> None:
+    """Launch shows the study it started at the top, live, then its numbers and a link to Study detail. On
+    Studies, the ticks, the caption and the buttons agree, across a trip to Compare and back."""
     from playwright.sync_api import expect, sync_playwright
 
     url, uri = dashboard
-    shots = screenshots(tmp_path)
+    shots = screenshots(tmp_path, "launch_and_select")
     with sync_playwright() as p:
         browser, page = open_browser(p)
+        page.set_viewport_size({"width": 1280, "height": 1000})
 
         page.goto(f"{url}/launch")
         launch_from_form(page, "browser study", epochs=3)
-        page.screenshot(path=str(shots / "launch.png"), full_page=True)
-        expect(page.get_by_text("FINISHED").first).to_be_visible(timeout=150_000)
-        studies = list_studies(uri)
-        assert set(studies["name"]) == {"earlier study", "browser study"}
-        assert set(studies["status"]) == {"FINISHED"}
+        page.evaluate("window.scrollTo(0, 0)")
+        screenshot(page, shots / "launch_started.png")
+        link = finished_at_the_top(page, 150_000)
+        page.evaluate("window.scrollTo(0, 0)")
+        screenshot(page, shots / "launch_finished.png")
+        studies = list_studies(uri).set_index("name")
+        assert set(studies.index) == {"earlier study", "browser study"} and set(studies["status"]) == {"FINISHED"}
+        click(link)
+        expect(page).to_have_url(re.compile(rf"/study\?id={studies.loc['browser study', 'study_id']}"))
+        expect(page.get_by_text("browser study").first).to_be_visible()
 
         page.goto(f"{url}/")
-        grid = page.locator("[data-testid='stDataFrame']").first
-        expect(grid).to_be_visible()
-        wait_idle(page)
-        box = grid.bounding_box()
-        for row in range(2):  # the row-selection checkboxes sit in the first column of the canvas grid
-            wait_idle(page)
-            page.mouse.click(box["x"] + 18, box["y"] + 35 * (row + 1) + 17)
+        enter(page.get_by_label("Search", exact=True).first, "study")  # both names; a filter to come back to
+        expect(page.get_by_text("2 of 2 studies shown · 0 selected")).to_be_visible()
+        tick(page, 0)
+        tick(page, 1)  # adds to the selection, does not replace it
         expect(page.get_by_text("2 selected")).to_be_visible()
-        wait_idle(page)
-        page.screenshot(path=str(shots / "studies.png"), full_page=True)
+        screenshot(page, shots / "studies_two_ticked.png")
 
         click(page.get_by_role("button", name="Compare selected"))
+        expect(page).to_have_url(re.compile(r"/compare\?studies=\w{8},\w{8}"))
         expect(page.get_by_text("2 studies, 6 runs")).to_be_visible()
-        plots = page.locator(".js-plotly-plot")
-        expect(plots.nth(6)).to_be_visible()
-        assert plots.count() == 7
-        assert page.locator(".js-plotly-plot .scatterlayer .trace").count() > 0
-        page.screenshot(path=str(shots / "compare.png"), full_page=True)
+        screenshot(page, shots / "compare.png", full_page=True)
 
+        click(page.get_by_role("link", name="Studies", exact=True))  # the sidebar: no query in the URL
+        expect(page.get_by_label("Search", exact=True).first).to_have_value("study")
+        expect(page.get_by_text("2 of 2 studies shown · 2 selected")).to_be_visible()
+        screenshot(page, shots / "studies_after_compare.png")
+        tick(page, 0)  # shown ticked, so this unticks it
+        expect(page.get_by_text("2 of 2 studies shown · 1 selected")).to_be_visible()
+        click(page.get_by_role("button", name="Open study"))
+        expect(page.get_by_text("earlier study").first).to_be_visible()  # the one still ticked (the older row)
+        expect(page).to_have_url(re.compile(rf"/study\?id={studies.loc['earlier study', 'study_id']}"))
         browser.close()
 
 
-def test_advice_from_the_advisor_page_becomes_a_diagnosed_study(dashboard, tmp_path: Path) -> None:
-    """As a new user: a large 1-d CNN teacher, a tiny MLP student, on MNIST-1D; launch the advice."""
+def test_advice_to_a_finished_study_compared_with_every_role(dashboard, tmp_path: Path) -> None:
+    """As a new user: a large 1-d CNN teacher, a tiny MLP student, on MNIST-1D; launch the advice, open the
+    study from Launch, and compare it with an earlier study: every role of both is drawn."""
     from playwright.sync_api import expect, sync_playwright
 
     url, uri = dashboard
-    shots = screenshots(tmp_path)
+    shots = screenshots(tmp_path, "advice_to_compare")
     with sync_playwright() as p:
         browser, page = open_browser(p)
+        page.set_viewport_size({"width": 1280, "height": 1000})
         page.goto(f"{url}/advisor")
         expect(page.get_by_text("Describe the teacher")).to_be_visible()
         choose(page, "Dataset", "mnist1d")
@@ -112,26 +153,17 @@ def test_advice_from_the_advisor_page_becomes_a_diagnosed_study(dashboard, tmp_p
         choose(page, "Size", "tiny (width 16, depth 1)", nth=1)
         expect(page.get_by_test_id("stMetricValue").first).to_have_text("progressive")
         expect(page.get_by_text("65,098 parameters on mnist1d")).to_be_visible()
-        expect(page.locator(".js-plotly-plot")).to_be_visible()
-        page.set_viewport_size({"width": 1500, "height": 2200})
-        screenshot(page, shots / "advisor.png")
-        page.set_viewport_size({"width": 1500, "height": 1100})
+        expect(page.get_by_text("What each stage of the chain learns")).to_be_visible()
+        screenshot(page, shots / "advisor.png", full_page=True)
 
         click(page.get_by_role("button", name="Open Launch with this advice"))
+        expect(page.get_by_text("The form below holds the Advisor", exact=False)).to_be_visible()
         launch_from_form(page, "advised study", epochs=3)
-        expect(page.get_by_text("FINISHED").first).to_be_visible(timeout=240_000)
+        click(finished_at_the_top(page, 240_000))
         advised = list_studies(uri).set_index("name").loc["advised study"]
         assert advised["status"] == "FINISHED" and advised["mechanism"] == "progressive"
         assert advised["gates_passed"] + advised["gates_failed"] > 0
-
-        page.goto(f"{url}/")  # Studies: the findings summary and the gates filter
-        expect(page.get_by_text("2 of 2 studies shown")).to_be_visible()
-        expect(page.get_by_text("Gates passed", exact=False).first).to_be_visible()
-        for code in filter(None, str(advised["findings"]).split(",")):
-            expect(page.get_by_role("button", name=code, exact=False).first).to_be_visible()
-
-        page.goto(f"{url}/study?id={advised['study_id']}")
-        expect(page.get_by_text("advised study").first).to_be_visible()
+        expect(page).to_have_url(re.compile(rf"/study\?id={advised['study_id']}"))
         expect(page.get_by_text("The chain", exact=True)).to_be_visible()  # the stages, with teacher and baseline
         expect(page.get_by_text("Quality gates:")).to_be_visible()
         titles = [f["title"] for f in json.loads(read_artifact(advised["study_id"], "findings.json", uri))]
@@ -139,8 +171,25 @@ def test_advice_from_the_advisor_page_becomes_a_diagnosed_study(dashboard, tmp_p
             expect(page.get_by_text(title, exact=True).first).to_be_visible()
         if not titles:
             expect(page.get_by_text("No failure mode detected.")).to_be_visible()
-        page.set_viewport_size({"width": 1500, "height": 3400})
-        screenshot(page, shots / "study.png")
+        screenshot(page, shots / "study.png", full_page=True)
+
+        page.goto(f"{url}/")  # Studies: the findings summary and the gates filter
+        expect(page.get_by_text("2 of 2 studies shown")).to_be_visible()
+        for code in filter(None, str(advised["findings"]).split(",")):
+            expect(page.get_by_role("button", name=code, exact=False).first).to_be_visible()
+
+        studies = list_studies(uri)
+        page.goto(f"{url}/compare?studies={','.join(sid[:8] for sid in studies['study_id'])}")
+        expect(page.get_by_text("2 studies", exact=False).first).to_be_visible()
+        screenshot(page, shots / "compare.png", full_page=True)
+        runs = {(name, role) for name, sid in zip(studies["name"], studies["study_id"], strict=True)
+                for role in list_runs([sid], uri)["tags.kd.role"]}
+        assert {"assistant_1", "student"} <= {role for name, role in runs if name == "advised study"}
+        for chart in ("Predictive entropy", "Reliability"):
+            drawn = " | ".join(trace_names(page, chart))
+            for name, role in runs:
+                assert f"{name} · {role}" in drawn, (chart, name, role, drawn)
+        assert not layout_problems(page)
         browser.close()
 
 

@@ -133,8 +133,9 @@ def test_compare_draws_every_chart(store) -> None:
     import json
 
     grouped = json.loads(charts[1].proto.spec)
-    assert grouped["layout"]["title"]["text"] == "Student accuracy by method"
-    assert [trace["name"] for trace in grouped["data"]] == ["response"]  # every selected study used kd
+    assert grouped["layout"]["title"]["text"] == "Student accuracy by method and mechanism"
+    bars = [trace for trace in grouped["data"] if trace["type"] == "bar"]
+    assert [(trace["name"], trace["x"]) for trace in bars] == [("response", ["kd · offline"])]  # all kd, offline
     at.radio(key="group_by").set_value("knowledge").run()
     assert json.loads(at.get("plotly_chart")[1].proto.spec)["layout"]["title"]["text"] == (
         "Student accuracy by knowledge type")
@@ -209,7 +210,7 @@ def test_studies_filter_by_finding_and_by_gates_passed(store) -> None:
     assert {tuple(codes) for codes in table["finding_codes"]} == {("overconfidence", "knowledge_confusion"),
                                                                   ("overconfidence",), ()}
     summary = [as_read(b.label) for b in at.button if b.key and b.key.startswith("summary-")]
-    assert summary == ["overconfidence in 2 studies", "knowledge_confusion in 1 study"]
+    assert summary == ["overconfidence · 2", "knowledge_confusion · 1"]
 
     at.multiselect(key="finding_filter").set_value(["knowledge_confusion"]).run()
     assert shown() == {a}
@@ -244,10 +245,10 @@ def test_study_detail_shows_findings_with_evidence_and_the_gates_checklist(study
     at = open_page("study", study=study_id)
     critical, capacity, degradation = [as_read(e.value) for e in at.error]
     assert "Teacher overconfidence amplification" in critical and "student acc 81.2%" in critical
-    assert "student ece 0.031" in critical and "Raise the temperature to 12." in critical
+    assert "student ece 3.1%" in critical and "Raise the temperature to 12." in critical
     (warning,) = [as_read(w.value) for w in at.warning]
     assert "Knowledge type confusion" in warning and "agreement 50.0%" in warning
-    assert "drop points 5.00" in capacity and "ratio 0.778" in degradation and "assistant 1 acc 70.0%" in degradation
+    assert "drop points +5.0 pts" in capacity and "ratio 0.78" in degradation and "assistant 1 acc 70.0%" in degradation
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")][3:]
     assert titles == ["Mean predictive entropy (validation)", "Calibration error (ECE, validation)",
                       "KD loss against accuracy", "Validation accuracy by role",
@@ -257,7 +258,7 @@ def test_study_detail_shows_findings_with_evidence_and_the_gates_checklist(study
     gates = next(d.value for d in at.dataframe if "reason" in d.value)
     assert list(gates["gate"]) == list(range(1, 11))
     assert list(gates["status"]).count("passed") == 7 and list(gates["status"]).count("FAILED") == 3
-    assert gates["numbers"][0] == "student over teacher 0.960, test acc 87.5%"
+    assert gates["numbers"][0] == "student over teacher 0.96, test acc 87.5%"
     assert any("7 of 10 passed" in m.value and "3 failed, 0 not measurable" in m.value for m in at.markdown)
 
 

@@ -1,4 +1,7 @@
-"""Launch: a form generated from the config, a device selector, and the queue of studies, live."""
+"""Launch: a form generated from the config, a device selector, and the queue of studies, live.
+
+The study launched last from this page is shown at the top, live while it trains, then with its key
+numbers, findings, gates and a link to Study detail (or its error)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from dashboard import data, nav, sources
+from dashboard import data, nav, numbers, sources
 from dashboard.form import FieldSpec, config_fields, nest
 from dashboard.text import md
 from kdcore import launcher
@@ -25,6 +28,8 @@ ADVANCED = {"data.val_fraction", "data.test_fraction", "data.split_seed", "train
             "train.weight_decay", "train.momentum", "train.schedule", "train.amp", "train.threads",
             "distill.rationale", "tracking.experiment", "tracking.uri"}
 TERM_COLUMNS = ["term", "weight", "student_layer", "teacher_layer"]
+LAUNCHED = "launched_job"  # the job id of the study launched last from this page
+ANCHOR = "launched-study"  # the heading of its box, which the Launch button's caption links to
 
 
 def starting_config() -> dict[str, Any]:
@@ -187,16 +192,98 @@ def queue_list(uri: str) -> bool:
             if job.status == "failed" and job.message:
                 st.error(md(job.message, 2000))
             if job.study_id and job.status in ACTIVE:
-                table = data.progress(uri, job.study_id)
-                if not table.empty:
-                    table["progress"] = table["epoch"] / pd.to_numeric(table["epochs"], errors="coerce")
-                    st.dataframe(table[["role", "status", "progress", "epoch", "loss", "val_acc", "eta_s"]],
-                                 hide_index=True, width="stretch", column_config={
-                                     "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
-                                     "val_acc": st.column_config.NumberColumn("val acc", format="percent"),
-                                     "loss": st.column_config.NumberColumn("loss", format="%.3f"),
-                                     "eta_s": st.column_config.NumberColumn("ETA (s)", format="%.0f")})
+                progress_table(uri, job.study_id)
     return len(finished) < len(jobs)
+
+
+def progress_table(uri: str, study_id: str) -> None:
+    """Each role of a running study: its epochs done, loss, validation accuracy and time left."""
+    table = data.progress(uri, study_id)
+    if table.empty:
+        return
+    table["progress"] = table["epoch"] / pd.to_numeric(table["epochs"], errors="coerce")
+    st.dataframe(table[["role", "status", "progress", "epoch", "loss", "val_acc", "eta_s"]],
+                 hide_index=True, width="stretch", column_config={
+                     "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
+                     "val_acc": st.column_config.NumberColumn("val acc", format="percent"),
+                     "loss": st.column_config.NumberColumn("loss", format="%.3f"),
+                     "eta_s": st.column_config.NumberColumn("ETA (s)", format="%.0f")})
+
+
+def launched(uri: str) -> None:
+    """The study launched last from this page: live while it is queued or running, then what came of it."""
+    job_id = st.session_state.get(LAUNCHED)
+    if not job_id:
+        return
+    try:
+        job = launcher.get_job(job_id)
+    except ValueError:  # its folder was removed
+        del st.session_state[LAUNCHED]
+        return
+    if job.status in ACTIVE:
+        live_launched(uri, job_id)
+    else:
+        launched_box(uri, job)
+
+
+@st.fragment(run_every=2)
+def live_launched(uri: str, job_id: str) -> None:
+    """The launched study, refreshed every 2 s; once it has ended, the page reruns once, which stops it."""
+    job = launcher.get_job(job_id)
+    launched_box(uri, job)
+    if job.status not in ACTIVE:
+        st.rerun()
+
+
+def launched_box(uri: str, job: launcher.Job) -> None:
+    """One bordered box: the launched study's name and status, then its progress, its results or its error."""
+    with st.container(border=True, key="launched"):
+        head, hide = st.columns([5, 1], vertical_alignment="center")
+        head.subheader(f"Launched: {md(job.name or job.job_id)}", anchor=ANCHOR)
+        head.markdown(f"`{job.status.upper()}`" + (f" on `{job.slot}`" if job.slot else "")
+                      + f" · `{job.study_id or 'waiting for its study id'}`")
+        if hide.button("Hide", key="launched-hide", help="Hide this box (the study stays in the queue below)"):
+            del st.session_state[LAUNCHED]
+            st.rerun()
+        if job.status == "queued":
+            st.caption("Waiting for a free slot.")
+        elif job.status == "running" and job.study_id:
+            progress_table(uri, job.study_id)
+        elif job.status == "failed":
+            st.error(md(job.message or "It failed without a message; see its log.", 2000), icon=":material/error:")
+        elif job.status == "killed":
+            st.warning(md(job.message or "Cancelled.", 2000), icon=":material/cancel:")
+        elif job.status == "finished" and job.study_id:
+            results(uri, job.study_id)
+
+
+def finished_row(uri: str, study_id: str) -> pd.Series | None:
+    """The finished study as Studies lists it; the cached table is read again once when it lags behind."""
+    for attempt in range(2):
+        frame = data.studies(uri)
+        found = frame[frame["study_id"] == study_id]
+        if not found.empty and found.iloc[0]["status"] == "FINISHED":
+            return found.iloc[0]
+        if attempt == 0:
+            data.clear()
+    return None
+
+
+def results(uri: str, study_id: str) -> None:
+    """The finished study's key numbers, findings and gates, and a link to everything else in Study detail."""
+    study = finished_row(uri, study_id)
+    if study is None:
+        st.warning("Its results are not in the store yet.", icon=":material/hourglass_empty:")
+        return
+    codes, gates = study["finding_codes"], study["gates_passed"]
+    with st.container(horizontal=True):
+        st.metric("Student accuracy", numbers.percent(study["student_acc"]))
+        st.metric("Student / teacher", numbers.ratio(study["ratio_teacher"]))
+        st.metric("Student / baseline", numbers.ratio(study["ratio_baseline"]))
+        st.metric("Findings", len(codes), help=md(", ".join(codes)) if codes else "No failure mode detected")
+        st.metric("Quality gates passed", "-" if pd.isna(gates) else f"{int(gates)} of 10")
+    st.page_link(nav.pages()["study"], label="Open in Study detail", icon=":material/query_stats:",
+                 query_params={"id": study_id})
 
 
 def example_summary(path: Path) -> str:
@@ -236,6 +323,7 @@ def example_picker() -> None:
 def render() -> None:
     st.title("Launch a study")
     uri = data.store_uri()
+    top = st.container()  # filled last: a study launched in this run shows there at once
     example_picker()
     raw, errors = form(starting_config())
     device = device_choice()
@@ -243,11 +331,16 @@ def render() -> None:
     if left.button("Launch", type="primary", disabled=bool(errors)):
         raw.setdefault("train", {})["device"] = device
         job = launcher.launch(validate(raw), tracking_uri=uri)
-        st.toast(f"Queued {job.job_id}")
-    right.caption("Fix the fields marked in red to launch." if errors else
-                  f"Runs `kdx run` in its own process and logs to `{uri}`.")
+        st.session_state[LAUNCHED] = job.job_id
+        st.toast(f"Queued {job.job_id}: its progress is at the top of the page")
+        right.markdown(f"Queued. [Follow it at the top of the page](#{ANCHOR}), live.")
+    else:
+        right.caption("Fix the fields marked in red to launch." if errors else
+                      f"Runs `kdx run` in its own process and logs to `{uri}`.")
     st.subheader("Queue")
     queue(uri)
+    with top:
+        launched(uri)
 
 
 render()
