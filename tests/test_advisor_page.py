@@ -43,6 +43,8 @@ def test_large_cnn_to_tiny_mlp_on_mnist1d_is_progressive_and_opens_launch_prefil
     assert cfg["data"]["name"] == "mnist1d" and cfg["distill"]["rationale"].startswith("Advice: progressive")
     assert [t.value for t in at.title] == ["Launch a study"]
     assert at.selectbox(key=f"form{at.session_state['form_version']}.distill.mechanism").value == "progressive"
+    assert at.selectbox(key="launch-example").value is None  # the form holds the advice, not an example
+    assert any("The form below holds **the Advisor" in c.value for c in at.caption)
 
 
 def test_advice_that_cannot_run_disables_launch_and_says_why(advisor_page: AppTest) -> None:

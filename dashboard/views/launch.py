@@ -202,10 +202,11 @@ def progress_table(uri: str, study_id: str) -> None:
     if table.empty:
         return
     table["progress"] = table["epoch"] / pd.to_numeric(table["epochs"], errors="coerce")
+    table = numbers.as_percent(table, ["val_acc"])
     st.dataframe(table[["role", "status", "progress", "epoch", "loss", "val_acc", "eta_s"]],
                  hide_index=True, width="stretch", column_config={
                      "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
-                     "val_acc": st.column_config.NumberColumn("val acc", format="percent"),
+                     "val_acc": numbers.percent_column("val acc"),
                      "loss": st.column_config.NumberColumn("loss", format="%.3f"),
                      "eta_s": st.column_config.NumberColumn("ETA (s)", format="%.0f")})
 
@@ -305,10 +306,13 @@ def example_picker() -> None:
     paths = sorted(EXAMPLES.rglob("*.yaml")) if EXAMPLES.is_dir() else []  # byo/: recipes on your own files
     if not paths:
         return
+    source = st.session_state.get("launch_source", f"the example {EXAMPLE.stem} (the default)")
+    from_example = source.startswith("the example")  # else the box would name an example the form does not hold
     left, right = st.columns([4, 1], vertical_alignment="bottom")
     chosen = left.selectbox("Start from an example", paths, format_func=example_summary, key="launch-example",
-                            index=paths.index(EXAMPLE) if EXAMPLE in paths else 0)
-    if right.button("Load example"):
+                            index=(paths.index(EXAMPLE) if EXAMPLE in paths else 0) if from_example else None,
+                            placeholder="Choose an example to load instead")
+    if right.button("Load example", disabled=chosen is None):
         try:
             config = load_config(chosen).to_dict()
         except ConfigError as err:  # a recipe whose inputs are not written yet (python -m examples.byo.make_inputs)
@@ -316,7 +320,6 @@ def example_picker() -> None:
             return
         nav.fill_launch(config, f"the example {example_summary(chosen).split(':')[0]}")
         st.rerun()
-    source = st.session_state.get("launch_source", f"the example {EXAMPLE.stem} (the default)")
     st.caption(f"The form below holds **{md(source, 200)}**; edit any field, or load an example instead.")
 
 
