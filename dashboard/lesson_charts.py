@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.charts import OTHER_COLORS, ROLE_COLORS, empty
+from dashboard.charts import LEGEND_BELOW, OTHER_COLORS, ROLE_COLORS, empty
 from dashboard.numbers import PLOTLY_PERCENT, PLOTLY_POINTS, PLOTLY_RATIO
 from dashboard.text import chart
 
@@ -65,7 +65,7 @@ def entropy_against_temperature(temperatures: np.ndarray, example: np.ndarray, m
     figure.add_hline(y=ceiling, line_dash="dot", annotation_text="ln K (uniform)", line_color="grey")
     figure.add_vline(x=chosen, line_dash="dash", line_color="grey")
     figure.update_layout(title="Entropy of the soft labels against T", xaxis_title="temperature T",
-                         yaxis_title="entropy (nats)", xaxis_type="log",
+                         yaxis_title="entropy (nats)", xaxis_type="log", legend=LEGEND_BELOW,
                          xaxis_tickvals=[0.5, 1, 2, 4, 8, 20], xaxis_ticktext=["0.5", "1", "2", "4", "8", "20"])
     return figure
 

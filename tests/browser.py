@@ -58,10 +58,24 @@ def screenshots(tmp_path: Path, name: str = "") -> Path:
     return shots
 
 
+MAIN_HEIGHT = """() => { const main = document.querySelector('[data-testid="stMain"]');
+                         return main ? main.scrollHeight : document.body.scrollHeight; }"""
+MAX_HEIGHT = 12_000  # px of one full-page screenshot
+
+
 def screenshot(page, path: Path, full_page: bool = False) -> None:
-    """A screenshot once the page is ready (:func:`screenshot_ready`)."""
+    """A screenshot once the page is ready (:func:`screenshot_ready`). Streamlit scrolls inside its main
+    element, not the document, so a full page is taken by making the window as tall as that element."""
     screenshot_ready(page)
-    page.screenshot(path=str(path), full_page=full_page)
+    if not full_page:
+        page.screenshot(path=str(path))
+        return
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": min(max(page.evaluate(MAIN_HEIGHT), size["height"]),
+                                                                  MAX_HEIGHT)})
+    screenshot_ready(page)
+    page.screenshot(path=str(path))
+    page.set_viewport_size(size)
 
 
 def screenshot_ready(page) -> None:
