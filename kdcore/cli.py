@@ -568,13 +568,15 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     import os
 
     from kdcore.dashboard_server import dashboard_command
-    from kdcore.samples import SampleError, is_empty_store, load_samples
+    from kdcore.store_probe import is_empty_store
     from kdcore.tracking import resolve_uri
 
     uri = resolve_uri(args.tracking_uri)
     if args.data_root is not None and not args.data_root.expanduser().is_dir():
         raise UsageError(f"--data-root: no folder {str(args.data_root)!r}")
     if not args.no_samples and SAMPLES.is_dir() and is_empty_store(uri):
+        from kdcore.samples import SampleError, load_samples
+
         try:
             print(f"kdx: loaded {load_samples(SAMPLES, uri)} example studies into {uri}")
         except SampleError as err:

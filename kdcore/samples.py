@@ -31,7 +31,6 @@ from kdcore.tracking import (
     StoredRun,
     delete_runs,
     end_run_at,
-    list_studies,
     load_predictions,
     log_metric_history,
     read_artifact,
@@ -300,11 +299,6 @@ def _replay_run(tracker: MlflowTracker, run: SampleRun, extra_tags: dict[str, st
     created.append(run_id)
     log_metric_history(tracker, run_id, {key: list(rows) for key, rows in run.metrics.items() if key not in skip})
     return run_id
-
-
-def is_empty_store(uri: str | None = None) -> bool:
-    """True when the store holds no study (the moment to offer loading the samples)."""
-    return list_studies(uri).empty
 
 
 # --- make -----------------------------------------------------------------------------------------

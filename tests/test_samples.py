@@ -21,11 +21,11 @@ from kdcore.samples import (
     SOURCE_TAG,
     SampleError,
     export_study,
-    is_empty_store,
     load_samples,
     make_samples,
     read_manifest,
 )
+from kdcore.store_probe import is_empty_store
 from kdcore.study import Study
 from kdcore.tracker import DIAGNOSIS_METRICS
 from kdcore.tracking import MlflowTracker, list_studies, load_predictions, read_artifact, study_runs

@@ -1,0 +1,30 @@
+"""Whether a store holds any study, asked before the dashboard starts (to seed an empty store with the
+samples). A local SQLite file is read directly, read-only, so a second start does not pay for importing
+MLflow and the models; any other store is asked through MLflow."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from kdcore.tracker import STUDY_ROLE
+
+SQLITE = "sqlite:///"
+ANY_STUDY = ("SELECT 1 FROM tags JOIN runs ON runs.run_uuid = tags.run_uuid "
+             "WHERE tags.key = 'kd.role' AND tags.value = ? AND runs.lifecycle_stage = 'active' LIMIT 1")
+
+
+def is_empty_store(uri: str | None = None) -> bool:
+    """True when the store holds no study (the moment to offer loading the samples)."""
+    if uri and uri.startswith(SQLITE) and "?" not in uri:
+        path = Path(uri.removeprefix(SQLITE))
+        if not path.exists():
+            return True
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+                return db.execute(ANY_STUDY, (STUDY_ROLE,)).fetchone() is None
+        except sqlite3.Error:  # not MLflow's schema (yet): MLflow creates or reads it below
+            pass
+    from kdcore.tracking import list_studies
+
+    return list_studies(uri).empty
