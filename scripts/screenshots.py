@@ -102,6 +102,7 @@ def walk(url: str, ids: dict[str, str], out: Path) -> dict[str, list[str]]:
         enter(page.get_by_label("study name", exact=True), "digits, as advised")
         click(page.get_by_role("button", name="Launch", exact=True))
         expect(page.get_by_role("link", name="Open in Study detail")).to_be_visible(timeout=600_000)
+        page.get_by_role("heading", name="Launch a study").scroll_into_view_if_needed()
         shoot("launch", full_page=False)
         browser.close()
     return problems
