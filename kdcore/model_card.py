@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import stats
-
+from kdcore.seed_stats import Estimate, mean_interval
 from kdcore.siblings import SEED, seed_sibling_ids
 from kdcore.tracker import Tracker
 
@@ -55,30 +53,6 @@ class Deployment:
                 f"{self.speedup():.2f}x; {self.params:,} vs {self.teacher_params:,} parameters")
 
 
-@dataclass
-class Estimate:
-    """A number over seeds: the mean and the half-width of its 95% t-interval (None for one seed)."""
-
-    mean: float
-    half_width: float | None
-    n: int
-
-    def text(self, percent: bool) -> str:
-        if percent:
-            value = f"{100 * self.mean:.1f}%"
-            return value if self.half_width is None else f"{value} ± {100 * self.half_width:.1f} pts"
-        return f"{self.mean:.3f}" if self.half_width is None else f"{self.mean:.3f} ± {self.half_width:.3f}"
-
-
-def interval(values: list[float], confidence: float = CONFIDENCE) -> Estimate:
-    """Mean ± t(confidence, n-1) x s / sqrt(n) over independent seeds."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return Estimate(mean, None, len(values))
-    t = float(stats.t.ppf((1 + confidence) / 2, len(values) - 1))
-    return Estimate(mean, t * statistics.stdev(values) / math.sqrt(len(values)), len(values))
-
-
 # --- seed siblings ------------------------------------------------------------------------------------
 def seed_estimates(tracker: Tracker, study_id: str) -> tuple[dict[str, Estimate], list[str]]:
     """Each accuracy and ratio of the card over the study and its seed siblings, and the seeds they come from."""
@@ -87,7 +61,7 @@ def seed_estimates(tracker: Tracker, study_id: str) -> tuple[dict[str, Estimate]
     for key in (*ACCURACIES.values(), *RATIOS.values()):
         values = [run.metrics[key] for run in runs if key in run.metrics and math.isfinite(run.metrics[key])]
         if values:
-            out[key] = interval(values)
+            out[key] = mean_interval(values, CONFIDENCE)
     return out, [run.params.get(SEED, "?") for run in runs]
 
 
