@@ -107,7 +107,8 @@ def test_studies_with_a_corrupt_findings_file_selected(store: DamagedStore) -> N
 
 def test_compare_with_every_damaged_study(store: DamagedStore) -> None:
     at = open_page("compare", selection=store.ids)
-    assert len(at.get("plotly_chart")) == 7
+    drawn = {chart.key for chart in at.get("plotly_chart")}  # parallel coordinates: only for 3 studies that differ
+    assert drawn >= {"curves", "grouped", "ratios", "frontier", "entropy", "reliability"}
     found = " ".join(warnings(at))
     assert "1 run has no role" in found and "infinite values are shown as missing" in found
 
