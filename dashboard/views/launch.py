@@ -303,7 +303,8 @@ def example_summary(path: Path) -> str:
 
 def example_picker() -> None:
     """Fill the form from one of the configs in ``examples/`` (the worked examples among them)."""
-    paths = sorted(EXAMPLES.rglob("*.yaml")) if EXAMPLES.is_dir() else []  # byo/: recipes on your own files
+    paths = sorted(path for path in EXAMPLES.rglob("*.yaml")  # byo/: recipes on your own files
+                   if "sweeps" not in path.relative_to(EXAMPLES).parts)  # sweeps/: sweep files, not studies
     if not paths:
         return
     source = st.session_state.get("launch_source", f"the example {EXAMPLE.stem} (the default)")
