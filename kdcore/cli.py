@@ -56,6 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--job", metavar="DIR",
                      help="run as a queued job of the dashboard's launcher, with its state in DIR")
 
+    sweep = commands.add_parser(
+        "sweep", help="run a sweep's studies one after another and compare each point with its baseline",
+        description="Expand a sweep file (grid and/or random points, each per seed), run every study in this "
+                    "process and log it under a sweep run, then print each point's paired student - baseline "
+                    "difference over its seeds, Holm-corrected across points.",
+        epilog="example: kdx sweep examples/sweeps/sweep_temperature.yaml train.epochs=4",
+    )
+    sweep.add_argument("sweep_file", metavar="SWEEP", help="sweep YAML file (see examples/sweeps/)")
+    sweep.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="override a config field for every point, e.g. train.epochs=4")
+    sweep.add_argument("--resume", metavar="SWEEP_ID",
+                       help="continue a sweep (same file and overrides): points with a finished study are skipped")
+    sweep.add_argument("--dry-run", action="store_true", help="print the points and the study count; run nothing")
+    sweep.add_argument("--tracking-uri", metavar="URI",
+                       help="MLflow store or server; default: tracking.uri, $MLFLOW_TRACKING_URI, ./mlflow.db")
+
     listing = commands.add_parser(
         "list", help="list the registered datasets, models, methods and mechanisms",
         description="Print each registered component with a one-line description.",
@@ -268,6 +284,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 128 + signal.SIGINT if isinstance(cause, KeyboardInterrupt) else 1
     print(format_summary(summary, tracker.uri))
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from kdcore.sweep_spec import SweepError, count, expand, load_sweep
+
+    try:
+        spec = load_sweep(args.sweep_file, args.overrides)
+        if spec.search is not None:
+            raise UsageError("sweep: grid and random sweeps run; a search (Optuna) sweep does not run yet")
+        points = expand(spec)
+    except SweepError as err:
+        raise UsageError(str(err)) from None
+    if args.dry_run:
+        for point in points:
+            print(f"{point.key:<8} {point.label}")
+        print(f"{count(spec)} studies (dry run: nothing ran)")
+        return 0
+    from kdcore.engine import resolve_device
+    from kdcore.study import Terminated
+    from kdcore.sweep import SweepInterrupted, SweepRefused, run_sweep, summary_text
+    from kdcore.tracking import MlflowTracker
+
+    cfg = points[0].config
+    try:
+        resolve_device(cfg.train.device)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    tracker = MlflowTracker(args.tracking_uri or cfg.tracking.uri, cfg.tracking.experiment)
+    signal.signal(signal.SIGTERM, _terminate_once)  # stop like Ctrl-C: the study and the sweep end KILLED
+    try:
+        result = run_sweep(spec, points, tracker, Path(args.sweep_file).read_text(), args.overrides, args.resume)
+    except SweepRefused as err:
+        raise UsageError(str(err)) from None
+    except SweepInterrupted as err:
+        resume = " ".join(["kdx sweep", args.sweep_file, *args.overrides, "--resume", err.sweep_id])
+        print(f"kdx: {_one_line(err)}\n     continue it with: {resume}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(err.interrupt, Terminated) else signal.SIGINT)
+    print(summary_text(result.summary))
+    print(f"sweep {result.sweep_id} {result.status}; logged to {tracker.uri}")
+    return 0 if result.status == "FINISHED" else 1
 
 
 def _terminate_once(signum: int, frame: object) -> None:
@@ -622,7 +678,8 @@ def _open_named_store(args: argparse.Namespace) -> None:
     import os
 
     uri = getattr(args, "tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri and hasattr(args, "tracking_uri") and (args.command != "advise" or args.from_study):
+    if (uri and hasattr(args, "tracking_uri") and (args.command != "advise" or args.from_study)
+            and not getattr(args, "dry_run", False)):
         from kdcore.tracking import open_store
 
         open_store(uri)
@@ -630,7 +687,7 @@ def _open_named_store(args: argparse.Namespace) -> None:
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "studies": cmd_studies, "diagnose": cmd_diagnose,
             "advise": cmd_advise, "bench": cmd_bench, "dashboard": cmd_dashboard,
-            "samples": cmd_samples, "export": cmd_export}
+            "samples": cmd_samples, "export": cmd_export, "sweep": cmd_sweep}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -110,7 +110,8 @@ def test_console_script_help_explains_every_option() -> None:
                 "dashboard": ["--host", "--port", "--allowed-host", "--max-concurrent", "--no-samples", "--workshop",
                               "--data-root"],
                 "samples": ["load", "make"], "diagnose": ["STUDY_ID", "--tracking-uri"],
-                "export": ["STUDY", "--role", "--format", "--out", "--register"]}
+                "export": ["STUDY", "--role", "--format", "--out", "--register"],
+                "sweep": ["SWEEP", "KEY=VALUE", "--resume", "--dry-run", "--tracking-uri"]}
     for command, options in expected.items():
         out = subprocess.run([kdx, command, "--help"], capture_output=True, text=True, check=True).stdout
         assert all(option in out for option in options), (command, out)

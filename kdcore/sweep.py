@@ -1,0 +1,235 @@
+"""A sweep run end to end: its studies one after another in this process, then the paired student - baseline
+difference of every point over its seeds, Holm-corrected across points.
+
+The sweep is an MLflow run of its own (``kd.role = sweep``, not a study, so study lists leave it out) in the
+studies' experiment; each study carries ``kd.sweep_id``, ``kd.sweep_point``, ``kd.sweep_key`` and
+``mlflow.parentRunId`` (the stock MLflow UI nests it under the sweep). ``resume`` skips the points whose key
+already has a FINISHED study in that sweep. Torch and the store are started once for all studies.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kdcore import __version__
+from kdcore.preflight import check_models
+from kdcore.seed_stats import holm, paired_difference
+from kdcore.study import FAILURE_TAG, Study, StudyFailed
+from kdcore.sweep_spec import Point, SweepSpec
+from kdcore.tracker import STUDY_ROLE, Tracker
+
+SWEEP_ROLE = "sweep"  # kd.role of a sweep's run
+SPEC_FILE = "sweep.yaml"  # the sweep file's text, as run
+SUMMARY_FILE = "summary.json"
+STUDENT_ACC, BASELINE_ACC = "study/student_acc", "study/baseline_acc"  # test accuracies each study logs
+
+
+class SweepRefused(ValueError):
+    """A sweep that cannot start or resume as asked (one line)."""
+
+
+@dataclass
+class Outcome:
+    """One study of the sweep: the point it ran, its study (None when none was created) and how it ended."""
+
+    point: Point
+    study_id: str | None
+    status: str  # FINISHED | FAILED | KILLED
+    student_acc: float | None = None
+    baseline_acc: float | None = None
+    reason: str = ""
+    skipped: bool = False  # finished in an earlier attempt of the sweep
+
+
+@dataclass
+class SweepResult:
+    sweep_id: str
+    status: str
+    summary: dict[str, Any]
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+def run_sweep(spec: SweepSpec, points: list[Point], tracker: Tracker, text: str, overrides: list[str] | None = None,
+              resume: str | None = None, echo: Callable[[str], None] = print) -> SweepResult:
+    """Run every point's study in order (skipping those already finished in ``resume``), then summarise.
+
+    A study that fails is reported and the next one runs; Ctrl-C (or SIGTERM) stops the study the way
+    :class:`Study` does, ends the sweep KILLED and re-raises. The sweep ends FINISHED only when every study did,
+    FAILED with the reason otherwise, and FAILED with the error when the sweep code itself breaks.
+    """
+    sweep_id = reopen(tracker, resume, text, overrides) if resume else start(tracker, spec, text, overrides)
+    outcomes: list[Outcome] = []
+    try:
+        done = finished_studies(tracker, sweep_id)
+        for i, point in enumerate(points, start=1):
+            where = f"[{i}/{len(points)}] {point.id} {point.label}"
+            if point.key in done:
+                outcomes.append(_outcome(tracker, point, done[point.key], skipped=True))
+                echo(f"{where}: already finished in study {done[point.key][:8]}, skipped")
+                continue
+            echo(f"{where}: running")
+            outcome = run_point(tracker, sweep_id, point)
+            outcomes.append(outcome)
+            echo(f"{where}: {_result_text(outcome)}")
+        summary = summarise(tracker, sweep_id, spec, outcomes)
+        tracker.log_bytes(sweep_id, SUMMARY_FILE, json.dumps(summary, indent=1).encode())
+        failed = [o for o in outcomes if o.status != "FINISHED"]
+        status = "FAILED" if failed else "FINISHED"
+        if failed:
+            tracker.set_tags(sweep_id, {FAILURE_TAG: f"{len(failed)} of {len(points)} studies failed: "
+                                                      + ", ".join(o.point.key for o in failed)})
+        tracker.end_run(sweep_id, status)
+        return SweepResult(sweep_id, status, summary, outcomes)
+    except BaseException as err:
+        # Ctrl-C arrives as itself between studies, or as the StudyFailed of the study it stopped
+        interrupt = err if isinstance(err, KeyboardInterrupt) else err.__cause__
+        reason = f"{type(err).__name__}: {err or 'cancelled'}"[:4000]
+        tracker.set_tags(sweep_id, {FAILURE_TAG: reason})
+        if isinstance(interrupt, KeyboardInterrupt):
+            tracker.end_run(sweep_id, "KILLED")
+            raise SweepInterrupted(sweep_id, interrupt) from err
+        tracker.end_run(sweep_id, "FAILED")
+        raise
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The sweep was stopped (Ctrl-C, SIGTERM); its run is KILLED and ``--resume`` continues it."""
+
+    def __init__(self, sweep_id: str, interrupt: KeyboardInterrupt) -> None:
+        super().__init__(f"sweep {sweep_id} stopped ({type(interrupt).__name__})")
+        self.sweep_id, self.interrupt = sweep_id, interrupt
+
+
+def start(tracker: Tracker, spec: SweepSpec, text: str, overrides: list[str] | None) -> str:
+    """Create the sweep's run with its tags, its params and the sweep file's text; return its id."""
+    sweep_id = tracker.start_run(spec.name, {"kd.role": SWEEP_ROLE, "kd.sweep_name": spec.name,
+                                             "kd.version": __version__},
+                                 {"sweep.base": str(spec.base), "sweep.overrides": " ".join(overrides or [])})
+    tracker.set_tags(sweep_id, {"kd.sweep_id": sweep_id})
+    tracker.log_bytes(sweep_id, SPEC_FILE, text.encode())
+    return sweep_id
+
+
+def reopen(tracker: Tracker, ref: str, text: str, overrides: list[str] | None) -> str:
+    """The sweep ``ref`` (its id or a unique start of it), set RUNNING again; refused when it was run from
+    another sweep file or other overrides, since its point keys would then name other studies."""
+    sweep_id = resolve_sweep_id(tracker, ref)
+    record = tracker.get_run(sweep_id)
+    if record.status in ("RUNNING", "SCHEDULED"):
+        raise SweepRefused(f"--resume: sweep {sweep_id} is {record.status}; stop it first")
+    same_file = tracker.read_bytes(sweep_id, SPEC_FILE).decode() == text
+    if not same_file or record.params.get("sweep.overrides", "") != " ".join(overrides or []):
+        raise SweepRefused(f"--resume: sweep {sweep_id} was run from another sweep file or other KEY=VALUE "
+                           "overrides; resume it with the same ones, or start a new sweep")
+    tracker.set_status(sweep_id, "RUNNING")
+    tracker.delete_tag(sweep_id, FAILURE_TAG)
+    return sweep_id
+
+
+def resolve_sweep_id(tracker: Tracker, ref: str) -> str:
+    """A sweep's id from its full id or a unique start of it (the 8 characters other commands accept)."""
+    ref = ref.strip()
+    found = [r.run_id for r in tracker.find_runs({"kd.role": SWEEP_ROLE}) if ref and r.run_id.startswith(ref)]
+    if ref in found:
+        return ref
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise SweepRefused(f"--resume: no sweep {ref!r} in {tracker.uri}")
+    raise SweepRefused(f"--resume: {ref!r} starts {len(found)} sweep ids; give more of the id")
+
+
+def finished_studies(tracker: Tracker, sweep_id: str) -> dict[str, str]:
+    """Point key -> id of a FINISHED study of the sweep (the newest when a key has several)."""
+    runs = tracker.find_runs({"kd.sweep_id": sweep_id, "kd.role": STUDY_ROLE}, status="FINISHED")
+    found: dict[str, str] = {}
+    for run in runs:  # newest first
+        found.setdefault(run.tags.get("kd.sweep_key", ""), run.run_id)
+    return found
+
+
+def run_point(tracker: Tracker, sweep_id: str, point: Point) -> Outcome:
+    """Run one point's study, tagged into the sweep before it trains; any failure becomes a FAILED outcome."""
+    study = Study(point.config, tracker, progress=False)
+    try:
+        check_models(point.config)  # as Study.run does before the study exists
+        study_id = study.start()
+        tracker.set_tags(study_id, {"kd.sweep_id": sweep_id, "kd.sweep_point": point.id,
+                                    "kd.sweep_key": point.key, "mlflow.parentRunId": sweep_id})
+        study.run()
+    except StudyFailed as err:
+        if isinstance(err.__cause__, KeyboardInterrupt):
+            raise
+        return Outcome(point, err.study_id, "FAILED", reason=err.reason)
+    except Exception as err:
+        reason = f"{type(err).__name__}: {err}"[:4000]
+        if study.study_id is not None and tracker.get_run(study.study_id).status == "RUNNING":
+            tracker.set_tags(study.study_id, {FAILURE_TAG: reason})  # left open by the failure: close it
+            tracker.end_run(study.study_id, "FAILED")
+        return Outcome(point, study.study_id, "FAILED", reason=reason)
+    return _outcome(tracker, point, str(study.study_id))
+
+
+def _outcome(tracker: Tracker, point: Point, study_id: str, skipped: bool = False) -> Outcome:
+    metrics = tracker.get_run(study_id).metrics
+    return Outcome(point, study_id, "FINISHED", metrics.get(STUDENT_ACC), metrics.get(BASELINE_ACC),
+                   skipped=skipped)
+
+
+def _result_text(outcome: Outcome) -> str:
+    if outcome.status != "FINISHED":
+        return f"{outcome.status} ({outcome.reason})"
+    return f"student {_pct(outcome.student_acc)}, baseline {_pct(outcome.baseline_acc)}"
+
+
+def summarise(tracker: Tracker, sweep_id: str, spec: SweepSpec, outcomes: list[Outcome]) -> dict[str, Any]:
+    """Per point, over its seeds: student and baseline test accuracies and their paired difference, with
+    p-values Holm-corrected across the points that have one; plus every failed study with its reason."""
+    rows: list[dict[str, Any]] = []
+    for point_id in dict.fromkeys(o.point.id for o in outcomes):
+        mine = [o for o in outcomes if o.point.id == point_id]
+        usable = [o for o in mine if o.status == "FINISHED" and o.student_acc is not None
+                  and o.baseline_acc is not None]
+        row: dict[str, Any] = {"point": point_id, "values": mine[0].point.values,
+                               "label": mine[0].point.label.rpartition(" · seed ")[0],
+                               "seeds": [o.point.seed for o in usable], "study_ids": [o.study_id for o in usable],
+                               "student_acc": [o.student_acc for o in usable],
+                               "baseline_acc": [o.baseline_acc for o in usable],
+                               "difference": "no finished study", "p_value": None, "p_holm": None}
+        if usable:
+            diff = paired_difference(row["student_acc"], row["baseline_acc"])
+            row |= {"difference": diff.describe(), "mean": diff.mean, "low": diff.low, "high": diff.high,
+                    "verdict": diff.verdict, "p_value": diff.p_value}
+        rows.append(row)
+    tested = [row for row in rows if row["p_value"] is not None and math.isfinite(row["p_value"])]
+    if tested:
+        for row, adjusted in zip(tested, holm([row["p_value"] for row in tested]).adjusted, strict=True):
+            row["p_holm"] = adjusted
+    failed = [{"key": o.point.key, "study_id": o.study_id, "reason": o.reason}
+              for o in outcomes if o.status != "FINISHED"]
+    return {"sweep_id": sweep_id, "name": spec.name, "studies": len(outcomes),
+            "finished": len(outcomes) - len(failed), "metric": f"{STUDENT_ACC} - {BASELINE_ACC} (test accuracy)",
+            "correction": f"Holm-corrected across {len(tested)} points", "points": rows, "failed": failed}
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The summary for the terminal: one line per point, then the failed studies."""
+    lines = [f"sweep {summary['sweep_id']}  {summary['name']}: {summary['finished']} of {summary['studies']} "
+             "studies finished",
+             f"student - baseline test accuracy per point, paired by seed; p-values {summary['correction']}"]
+    width = max(len(row["label"]) for row in summary["points"]) if summary["points"] else 0
+    for row in summary["points"]:
+        p = "" if row["p_value"] is None else f"  p {row['p_value']:.3g}, Holm {row['p_holm']:.3g}"
+        lines.append(f"  {row['point']} {row['label']:<{width}}  {row['difference']}{p}")
+    for failure in summary["failed"]:
+        study = f"study {failure['study_id'][:8]}" if failure["study_id"] else "no study"
+        lines.append(f"  failed {failure['key']} ({study}): {failure['reason']}")
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
