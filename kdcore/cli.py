@@ -61,9 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Expand a sweep file (grid and/or random points, each per seed), run every study in this "
                     "process and log it under a sweep run, then print each point's paired student - baseline "
                     "difference over its seeds, Holm-corrected across points.",
-        epilog="example: kdx sweep examples/sweeps/sweep_temperature.yaml train.epochs=4",
+        epilog="example: kdx sweep examples/sweep_temperature.yaml train.epochs=4",
     )
-    sweep.add_argument("sweep_file", metavar="SWEEP", help="sweep YAML file (see examples/sweeps/)")
+    sweep.add_argument("sweep_file", metavar="SWEEP", help="sweep YAML file (examples/sweep_*.yaml)")
     sweep.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                        help="override a config field for every point, e.g. train.epochs=4")
     sweep.add_argument("--resume", metavar="SWEEP_ID",
@@ -287,15 +287,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from kdcore.sweep_spec import SweepError, count, expand, load_sweep
+    from kdcore.sweep_spec import SweepError, check, configure, count, expand, load_sweep
 
     try:
         spec = load_sweep(args.sweep_file, args.overrides)
-        if spec.search is not None:
-            raise UsageError("sweep: grid and random sweeps run; a search (Optuna) sweep does not run yet")
-        points = expand(spec)
+        if spec.search is not None:  # Optuna picks the points as it goes: check the space, build the first
+            check(spec)
+            points = []
+            cfg = configure(spec, {field: axis.ends()[0] for field, axis in spec.search.axes.items()},
+                            spec.seeds[0])
+        else:
+            points = expand(spec)
+            cfg = points[0].config
     except SweepError as err:
         raise UsageError(str(err)) from None
+    if args.dry_run and spec.search is not None:
+        axes = ", ".join(spec.search.axes)
+        print(f"an Optuna search of {spec.search.trials} trials over {axes}, each on seeds {spec.seeds}, "
+              f"optimising {spec.search.objective} ({spec.search.direction})")
+        print(f"{count(spec)} studies at most (dry run: nothing ran)")
+        return 0
     if args.dry_run:
         for point in points:
             print(f"{point.key:<8} {point.label}")
@@ -306,7 +317,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from kdcore.sweep import SweepInterrupted, SweepRefused, run_sweep, summary_text
     from kdcore.tracking import MlflowTracker
 
-    cfg = points[0].config
     try:
         resolve_device(cfg.train.device)
     except ValueError as err:

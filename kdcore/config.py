@@ -673,25 +673,45 @@ class ExperimentConfig(Section):
         (``auto`` and ``cpu`` never share a teacher, even on a machine without a GPU); AMP counts unless the
         device is ``cpu`` or ``mps``, where the engine ignores it.
         """
-        train = self.train.model_dump(mode="json", exclude={"teacher_epochs"})
-        train["epochs"] = self.train.epochs_for("teacher")
-        if train["device"] in {"cpu", "mps"}:  # mixed precision runs on CUDA only
-            train["amp"] = False
-        payload = {"version": version, "data": self.data.model_dump(mode="json"),
-                   "teacher": self.teacher_model(k).model_dump(mode="json"), "train": train}
+        payload = self._training_payload(version, "teacher", self.teacher_model(k))
         if k > 1:  # the teacher alone keeps its hash of before there were several
             payload["seed_offset"] = k - 1
-        if DATASETS.entry(self.data.name).meta.get("source"):  # the user's files, by content
-            payload["data_sha256"] = [content_digest(p) for p in (self.data.path, self.data.shifted_path) if p]
-        source = source_file(self.teacher_model(k))
-        if source is not None:  # a Hugging Face folder or your module's file: what it builds, by content
-            payload["source_sha256"] = content_digest(source)
-        checkpoint = self.teacher_model(k).checkpoint
-        if checkpoint:  # the weights it starts from, not only where they were
-            payload["checkpoint_sha256"] = content_digest(checkpoint)
         if self.distill.mechanism == "cross_modal":  # a teacher of one view is not a teacher of another
             payload["view"] = self.distill.teacher_view or next(iter(data_meta(self.data)["views"]))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def baseline_fingerprint(self, version: str, view: str | None = None) -> str:
+        """Hash of everything that determines the baseline's weights: the student's architecture trained alone on
+        the labels with this data, seed and training budget, so studies that differ only in how they distil (a
+        temperature sweep) share one baseline per seed. ``view`` is the part of paired inputs it sees."""
+        payload = self._training_payload(version, "baseline", self.student)
+        if view:
+            payload["view"] = view
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _training_payload(self, version: str, role: str, model: ModelConfig) -> dict[str, Any]:
+        """What a model trained on plain labels depends on: the code version, the whole data section (and the
+        content of the user's data files), the model (and the content of its source and starting checkpoint)
+        and every training setting, the role's epoch budget included.
+
+        Thread count, device and AMP are in too: each changes the weights, and a study reusing a model must get
+        the weights it would have trained. The device counts as written (``auto`` and ``cpu`` never share), and
+        AMP counts unless the device is ``cpu`` or ``mps``, where the engine ignores it.
+        """
+        train = self.train.model_dump(mode="json", exclude={"teacher_epochs"})
+        train["epochs"] = self.train.epochs_for(role)
+        if train["device"] in {"cpu", "mps"}:  # mixed precision runs on CUDA only
+            train["amp"] = False
+        payload: dict[str, Any] = {"version": version, "data": self.data.model_dump(mode="json"),
+                                   role: model.model_dump(mode="json"), "train": train}
+        if DATASETS.entry(self.data.name).meta.get("source"):  # the user's files, by content
+            payload["data_sha256"] = [content_digest(p) for p in (self.data.path, self.data.shifted_path) if p]
+        source = source_file(model)
+        if source is not None:  # a Hugging Face folder or your module's file: what it builds, by content
+            payload["source_sha256"] = content_digest(source)
+        if model.checkpoint:  # the weights it starts from, not only where they were
+            payload["checkpoint_sha256"] = content_digest(model.checkpoint)
+        return payload
 
 
 def source_file(model: ModelConfig) -> Path | None:

@@ -44,7 +44,8 @@ SAMPLE_EXPERIMENT = "kd-explorer-samples"
 FORMAT = 1  # bump when the file layout changes
 SAMPLE_TAG, SOURCE_TAG, HASH_TAG = "kd.sample", "kd.sample_source", "kd.sample_hash"
 KEPT_MLFLOW_TAGS = {"mlflow.note.content"}  # the run's description; other mlflow.* tags are the store's own
-WEIGHT_TAGS = {"kd.teacher_fingerprint", "kd.reused_from"}  # point at weights a sample does not have
+# point at weights a sample does not have
+WEIGHT_TAGS = {"kd.teacher_fingerprint", "kd.baseline_fingerprint", "kd.reused_from"}
 PREDICTIONS = "predictions.npz"
 ATTENTIONS = "attentions.npz"
 

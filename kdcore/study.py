@@ -48,6 +48,10 @@ class Terminated(KeyboardInterrupt):
     """The process was asked to stop (SIGTERM): handled like Ctrl-C, the open runs end KILLED."""
 
 
+class Stopped(Exception):
+    """Raised inside a study to stop it on purpose before its end (a search prunes it): its runs end KILLED."""
+
+
 class StudyFailed(RuntimeError):
     """A study stopped; its runs are FAILED (or KILLED) in the tracker with the reason as a tag."""
 
@@ -171,7 +175,7 @@ class Study:
             status = "FINISHED"
             return summary
         except StudyFailed as err:
-            status = "KILLED" if isinstance(err.__cause__, KeyboardInterrupt) else "FAILED"
+            status = "KILLED" if isinstance(err.__cause__, KeyboardInterrupt | Stopped) else "FAILED"
             raise
         finally:
             lock.release()
@@ -197,7 +201,7 @@ class Study:
         except BaseException as err:
             detail = str(err) or ("cancelled" if isinstance(err, KeyboardInterrupt) else "")
             reason = f"{type(err).__name__}: {detail}"[:4000]
-            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+            status = "KILLED" if isinstance(err, KeyboardInterrupt | Stopped) else "FAILED"
             for run_id in reversed(self._open):
                 self.tracker.set_tags(run_id, {FAILURE_TAG: reason})
                 self._end(run_id, status)
@@ -301,22 +305,57 @@ class Study:
             self._open.append(run_id)
             return self._finish_role(role, run_id, model, teacher=None, log_weights=False)
         if role not in self._previous:
-            same = self.tracker.find_runs({"kd.role": role, "kd.teacher_fingerprint": fingerprint},
-                                          status="FINISHED")
-            if same:
-                origin = weights_run(same[0])
-                model = self._load_weights(self.builder(model_cfg, view), origin)
-                params = self.cfg.flat() | ({"train.seed_offset": str(k - 1)} if k > 1 else {})
-                run_id = self.tracker.start_run(
-                    role, self._tags(role, "none", **{"kd.teacher_fingerprint": fingerprint,
-                                                      "kd.reused_from": origin, **view_tag}),
-                    params, parent_id=self.study_id)
-                self._open.append(run_id)
+            params = self.cfg.flat() | ({"train.seed_offset": str(k - 1)} if k > 1 else {})
+            reused = self._reuse(role, "kd.teacher_fingerprint", fingerprint, self.builder(model_cfg, view),
+                                 params, view_tag)
+            if reused is not None:
                 if k == 1:
-                    self.teacher_reused_from = origin
-                return self._finish_role(role, run_id, model, teacher=None, log_weights=False)
+                    self.teacher_reused_from = reused[1]
+                return reused[0]
         return self.train_role(role, model_cfg, "none", teacher=None, view=view,
                                extra_tags={"kd.teacher_fingerprint": fingerprint}, seed_offset=k - 1)
+
+    def baseline_role(self, teacher: RoleResult | None, view: str | None = None) -> RoleResult:
+        """The student's architecture trained alone on the labels: kept from this study's earlier attempt,
+        reused from a study with the same data, student, seed and training (a sweep over how to distil trains
+        it once per seed), or trained. ``teacher`` is only compared with, never learnt from."""
+        fingerprint = self.cfg.baseline_fingerprint(__version__, view)
+        if "baseline" not in self._previous:
+            reused = self._reuse("baseline", "kd.baseline_fingerprint", fingerprint,
+                                 self.builder(self.cfg.student, view), self.cfg.flat(),
+                                 {"kd.view": view} if view else {}, teacher)
+            if reused is not None:
+                return reused[0]
+        return self.train_role("baseline", self.cfg.student, "none", teacher=teacher, view=view,
+                               extra_tags={"kd.baseline_fingerprint": fingerprint})
+
+    def _reuse(self, role: str, tag: str, fingerprint: str, build: Callable[[], nn.Module], params: dict,
+               extra_tags: dict[str, str], teacher: RoleResult | None = None) -> tuple[RoleResult, str] | None:
+        """Log ``role`` with the weights of the newest finished run of that role and ``fingerprint``, and return
+        it with the run its weights come from (None when there is none): evaluated here, never trained."""
+        same = self.tracker.find_runs({"kd.role": role, tag: fingerprint}, status="FINISHED")
+        if not same:
+            return None
+        origin = weights_run(same[0])
+        model = self._load_weights(build, origin)
+        run_id = self.tracker.start_run(role, self._tags(role, "none", **{tag: fingerprint, "kd.reused_from": origin,
+                                                                          **extra_tags}),
+                                        params, parent_id=self.study_id)
+        self._open.append(run_id)
+        self._copy_curves(origin, run_id, self.cfg.train.epochs_for(role))
+        return self._finish_role(role, run_id, model, teacher=teacher, log_weights=False), origin
+
+    def _copy_curves(self, origin: str, run_id: str, final_step: int) -> None:
+        """The per-epoch curves (``train/*``, ``val/*`` before the final step) of the run a role's weights come
+        from, so a reused role draws its training like one trained here."""
+        by_step: dict[int, dict[str, float]] = {}
+        for key in self.tracker.get_run(origin).metrics:
+            if key.startswith(("train/", "val/")):
+                for step, value in self.tracker.metric_history(origin, key):
+                    if step < final_step:
+                        by_step.setdefault(step, {})[key] = value
+        for step in sorted(by_step):
+            self.tracker.log_metrics(run_id, by_step[step], step)
 
     def train_role(self, role: str, model_cfg: ModelConfig, method: str, teacher: RoleResult | None,
                    extra_tags: dict[str, str] | None = None, temperature: float | None = None,

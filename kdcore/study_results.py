@@ -70,6 +70,7 @@ def study_metrics(roles: Mapping[str, Any]) -> dict[str, float]:
     for role in ("teacher", "baseline", "student"):
         if role in roles:
             out[f"study/{role}_acc"] = roles[role].metrics["test/acc"]
+            out[f"study/val_{role}_acc"] = roles[role].metrics["val/best_acc"]  # what a sweep may choose on
     if {"teacher", "student"} <= roles.keys():
         t, s = roles["teacher"].metrics, roles["student"].metrics
         out |= {

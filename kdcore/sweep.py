@@ -9,6 +9,7 @@ already has a FINISHED study in that sweep. Torch and the store are started once
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -18,14 +19,17 @@ from typing import Any
 from kdcore import __version__
 from kdcore.preflight import check_models
 from kdcore.seed_stats import holm, paired_difference
-from kdcore.study import FAILURE_TAG, Study, StudyFailed
-from kdcore.sweep_spec import Point, SweepSpec
+from kdcore.study import FAILURE_TAG, Stopped, Study, StudyFailed
+from kdcore.sweep_spec import Point, SweepSpec, count
 from kdcore.tracker import STUDY_ROLE, Tracker
 
+HOLM_ALPHA = 0.05  # family-wise error rate of the points' verdicts against their baselines
+PRUNED = "PRUNED"  # an outcome a search stopped early; its study is KILLED with the reason
 SWEEP_ROLE = "sweep"  # kd.role of a sweep's run
 SPEC_FILE = "sweep.yaml"  # the sweep file's text, as run
 SUMMARY_FILE = "summary.json"
 STUDENT_ACC, BASELINE_ACC = "study/student_acc", "study/baseline_acc"  # test accuracies each study logs
+VAL_STUDENT_ACC, VAL_BASELINE_ACC = "study/val_student_acc", "study/val_baseline_acc"  # best validation accuracies
 
 
 class SweepRefused(ValueError):
@@ -38,11 +42,13 @@ class Outcome:
 
     point: Point
     study_id: str | None
-    status: str  # FINISHED | FAILED | KILLED
+    status: str  # FINISHED | FAILED | KILLED | PRUNED (a search stopped it early)
     student_acc: float | None = None
     baseline_acc: float | None = None
     reason: str = ""
     skipped: bool = False  # finished in an earlier attempt of the sweep
+    val_student_acc: float | None = None
+    val_baseline_acc: float | None = None
 
 
 @dataclass
@@ -65,19 +71,30 @@ def run_sweep(spec: SweepSpec, points: list[Point], tracker: Tracker, text: str,
     outcomes: list[Outcome] = []
     try:
         done = finished_studies(tracker, sweep_id)
-        for i, point in enumerate(points, start=1):
-            where = f"[{i}/{len(points)}] {point.id} {point.label}"
-            if point.key in done:
-                outcomes.append(_outcome(tracker, point, done[point.key], skipped=True))
-                echo(f"{where}: already finished in study {done[point.key][:8]}, skipped")
-                continue
+        counter, total = itertools.count(1), len(points) if spec.search is None else count(spec)
+
+        def skip(point: Point, study_id: str) -> Outcome:
+            echo(f"[{next(counter)}/{total}] {point.id} {point.label}: already finished in study {study_id[:8]}, "
+                 "skipped")
+            return _outcome(tracker, point, study_id, skipped=True)
+
+        def run(point: Point, through: Any = tracker) -> Outcome:
+            where = f"[{next(counter)}/{total}] {point.id} {point.label}"
             echo(f"{where}: running")
-            outcome = run_point(tracker, sweep_id, point)
-            outcomes.append(outcome)
+            outcome = run_point(through, sweep_id, point)
             echo(f"{where}: {_result_text(outcome)}")
-        summary = summarise(tracker, sweep_id, spec, outcomes)
+            return outcome
+
+        best = None
+        if spec.search is not None:
+            from kdcore.sweep_search import search
+
+            outcomes, best = search(spec, tracker, done, run, skip, echo)
+        else:
+            outcomes = [skip(point, done[point.key]) if point.key in done else run(point) for point in points]
+        summary = summarise(tracker, sweep_id, spec, outcomes, best)
         tracker.log_bytes(sweep_id, SUMMARY_FILE, json.dumps(summary, indent=1).encode())
-        failed = [o for o in outcomes if o.status != "FINISHED"]
+        failed = [o for o in outcomes if o.status not in ("FINISHED", PRUNED)]
         status = "FAILED" if failed else "FINISHED"
         if failed:
             tracker.set_tags(sweep_id, {FAILURE_TAG: f"{len(failed)} of {len(points)} studies failed: "
@@ -158,12 +175,15 @@ def run_point(tracker: Tracker, sweep_id: str, point: Point) -> Outcome:
     try:
         check_models(point.config)  # as Study.run does before the study exists
         study_id = study.start()
-        tracker.set_tags(study_id, {"kd.sweep_id": sweep_id, "kd.sweep_point": point.id,
-                                    "kd.sweep_key": point.key, "mlflow.parentRunId": sweep_id})
+        tracker.set_tags(study_id, {"kd.sweep_id": sweep_id, "kd.sweep_point": point.id, "kd.sweep_key": point.key,
+                                    "kd.sweep_values": json.dumps(point.values, sort_keys=True),
+                                    "mlflow.parentRunId": sweep_id})
         study.run()
     except StudyFailed as err:
         if isinstance(err.__cause__, KeyboardInterrupt):
             raise
+        if isinstance(err.__cause__, Stopped):
+            return Outcome(point, err.study_id, PRUNED, reason=err.reason)
         return Outcome(point, err.study_id, "FAILED", reason=err.reason)
     except Exception as err:
         reason = f"{type(err).__name__}: {err}"[:4000]
@@ -177,7 +197,8 @@ def run_point(tracker: Tracker, sweep_id: str, point: Point) -> Outcome:
 def _outcome(tracker: Tracker, point: Point, study_id: str, skipped: bool = False) -> Outcome:
     metrics = tracker.get_run(study_id).metrics
     return Outcome(point, study_id, "FINISHED", metrics.get(STUDENT_ACC), metrics.get(BASELINE_ACC),
-                   skipped=skipped)
+                   skipped=skipped, val_student_acc=metrics.get(VAL_STUDENT_ACC),
+                   val_baseline_acc=metrics.get(VAL_BASELINE_ACC))
 
 
 def _result_text(outcome: Outcome) -> str:
@@ -186,9 +207,12 @@ def _result_text(outcome: Outcome) -> str:
     return f"student {_pct(outcome.student_acc)}, baseline {_pct(outcome.baseline_acc)}"
 
 
-def summarise(tracker: Tracker, sweep_id: str, spec: SweepSpec, outcomes: list[Outcome]) -> dict[str, Any]:
+def summarise(tracker: Tracker, sweep_id: str, spec: SweepSpec, outcomes: list[Outcome],
+              best: str | None = None) -> dict[str, Any]:
     """Per point, over its seeds: student and baseline test accuracies and their paired difference, with
-    p-values Holm-corrected across the points that have one; plus every failed study with its reason."""
+    p-values Holm-corrected across the points that have one; the same difference on validation, which picks
+    the best point unless a search chose it (``best``: a validation choice either way, so its test number is
+    reported once and never searched on); plus every failed study with its reason and every pruned one."""
     rows: list[dict[str, Any]] = []
     for point_id in dict.fromkeys(o.point.id for o in outcomes):
         mine = [o for o in outcomes if o.point.id == point_id]
@@ -199,21 +223,38 @@ def summarise(tracker: Tracker, sweep_id: str, spec: SweepSpec, outcomes: list[O
                                "seeds": [o.point.seed for o in usable], "study_ids": [o.study_id for o in usable],
                                "student_acc": [o.student_acc for o in usable],
                                "baseline_acc": [o.baseline_acc for o in usable],
-                               "difference": "no finished study", "p_value": None, "p_holm": None}
+                               "difference": "no finished study", "p_value": None, "p_holm": None,
+                               "val_mean": None}
         if usable:
             diff = paired_difference(row["student_acc"], row["baseline_acc"])
             row |= {"difference": diff.describe(), "mean": diff.mean, "low": diff.low, "high": diff.high,
-                    "verdict": diff.verdict, "p_value": diff.p_value}
+                    "verdict": diff.verdict, "p_value": diff.p_value, "seeds_needed": diff.seeds_needed}
+            val = [(o.val_student_acc, o.val_baseline_acc) for o in usable]
+            if all(s is not None and b is not None for s, b in val):
+                row |= {"val_student_acc": [s for s, _ in val], "val_baseline_acc": [b for _, b in val],
+                        "val_mean": sum(s - b for s, b in val) / len(val)}  # type: ignore[operator]
         rows.append(row)
     tested = [row for row in rows if row["p_value"] is not None and math.isfinite(row["p_value"])]
     if tested:
         for row, adjusted in zip(tested, holm([row["p_value"] for row in tested]).adjusted, strict=True):
-            row["p_holm"] = adjusted
+            row["p_holm"] = adjusted  # a point "differs from its baseline" only when this is below 0.05
+            row["holm_verdict"] = row["verdict"] if adjusted < HOLM_ALPHA and row["verdict"] in ("helps", "hurts") \
+                else "cannot tell after Holm's correction"
+    chosen = [row for row in rows if row["val_mean"] is not None]
+    rule = "the highest mean validation gain (student - baseline best validation accuracy)"
+    if spec.search is not None:
+        rule = f"the search's best trial on {spec.search.objective} ({spec.search.direction}d over its seeds)"
+    elif chosen:
+        best = max(chosen, key=lambda row: row["val_mean"])["point"]
     failed = [{"key": o.point.key, "study_id": o.study_id, "reason": o.reason}
-              for o in outcomes if o.status != "FINISHED"]
+              for o in outcomes if o.status not in ("FINISHED", PRUNED)]
+    pruned = [{"key": o.point.key, "study_id": o.study_id, "reason": o.reason} for o in outcomes if o.status == PRUNED]
     return {"sweep_id": sweep_id, "name": spec.name, "studies": len(outcomes),
-            "finished": len(outcomes) - len(failed), "metric": f"{STUDENT_ACC} - {BASELINE_ACC} (test accuracy)",
-            "correction": f"Holm-corrected across {len(tested)} points", "points": rows, "failed": failed}
+            "finished": len(outcomes) - len(failed) - len(pruned),
+            "metric": f"{STUDENT_ACC} - {BASELINE_ACC} (test accuracy)",
+            "axes": [field for fields in spec.axes().values() for field in fields], "seeds": list(spec.seeds),
+            "correction": f"Holm-corrected across {len(tested)} points", "best": best,
+            "best_rule": rule, "points": rows, "failed": failed, "pruned": pruned}
 
 
 def summary_text(summary: dict[str, Any]) -> str:
@@ -223,8 +264,13 @@ def summary_text(summary: dict[str, Any]) -> str:
              f"student - baseline test accuracy per point, paired by seed; p-values {summary['correction']}"]
     width = max(len(row["label"]) for row in summary["points"]) if summary["points"] else 0
     for row in summary["points"]:
-        p = "" if row["p_value"] is None else f"  p {row['p_value']:.3g}, Holm {row['p_holm']:.3g}"
+        p = "" if row["p_holm"] is None else \
+            f"  p {row['p_value']:.3g}, Holm {row['p_holm']:.3g}: {row['holm_verdict']}"
         lines.append(f"  {row['point']} {row['label']:<{width}}  {row['difference']}{p}")
+    best = next((row for row in summary["points"] if row["point"] == summary.get("best")), None)
+    if best is not None:
+        lines.append(f"best on validation: {best['point']} {best['label']} (validation gain "
+                     f"{100 * best['val_mean']:+.1f} points); its test difference, reported once: {best['difference']}")
     for failure in summary["failed"]:
         study = f"study {failure['study_id'][:8]}" if failure["study_id"] else "no study"
         lines.append(f"  failed {failure['key']} ({study}): {failure['reason']}")

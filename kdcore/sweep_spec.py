@@ -22,7 +22,8 @@ A sweep asks one question over many studies: the same base config with some fiel
       trials: 20
       objective: val/ratio_baseline   # a validation number (the test split is reported once, never searched on)
       direction: maximize             # or minimize
-      prune: true
+      prune: true                     # stop a trial whose validation curve lags the trials before it
+      seed: 0                         # seed of Optuna's sampler
       axes: {distill.temperature: {low: 1, high: 8, log: true}}
     max_studies: 200              # refuse a sweep of more studies than this
     name: temperature x alpha on digits   # prefix of every study's name; default the file's name
@@ -72,7 +73,21 @@ from kdcore.config import (
     validate,
 )
 
+OBJECTIVES = {  # what a search may optimise: name -> (the study's metric, what it is); all on validation
+    "val/acc": ("study/val_student_acc", "the student's best validation accuracy"),
+    "val/gain": ("", "student - baseline best validation accuracy"),
+    "val/ratio_baseline": ("study/val_acc_ratio_baseline", "student / baseline best validation accuracy"),
+    "val/ratio_teacher": ("study/val_acc_ratio_teacher", "student / teacher best validation accuracy"),
+}
 RESERVED = {"train.seed": "use seeds", "tracking.study_name": "each point's study is named after its label"}
+
+
+SWEEP_FILE_PREFIX = "sweep_"  # examples/sweep_*.yaml are sweep files, the other examples study configs
+
+
+def is_sweep_file(path: str | Path) -> bool:
+    """Whether a YAML file among the examples is a sweep file (by its name), not a study config."""
+    return Path(path).name.startswith(SWEEP_FILE_PREFIX)
 
 
 class SweepError(ValueError):
@@ -167,15 +182,26 @@ class SearchSpec(_Strict):
     objective: str = Field(description="The metric optimised: a validation number, never the test split.")
     direction: Literal["maximize", "minimize"] = "maximize"
     prune: StrictBool = Field(False, description="Stop unpromising trials early.")
+    seed: StrictInt = Field(0, ge=0, description="Seed of the sampler, so the same file searches the same way.")
     axes: dict[str, Axis] = Field(description="Config field -> range or choices (the search space).")
 
     @field_validator("objective")
     @classmethod
     def _validation_number(cls, value: str) -> str:
-        if not value.startswith("val/") or value == "val/":
-            raise ValueError(f"{value!r} is not a validation number; allowed: val/<name>, e.g. val/acc (the test "
-                             "split is reported once, never optimised)")
+        if value not in OBJECTIVES:
+            raise ValueError(f"{value!r} is not a validation number a search optimises; allowed: "
+                             f"{', '.join(OBJECTIVES)} (the test split is reported once, never optimised)")
         return value
+
+    @field_validator("axes")
+    @classmethod
+    def _plain_choices(cls, axes: dict[str, Axis]) -> dict[str, Axis]:
+        for field, axis in axes.items():
+            odd = next((c for c in axis.choices or () if not isinstance(c, bool | int | float | str)), None)
+            if odd is not None:
+                raise ValueError(f"{field}: choice {_text(odd)} is not a number, string or boolean; a search "
+                                 "chooses among those (a grid takes any value)")
+        return axes
 
 
 class SweepSpec(_Strict):

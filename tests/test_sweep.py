@@ -180,8 +180,8 @@ def test_ctrl_c_ends_the_sweep_killed_and_says_how_to_resume(tmp_path: Path, sql
 @pytest.mark.parametrize(("text", "message"), [
     (GRID.replace("distill.temperature", "distill.temprature"), "grid.distill.temprature: not a config field"),
     (GRID.replace("[2, 4]", "[2, -1]"), "grid.distill.temperature: -1 fails validation"),
-    ("base: tiny.yaml\nsearch:\n  trials: 2\n  objective: val/acc\n  axes: {distill.alpha: {low: 0.1, high: 0.9}}\n",
-     "grid and random sweeps run; a search (Optuna) sweep does not run yet"),
+    ("base: tiny.yaml\nsearch:\n  trials: 2\n  objective: val/acc\n  axes: {distill.alpha: {low: 0.1, high: 1.9}}\n",
+     "search.distill.alpha: high 1.9 fails validation"),
 ])
 def test_bad_sweep_is_one_line_and_logs_nothing(text: str, message: str, tmp_path: Path, sqlite_uri: str,
                                                 capsys: pytest.CaptureFixture) -> None:
@@ -189,3 +189,59 @@ def test_bad_sweep_is_one_line_and_logs_nothing(text: str, message: str, tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("kdx: error: ") and message in err and err.count("\n") == 1
     assert not sweep_runs(sqlite_uri) and list_studies(sqlite_uri).empty
+
+
+SEARCH = """
+base: tiny.yaml
+name: searched
+seeds: [0, 1]
+search:
+  trials: 4
+  objective: val/ratio_baseline
+  prune: {prune}
+  axes:
+    distill.temperature: {{low: 1, high: 8, log: true}}
+    distill.method: {{choices: [kd, dist]}}
+"""
+
+
+def test_an_optuna_search_runs_its_trials_per_seed_and_names_its_best_on_validation(
+        tmp_path: Path, sqlite_uri: str) -> None:
+    path = write_sweep(tmp_path, SEARCH.format(prune="false"))
+    out = StringIO()
+    with redirect_stdout(out):
+        assert main(["sweep", str(path), "--tracking-uri", sqlite_uri]) == 0
+    (run,) = sweep_runs(sqlite_uri)
+    summary = json.loads(Path(MlflowClient(sqlite_uri).download_artifacts(run.info.run_id, SUMMARY_FILE)).read_text())
+    assert [row["point"] for row in summary["points"]] == ["p00", "p01", "p02", "p03"]
+    assert all(row["seeds"] == [0, 1] and set(row["values"]) == {"distill.temperature", "distill.method"}
+               for row in summary["points"])
+    assert all(1 <= row["values"]["distill.temperature"] <= 8 for row in summary["points"])
+    studies = studies_of(sqlite_uri, run.info.run_id)
+    assert len(studies) == 8
+    scores = {}  # the objective per trial, from the studies' own validation numbers
+    for study in studies:
+        scores.setdefault(study.data.tags["kd.sweep_point"], []).append(
+            study.data.metrics["study/val_acc_ratio_baseline"])
+    assert summary["best"] == max(scores, key=lambda point: sum(scores[point]))
+    assert "search's best trial on val/ratio_baseline" in summary["best_rule"]
+    assert f"best on validation: {summary['best']}" in out.getvalue()
+
+
+def test_a_pruned_trial_ends_killed_with_its_reason_and_the_search_goes_on(
+        tmp_path: Path, sqlite_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: self.number == 2)  # the third trial lags
+    path = write_sweep(tmp_path, SEARCH.format(prune="true"))
+    with redirect_stdout(StringIO()):
+        assert main(["sweep", str(path), "--tracking-uri", sqlite_uri]) == 0
+    (run,) = sweep_runs(sqlite_uri)
+    summary = json.loads(Path(MlflowClient(sqlite_uri).download_artifacts(run.info.run_id, SUMMARY_FILE)).read_text())
+    (pruned,) = summary["pruned"]
+    assert pruned["key"] == "p02-s0" and "pruned by the search at epoch 0" in pruned["reason"]
+    study = MlflowClient(sqlite_uri).get_run(pruned["study_id"])
+    assert study.info.status == "KILLED" and "pruned by the search" in study.data.tags[FAILURE_TAG]
+    keys = sorted(s.data.tags["kd.sweep_key"] for s in studies_of(sqlite_uri, run.info.run_id))
+    assert keys == ["p00-s0", "p00-s1", "p01-s0", "p01-s1", "p02-s0", "p03-s0", "p03-s1"]  # its seed 1 never ran
+    assert summary["failed"] == [] and run.info.status == "FINISHED"

@@ -76,3 +76,32 @@ def test_a_study_reuses_identical_extra_teachers_role_by_role() -> None:
     assert set(first) == {"teacher", "teacher_2"} and all(origin is None for _, origin in first.values())
     again = teacher_runs("distill.temperature=2")  # the student's settings never change a teacher
     assert {role: origin for role, (_, origin) in again.items()} == {role: run for role, (run, _) in first.items()}
+
+
+@pytest.mark.parametrize("change", ["train.seed=1", "train.epochs=2", "train.lr=0.01", "student.width=16",
+                                    "data.split_seed=1", "train.threads=2"])
+def test_each_change_that_shapes_the_baselines_weights_changes_its_fingerprint(change: str) -> None:
+    assert tiny_config(change).baseline_fingerprint("v") != tiny_config().baseline_fingerprint("v")
+
+
+@pytest.mark.parametrize("change", ["distill.temperature=8", "distill.alpha=0.3", "distill.method=dist",
+                                    "distill.label_smoothing=0.1", "teacher.width=16", "train.teacher_epochs=3"])
+def test_how_a_study_distils_leaves_the_baseline_fingerprint_alone(change: str) -> None:
+    assert tiny_config(change).baseline_fingerprint("v") == tiny_config().baseline_fingerprint("v")
+
+
+def test_studies_that_differ_in_how_they_distil_share_one_baseline_with_its_curves() -> None:
+    tracker = MemoryTracker()
+
+    def baseline(*overrides: str) -> tuple[dict[str, float], str | None, list]:
+        summary = Study(tiny_config(*overrides), tracker, progress=False).run()
+        run = next(r for r in tracker.find_runs({"kd.study_id": summary.study_id}) if r.tags["kd.role"] == "baseline")
+        return run.metrics, run.tags.get("kd.reused_from"), tracker.metric_history(run.run_id, "val/acc")
+
+    first, reused, curve = baseline()
+    assert reused is None
+    again, reused, copied = baseline("distill.temperature=8")
+    assert reused is not None and again["test/acc"] == first["test/acc"]  # the same weights, evaluated again
+    assert copied == curve  # the reused baseline draws the training it came from
+    _, reused, _ = baseline("train.seed=1")
+    assert reused is None  # another seed: its own baseline

@@ -17,6 +17,7 @@ from dashboard.form import FieldSpec, config_fields, nest
 from dashboard.text import md
 from kdcore import launcher
 from kdcore.config import ConfigError, ExperimentConfig, field_errors, load_config, validate
+from kdcore.sweep_spec import is_sweep_file
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE = EXAMPLES / "digits_kd.yaml"
@@ -304,7 +305,7 @@ def example_summary(path: Path) -> str:
 def example_picker() -> None:
     """Fill the form from one of the configs in ``examples/`` (the worked examples among them)."""
     paths = sorted(path for path in EXAMPLES.rglob("*.yaml")  # byo/: recipes on your own files
-                   if "sweeps" not in path.relative_to(EXAMPLES).parts)  # sweeps/: sweep files, not studies
+                   if not is_sweep_file(path))
     if not paths:
         return
     source = st.session_state.get("launch_source", f"the example {EXAMPLE.stem} (the default)")

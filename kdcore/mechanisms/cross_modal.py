@@ -221,7 +221,7 @@ def cross_modal(study) -> None:
     cfg = study.cfg
     teacher_view, student_view = views(cfg)
     teacher = study.teacher_role(view=teacher_view)
-    study.train_role("baseline", cfg.student, "none", teacher=teacher, view=student_view)
+    study.baseline_role(teacher, view=student_view)
     specs = transfer_specs(cfg)
     splits = study.splits
 

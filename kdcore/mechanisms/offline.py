@@ -38,6 +38,6 @@ def offline(study) -> None:
     cfg = study.cfg
     teacher = study.teacher_role()
     extra = [study.teacher_role(k=k) for k in range(2, len(cfg.distill.teachers) + 2)]
-    study.train_role("baseline", cfg.student, "none", teacher=teacher)
+    study.baseline_role(teacher)
     study.train_role("student", cfg.student, cfg.distill.method, teacher=teacher, more_teachers=extra,
                      weights=cfg.distill.teacher_weights)

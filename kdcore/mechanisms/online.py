@@ -58,7 +58,7 @@ def check(cfg: Any) -> None:
 def online(study) -> None:
     """The student and its peers learn together from the labels and from each other (no teacher)."""
     cfg = study.cfg
-    study.train_role("baseline", cfg.student, "none", teacher=None)
+    study.baseline_role(teacher=None)
     models = {"student": study.builder(cfg.student)}
     models |= {f"peer_{k}": study.builder(peer) for k, peer in enumerate(cfg.distill.peers, start=1)}
     specs = response_specs(cfg, EXCHANGE)

@@ -44,7 +44,7 @@ def progressive(study) -> None:
     """A chain: the teacher teaches assistant_1, each assistant the next, the last one the student."""
     cfg = study.cfg
     teacher = study.teacher_role()
-    study.train_role("baseline", cfg.student, "none", teacher=teacher)
+    study.baseline_role(teacher)
     stages = [*(f"assistant_{k}" for k in range(1, len(cfg.distill.assistants) + 1)), "student"]
     models = [*cfg.distill.assistants, cfg.student]
     temperatures = cfg.distill.stage_temperatures or [cfg.distill.temperature] * len(stages)
