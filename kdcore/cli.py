@@ -11,7 +11,7 @@ import argparse
 import math
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", metavar="SWEEP_ID",
                        help="continue a sweep (same file and overrides): points with a finished study are skipped")
     sweep.add_argument("--dry-run", action="store_true", help="print the points and the study count; run nothing")
+    sweep.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="share the studies among N worker processes (jobs of the dashboard's launcher), by seed")
+    sweep.add_argument("--job", metavar="DIR", help=argparse.SUPPRESS)  # run as a launcher job, state in DIR
+    sweep.add_argument("--join", metavar="SWEEP_ID", help=argparse.SUPPRESS)  # a worker: add studies to this sweep
+    sweep.add_argument("--share", metavar="K/N", help=argparse.SUPPRESS)  # a worker: its share of the points
     sweep.add_argument("--tracking-uri", metavar="URI",
                        help="MLflow store or server; default: tracking.uri, $MLFLOW_TRACKING_URI, ./mlflow.db")
 
@@ -321,10 +326,36 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         resolve_device(cfg.train.device)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    if args.workers < 1:
+        raise UsageError(f"--workers: {args.workers} is not a worker count; allowed: 1 or more")
+    if args.workers > 1 and spec.search is not None:
+        raise UsageError("--workers: a search runs its trials in order in one process; give --workers to grid and "
+                         "random sweeps")
     tracker = MlflowTracker(args.tracking_uri or cfg.tracking.uri, cfg.tracking.experiment)
     signal.signal(signal.SIGTERM, _terminate_once)  # stop like Ctrl-C: the study and the sweep end KILLED
+    if args.join:
+        return _sweep_share(args, points, tracker, resolve_device(cfg.train.device))
+    text = Path(args.sweep_file).read_text()
+    execute = None
+    if args.workers > 1:
+        from kdcore.sweep_workers import executor
+
+        execute = executor(Path(args.sweep_file), args.overrides, points, tracker, args.workers, spec.name)
     try:
-        result = run_sweep(spec, points, tracker, Path(args.sweep_file).read_text(), args.overrides, args.resume)
+        if args.job:
+            from kdcore.launcher import run_sweep_job
+
+            results: list = []
+
+            def body(started: Callable[[str], None]) -> tuple[str, str]:
+                results.append(run_sweep(spec, points, tracker, text, args.overrides, args.resume, started=started))
+                failed = results[0].summary["failed"]
+                return ("finished", "") if not failed else ("failed", f"{len(failed)} studies failed")
+
+            run_sweep_job(Path(args.job), resolve_device(cfg.train.device), body)
+            result = results[0]
+        else:
+            result = run_sweep(spec, points, tracker, text, args.overrides, args.resume, execute=execute)
     except SweepRefused as err:
         raise UsageError(str(err)) from None
     except SweepInterrupted as err:
@@ -334,6 +365,33 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(summary_text(result.summary))
     print(f"sweep {result.sweep_id} {result.status}; logged to {tracker.uri}")
     return 0 if result.status == "FINISHED" else 1
+
+
+def _sweep_share(args: argparse.Namespace, points: list, tracker: Any, device: Any) -> int:
+    """A worker of ``kdx sweep --workers``: its share of the points, added to the sweep ``--join`` names."""
+    from kdcore.study import Terminated
+    from kdcore.sweep_workers import run_share, share
+
+    k, _, n = (args.share or "").partition("/")
+    if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
+        raise UsageError(f"--share: {args.share!r} is not K/N with 0 <= K < N")
+    mine = share(points, int(k), int(n))
+    try:
+        if args.job:
+            from kdcore.launcher import run_sweep_job
+
+            def body(started: Callable[[str], None]) -> tuple[str, str]:
+                started(args.join)
+                failed = [o for o in run_share(tracker, args.join, mine) if o.status == "FAILED"]
+                return ("finished", "") if not failed else ("failed", f"{len(failed)} studies failed")
+
+            run_sweep_job(Path(args.job), device, body)
+        else:
+            run_share(tracker, args.join, mine)
+    except KeyboardInterrupt as err:
+        print(f"kdx: worker {args.share} of sweep {args.join} stopped ({type(err).__name__})", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT)
+    return 0
 
 
 def _terminate_once(signum: int, frame: object) -> None:

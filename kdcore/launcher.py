@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,6 +56,7 @@ class Job:
     created: float = 0.0  # epoch seconds
     name: str = ""  # the study's name, for display
     message: str = ""  # why it failed or was killed
+    kind: str = "study"  # study | sweep (a sweep's studies, or a share of them, in one process)
 
     @property
     def log(self) -> Path:
@@ -108,25 +109,54 @@ def launch(cfg: ExperimentConfig, *, tracking_uri: str | None = None, root: Path
     MlflowTracker(uri, cfg.tracking.experiment)
     cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"uri": None})})
 
-    job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    job_dir = jobs_root(root) / job_id
-    job_dir.mkdir(parents=True)
-    alive = os.open(job_dir / "alive.lock", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(alive, fcntl.LOCK_EX)  # before job.json exists, so nobody sees a queued job without it
+    job_dir = _new_job_dir(root)
     cfg.save(job_dir / "config.yaml")
     name = cfg.tracking.study_name or f"{cfg.data.name} {cfg.distill.method}"  # until the study names itself
-    job = Job(job_id, job_dir, "queued", created=time.time(), name=name)
-    _write(job)
+    command = ["run", str(job_dir / "config.yaml"), "--job", str(job_dir), "--no-progress"]
+    return _spawn(job_dir, command, uri, name, "study")
 
-    command = [sys.executable, "-m", "kdcore.cli", "run", str(job_dir / "config.yaml"), "--job", str(job_dir),
-               "--no-progress"]
+
+def launch_sweep(sweep_file: Path, args: list[str], *, name: str, tracking_uri: str | None = None,
+                 root: Path | None = None, slots: int | None = None) -> Job:
+    """Queue a sweep (``kdx sweep SWEEP_FILE ARGS``) as a job: one process that waits for a slot, then runs its
+    studies one after another while holding it. ``slots`` raises the CPU slots its process may use (the
+    workers of one sweep each hold one)."""
+    uri = resolve_uri(tracking_uri)
+    MlflowTracker(uri)  # create the store now: the job and whoever watches it would race to create it
+    job_dir = _new_job_dir(root)
+    command = ["sweep", str(Path(sweep_file).resolve()), *args, "--job", str(job_dir), "--tracking-uri", uri]
+    return _spawn(job_dir, command, uri, name, "sweep", slots)
+
+
+def sweep_folder(root: Path | None = None) -> Path:
+    """A new folder for the files of a sweep composed in the dashboard (its sweep file and base config)."""
+    folder = jobs_root(root) / "sweeps" / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _new_job_dir(root: Path | None) -> Path:
+    job_dir = jobs_root(root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    job_dir.mkdir(parents=True)
+    return job_dir
+
+
+def _spawn(job_dir: Path, command: list[str], uri: str, name: str, kind: str, slots: int | None = None) -> Job:
+    """Write the queued job and start ``kdx COMMAND`` for it, detached, logging to the job's ``log.txt``."""
+    alive = os.open(job_dir / "alive.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(alive, fcntl.LOCK_EX)  # before job.json exists, so nobody sees a queued job without it
+    job = Job(job_dir.name, job_dir, "queued", created=time.time(), name=name, kind=kind)
+    _write(job)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
+    if slots is not None:
+        env["KDX_MAX_CONCURRENT"] = str(max(slots, len(_slot_names(torch.device("cpu")))))
     try:
         with open(job.log, "wb") as log:
             # Own session: cancel signals its process group alone. The child inherits the lock on
             # alive.lock through pass_fds and holds it until it exits.
-            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True, pass_fds=(alive,))
+            proc = subprocess.Popen([sys.executable, "-m", "kdcore.cli", *command], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                    pass_fds=(alive,))
     finally:
         os.close(alive)
     _children[proc.pid] = proc
@@ -275,6 +305,37 @@ def run_job(job_dir: Path, study: Study) -> StudySummary:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the study is FINISHED; a late cancel changes nothing
     _update(job_dir, status="finished", slot=None)
     return summary
+
+
+SweepBody = Callable[[Callable[[str], None]], tuple[str, str]]  # (record the sweep's run id) -> (status, message)
+
+
+def run_sweep_job(job_dir: Path, device: torch.device, body: SweepBody) -> None:
+    """Wait for a slot, then run ``body`` (a sweep's studies, or a share of them) while holding it.
+
+    Called by ``kdx sweep --job DIR``. ``body`` gets a function that records the sweep's run id on the job and
+    returns its end: ``("finished", "")`` or ``("failed", why)``. A cancel stops the study that is training, as
+    for a study's job; the job ends killed and the KeyboardInterrupt goes on up.
+    """
+    signal.signal(signal.SIGINT, _interrupt_once)
+    slot_fd = None
+    try:
+        if _read(job_dir).status == "killed":
+            raise KeyboardInterrupt
+        slot, slot_fd = _acquire_slot(job_dir, _slot_names(device))
+        _update(job_dir, status="running", slot=slot)
+        status, message = body(lambda run_id: _update(job_dir, study_id=run_id))
+    except KeyboardInterrupt as err:
+        _update(job_dir, status="killed", slot=None, message=str(err) or QUEUED_REASON)
+        raise
+    except BaseException as err:
+        _update(job_dir, status="failed", slot=None, message=f"{type(err).__name__}: {err}"[:4000])
+        raise
+    finally:
+        if slot_fd is not None:
+            os.close(slot_fd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _update(job_dir, status=status, slot=None, message=message)
 
 
 def _interrupt_once(signum: int, frame: object) -> None:

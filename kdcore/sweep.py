@@ -59,15 +59,24 @@ class SweepResult:
     outcomes: list[Outcome] = field(default_factory=list)
 
 
-def run_sweep(spec: SweepSpec, points: list[Point], tracker: Tracker, text: str, overrides: list[str] | None = None,
-              resume: str | None = None, echo: Callable[[str], None] = print) -> SweepResult:
-    """Run every point's study in order (skipping those already finished in ``resume``), then summarise.
+Execute = Callable[[str, dict[str, str]], list["Outcome"]]  # (sweep id, finished keys) -> every point's outcome
 
-    A study that fails is reported and the next one runs; Ctrl-C (or SIGTERM) stops the study the way
-    :class:`Study` does, ends the sweep KILLED and re-raises. The sweep ends FINISHED only when every study did,
-    FAILED with the reason otherwise, and FAILED with the error when the sweep code itself breaks.
+
+def run_sweep(spec: SweepSpec, points: list[Point], tracker: Tracker, text: str, overrides: list[str] | None = None,
+              resume: str | None = None, echo: Callable[[str], None] = print, execute: Execute | None = None,
+              started: Callable[[str], None] | None = None) -> SweepResult:
+    """Run every point's study (skipping those already finished in ``resume``), then summarise.
+
+    By default the studies run in this process one after another; ``execute`` runs them elsewhere (worker
+    processes, see :mod:`kdcore.sweep_workers`) and returns their outcomes. ``started`` hears the sweep's run id
+    as soon as it exists. A study that fails is reported and the next one runs; Ctrl-C (or SIGTERM) stops the
+    study the way :class:`Study` does, ends the sweep KILLED and re-raises. The sweep ends FINISHED only when
+    every study did (or a search pruned it), FAILED with the reason otherwise, and FAILED with the error when
+    the sweep code itself breaks.
     """
     sweep_id = reopen(tracker, resume, text, overrides) if resume else start(tracker, spec, text, overrides)
+    if started is not None:
+        started(sweep_id)
     outcomes: list[Outcome] = []
     try:
         done = finished_studies(tracker, sweep_id)
@@ -76,7 +85,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], tracker: Tracker, text: str,
         def skip(point: Point, study_id: str) -> Outcome:
             echo(f"[{next(counter)}/{total}] {point.id} {point.label}: already finished in study {study_id[:8]}, "
                  "skipped")
-            return _outcome(tracker, point, study_id, skipped=True)
+            return finished_outcome(tracker, point, study_id, skipped=True)
 
         def run(point: Point, through: Any = tracker) -> Outcome:
             where = f"[{next(counter)}/{total}] {point.id} {point.label}"
@@ -86,7 +95,9 @@ def run_sweep(spec: SweepSpec, points: list[Point], tracker: Tracker, text: str,
             return outcome
 
         best = None
-        if spec.search is not None:
+        if execute is not None:
+            outcomes = execute(sweep_id, done)
+        elif spec.search is not None:
             from kdcore.sweep_search import search
 
             outcomes, best = search(spec, tracker, done, run, skip, echo)
@@ -191,10 +202,11 @@ def run_point(tracker: Tracker, sweep_id: str, point: Point) -> Outcome:
             tracker.set_tags(study.study_id, {FAILURE_TAG: reason})  # left open by the failure: close it
             tracker.end_run(study.study_id, "FAILED")
         return Outcome(point, study.study_id, "FAILED", reason=reason)
-    return _outcome(tracker, point, str(study.study_id))
+    return finished_outcome(tracker, point, str(study.study_id))
 
 
-def _outcome(tracker: Tracker, point: Point, study_id: str, skipped: bool = False) -> Outcome:
+def finished_outcome(tracker: Tracker, point: Point, study_id: str, skipped: bool = False) -> Outcome:
+    """The outcome of a FINISHED study of the sweep, with the accuracies the summary reads."""
     metrics = tracker.get_run(study_id).metrics
     return Outcome(point, study_id, "FINISHED", metrics.get(STUDENT_ACC), metrics.get(BASELINE_ACC),
                    skipped=skipped, val_student_acc=metrics.get(VAL_STUDENT_ACC),
