@@ -102,10 +102,12 @@ def data_label(data: object) -> str:
 class Study:
     """Runs one study with a tracker; ``Study.resume`` continues a crashed one."""
 
-    def __init__(self, cfg: ExperimentConfig, tracker: Tracker, *, progress: bool = True) -> None:
+    def __init__(self, cfg: ExperimentConfig, tracker: Tracker, *, progress: bool = True,
+                 refresh: bool = True) -> None:
         self.cfg = cfg
         self.tracker = tracker
         self.progress = progress
+        self.refresh = refresh  # diagnose its temperature siblings again when it finishes (a sweep does it once)
         self.device = resolve_device(cfg.train.device)
         self.study_id: str | None = None
         self.splits: DatasetSplits | None = None
@@ -197,7 +199,8 @@ class Study:
             self.tracker.log_metrics(self.study_id, metrics, step=0)
             self.findings, self.gates = diagnose(self.tracker, self.study_id)
             self._end(self.study_id, "FINISHED")
-            refresh_siblings(self.tracker, self.study_id)
+            if self.refresh:
+                refresh_siblings(self.tracker, self.study_id)
         except BaseException as err:
             detail = str(err) or ("cancelled" if isinstance(err, KeyboardInterrupt) else "")
             reason = f"{type(err).__name__}: {detail}"[:4000]

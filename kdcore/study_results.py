@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from kdcore.diagnostics import Finding, Gate, StudyResults, detect, evaluate_gates
 from kdcore.role_artifacts import read_predictions
@@ -30,11 +33,26 @@ def study_results(tracker: Tracker, study_id: str) -> StudyResults:
             continue
         results.metrics[role] = dict(run.metrics)
         results.history[role] = {"train/loss_kd": [v for _, v in tracker.metric_history(run.run_id, "train/loss_kd")]}
-        predictions = read_predictions(tracker, run.run_id)
+        predictions = _finished_predictions(tracker, run.run_id)
         if predictions is not None:
             results.predictions[role] = predictions
             results.num_classes = predictions["test_probs"].shape[1]
     return results
+
+
+_PREDICTIONS: OrderedDict[tuple[str, str], dict[str, np.ndarray] | None] = OrderedDict()
+PREDICTIONS_KEPT = 256  # role runs whose predictions stay in memory; a sweep's diagnoses read each many times
+
+
+def _finished_predictions(tracker: Tracker, run_id: str) -> dict[str, np.ndarray] | None:
+    """A FINISHED role run's predictions, read once per process: they never change after the run ends."""
+    key = (tracker.uri, run_id)
+    if key not in _PREDICTIONS:
+        _PREDICTIONS[key] = read_predictions(tracker, run_id)
+        while len(_PREDICTIONS) > PREDICTIONS_KEPT:
+            _PREDICTIONS.popitem(last=False)
+    _PREDICTIONS.move_to_end(key)
+    return _PREDICTIONS[key]
 
 
 def diagnose(tracker: Tracker, study_id: str) -> tuple[list[Finding], list[Gate]]:
@@ -50,6 +68,21 @@ def diagnose(tracker: Tracker, study_id: str) -> tuple[list[Finding], list[Gate]
     tracker.log_metrics(study_id, {key: float(n) for key, n in zip(DIAGNOSIS_METRICS, counts, strict=True)}, step=0)
     tracker.flush(study_id)  # a diagnosis of an old study is its only write: it must land
     return findings, gates
+
+
+def refresh_after(tracker: Tracker, study_ids: list[str], in_order: bool = True) -> None:
+    """Diagnose again each of ``study_ids`` (finished without refreshing their siblings) that has a temperature
+    sibling among those finished after it (``in_order``: the list is in finishing order; else any sibling in
+    the list counts): what :func:`refresh_siblings` does after each study, done once for a whole sweep."""
+    order = {study_id: i for i, study_id in enumerate(study_ids)}
+    for i, study_id in enumerate(study_ids):
+        after = -1 if not in_order else i
+        if any(order.get(sibling, -2) > after and sibling != study_id
+               for sibling in temperature_sibling_ids(tracker, study_id)):
+            try:
+                diagnose(tracker, study_id)
+            except Exception as err:  # as in refresh_siblings: a damaged study keeps its findings
+                log.warning("study %s: could not diagnose it again after its sweep: %s", study_id, err)
 
 
 def refresh_siblings(tracker: Tracker, study_id: str) -> None:

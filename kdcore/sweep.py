@@ -20,6 +20,7 @@ from kdcore import __version__
 from kdcore.preflight import check_models
 from kdcore.seed_stats import holm, paired_difference
 from kdcore.study import FAILURE_TAG, Stopped, Study, StudyFailed
+from kdcore.study_results import refresh_after
 from kdcore.sweep_spec import Point, SweepSpec, count
 from kdcore.tracker import STUDY_ROLE, Tracker
 
@@ -103,6 +104,8 @@ def run_sweep(spec: SweepSpec, points: list[Point], tracker: Tracker, text: str,
             outcomes, best = search(spec, tracker, done, run, skip, echo)
         else:
             outcomes = [skip(point, done[point.key]) if point.key in done else run(point) for point in points]
+        refresh_after(tracker, [o.study_id for o in outcomes if o.status == "FINISHED" and not o.skipped
+                                and o.study_id is not None], in_order=execute is None)
         summary = summarise(tracker, sweep_id, spec, outcomes, best)
         tracker.log_bytes(sweep_id, SUMMARY_FILE, json.dumps(summary, indent=1).encode())
         failed = [o for o in outcomes if o.status not in ("FINISHED", PRUNED)]
@@ -182,7 +185,7 @@ def finished_studies(tracker: Tracker, sweep_id: str) -> dict[str, str]:
 
 def run_point(tracker: Tracker, sweep_id: str, point: Point) -> Outcome:
     """Run one point's study, tagged into the sweep before it trains; any failure becomes a FAILED outcome."""
-    study = Study(point.config, tracker, progress=False)
+    study = Study(point.config, tracker, progress=False, refresh=False)  # the sweep refreshes siblings once
     try:
         check_models(point.config)  # as Study.run does before the study exists
         study_id = study.start()

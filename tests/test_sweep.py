@@ -245,3 +245,22 @@ def test_a_pruned_trial_ends_killed_with_its_reason_and_the_search_goes_on(
     keys = sorted(s.data.tags["kd.sweep_key"] for s in studies_of(sqlite_uri, run.info.run_id))
     assert keys == ["p00-s0", "p00-s1", "p01-s0", "p01-s1", "p02-s0", "p03-s0", "p03-s1"]  # its seed 1 never ran
     assert summary["failed"] == [] and run.info.status == "FINISHED"
+
+
+def test_every_study_of_a_temperature_sweep_is_diagnosed_last_with_all_its_siblings(
+        tmp_path: Path, sqlite_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kdcore.study_results as results
+
+    seen: dict[str, int] = {}
+    real = results.temperature_siblings
+
+    def spy(tracker, study_id):
+        found = real(tracker, study_id)
+        seen[study_id] = len(found)  # the last diagnosis of each study wins
+        return found
+
+    monkeypatch.setattr(results, "temperature_siblings", spy)
+    path = write_sweep(tmp_path, GRID.replace("seeds: [0, 1]", "seeds: [0]").replace("[2, 4]", "[1, 2, 4]"))
+    with redirect_stdout(StringIO()):
+        assert main(["sweep", str(path), "--tracking-uri", sqlite_uri]) == 0
+    assert sorted(seen.values()) == [2, 2, 2]  # each saw the other two temperatures, the first ones again at the end
