@@ -2,9 +2,11 @@
 
 ``kdx bench methods`` runs every method on one teacher/student pair and budget; ``kdx bench mechanisms``
 runs a suite of variants (offline, chains, peers, generations) of one base config. The studies are
-logged like any other, in their own experiment; then a table goes into a Markdown file: test accuracy
-mean ± std, the ratios, the accuracy of every other role, wall time per study, and the findings that
-fired. Each table sits between its own markers, so running it again replaces only that table.
+logged like any other, in their own experiment; then a table goes into a Markdown file. The methods table
+gives each number as its mean with a 95% t-interval over seeds, and the paired student - baseline difference
+(same seed, same initialisation and batches) with its interval and verdict, Holm-corrected across the
+methods; the mechanisms table gives mean ± std, the accuracy of every other role, wall time per study, and
+the findings that fired. Each table sits between its own markers, so running it again replaces only that table.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from kdcore.config import load_config
 from kdcore.registry import METHODS
+from kdcore.seed_stats import Difference, holm, mean_interval, paired_difference
 
 BENCH_EXPERIMENT = "kd-bench-methods"
 PAIRS = Path(__file__).resolve().parent.parent / "benchmarks" / "pairs"  # <dataset>.yaml: the pair and budget
@@ -32,6 +35,8 @@ class MethodRow:
     ratio_baseline: list[float]
     wall_s: list[float]
     findings: Counter
+    baseline_acc: list[float] = field(default_factory=list)
+    verdict: str = ""  # set by :func:`judge`, after Holm's correction across the table's methods
 
     @staticmethod
     def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -39,11 +44,38 @@ class MethodRow:
         std = statistics.stdev(values) * scale if len(values) > 1 else 0.0
         return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
+    @staticmethod
+    def _interval(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+        """Mean [low, high]: the 95% t-interval over seeds (the mean alone for one seed)."""
+        estimate = mean_interval(values)
+        mean = estimate.mean * scale
+        if estimate.half_width is None:
+            return f"{mean:.{digits}f}"
+        half = estimate.half_width * scale
+        return f"{mean:.{digits}f} [{mean - half:.{digits}f}, {mean + half:.{digits}f}]"
+
+    def difference(self) -> Difference:
+        return paired_difference(self.student_acc, self.baseline_acc)
+
     def cells(self) -> list[str]:
         fired = ", ".join(f"{code} ×{n}" for code, n in sorted(self.findings.items())) or "none"
-        return [self.method, self.knowledge, self._mean_std(self.student_acc, 100),
-                self._mean_std(self.ratio_teacher, digits=3), self._mean_std(self.ratio_baseline, digits=3),
+        diff = self.difference()
+        gain = f"{100 * diff.mean:+.1f}" + ("" if diff.low is None else
+                                           f" [{100 * diff.low:+.1f}, {100 * diff.high:+.1f}]")
+        return [self.method, self.knowledge, self._interval(self.student_acc, 100),
+                self._interval(self.ratio_teacher, digits=3), gain, self.verdict or diff.verdict,
                 f"{statistics.fmean(self.wall_s):.1f}", fired]
+
+
+def judge(rows: list[MethodRow]) -> None:
+    """Each row's verdict on student - baseline: its paired interval's, kept only where Holm's correction across
+    the rows (a table of 9 methods makes 9 comparisons) still rejects "no difference" at 5%."""
+    diffs = [row.difference() for row in rows]
+    tested = [i for i, d in enumerate(diffs) if d.p_value is not None]
+    rejected = dict(zip(tested, holm([diffs[i].p_value for i in tested]).rejected, strict=True)) if tested else {}
+    for i, (row, diff) in enumerate(zip(rows, diffs, strict=True)):
+        row.verdict = diff.verdict if rejected.get(i) else diff.verdict if diff.verdict.startswith("cannot") \
+            else f"cannot tell after Holm's correction ({diff.verdict} alone)"
 
 
 def pair_config(dataset: str) -> Path:
@@ -78,11 +110,13 @@ def run_methods(dataset: str, seeds: int, methods: list[str] | None = None, uri:
             row.ratio_teacher.append(m["study/acc_ratio_teacher"])
             row.ratio_baseline.append(m["study/acc_ratio_baseline"])
             row.wall_s.append(m["study/wall_s"])
+            row.baseline_acc.append(m["study/baseline_acc"])
             row.findings.update(f.code for f in summary.findings)
             if method == chosen[0]:
                 reference["teacher"].append(m["study/teacher_acc"])
                 reference["baseline"].append(m["study/baseline_acc"])
         rows.append(row)
+    judge(rows)
     return rows, {k: statistics.fmean(v) for k, v in reference.items()}
 
 
@@ -94,9 +128,11 @@ def table(dataset: str, rows: list[MethodRow], reference: dict[str, float], seed
     head = (f"### {dataset}: {model_spec(cfg.teacher)} → {model_spec(cfg.student)}, {cfg.train.epochs} epochs, "
             f"{seeds} seeds\n\nTeacher {100 * reference['teacher']:.2f}%, baseline (the student alone) "
             f"{100 * reference['baseline']:.2f}% test accuracy, mean over seeds. Config: "
-            f"`benchmarks/pairs/{dataset}.yaml`.\n\n")
-    columns = ["method", "knowledge", "test acc % (mean ± std)", "student / teacher", "student / baseline",
-               "wall s / study", "findings fired (studies)"]
+            f"`benchmarks/pairs/{dataset}.yaml`. Brackets: 95% t-intervals over seeds; the gain is the paired "
+            "student - baseline difference per seed, and its verdict is Holm-corrected across the methods of the "
+            "table.\n\n")
+    columns = ["method", "knowledge", "test acc % [95% CI]", "student / teacher", "gain over baseline, pts",
+               "verdict", "wall s / study", "findings fired (studies)"]
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(row.cells()) + " |" for row in sorted(rows, key=lambda r: -statistics.fmean(
         r.student_acc))]

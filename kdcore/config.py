@@ -330,7 +330,8 @@ class DistillConfig(Section):
         4.0, gt=0, le=100, description="Softens both distributions; higher shows more dark knowledge."
     )
     alpha: float = Field(
-        0.9, ge=0, le=1, description="Weight of the distillation term; 1 - alpha weighs the label loss."
+        0.9, ge=0, le=1, description="Weight of the response (logit) terms; 1 - alpha weighs the label loss beside "
+                                     "them. Feature and relation terms have their own weights."
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Method-specific parameters.")
     assistants: list[ModelConfig] = Field(

@@ -26,14 +26,15 @@ def tiny_pairs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_bench_writes_one_row_per_method_with_mean_and_std(tiny_pairs: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bench_writes_one_row_per_method_with_intervals_and_verdicts(tiny_pairs: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
     out = tiny_pairs / "results.md"
     out.write_text("# Results\n\n<!-- bench:mnist1d:start -->\nkept\n<!-- bench:mnist1d:end -->\n")
     assert main(["bench", "methods", "--dataset", "digits", "--seeds", "2", "--methods", "kd,rkd",
                  "--out", str(out)]) == 0
     text = out.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| kd ") or line.startswith("| rkd ")]
-    assert len(rows) == 2 and all(" ± " in row for row in rows)
+    assert len(rows) == 2 and all(row.count(" [") == 3 and "cannot tell with 2 seeds" in row for row in rows)
     assert "| rkd | relation |" in text and "kept" in text  # the other dataset's table stays
     assert main(["bench", "methods", "--dataset", "digits", "--seeds", "1", "--methods", "kd",
                  "--out", str(out)]) == 0
@@ -95,3 +96,21 @@ def test_a_bad_suite_fails_before_training(tiny_suite: Path, suite: str, message
     assert main(["bench", "mechanisms", "--suite", suite, "--out", str(tiny_suite / "r.md")]) == 2
     assert capsys.readouterr().err.startswith(f"kdx: error: {message}")
     assert not (tiny_suite / "r.md").exists()
+
+
+def test_a_methods_verdict_stands_only_after_holms_correction() -> None:
+    from collections import Counter
+
+    def row(name: str, gain: float) -> bench.MethodRow:
+        baseline = [0.80, 0.82, 0.81]
+        student = [b + gain + jitter for b, jitter in zip(baseline, (0.0, 0.001, -0.001), strict=True)]
+        return bench.MethodRow(name, "response", student, [1.0] * 3, [1.0] * 3, [1.0] * 3, Counter(),
+                               baseline_acc=baseline)
+
+    clear, marginal = row("clear", 0.05), row("marginal", 0.003)
+    alone = marginal.difference()
+    rows = [clear, marginal, *(row(f"tie{i}", 0.0) for i in range(6))]
+    bench.judge(rows)
+    assert clear.verdict == "helps"
+    assert alone.p_value is not None and alone.p_value < 0.05 < min(1.0, alone.p_value * 7)
+    assert marginal.verdict == f"cannot tell after Holm's correction ({alone.verdict} alone)"

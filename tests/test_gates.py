@@ -78,8 +78,8 @@ def tiny() -> dict[str, Recorded]:
         "bad teacher, accepted": run(tracker, "teacher.width=1", "student.width=64", "distill.alpha=1",
                                      "distill.temperature=1", "distill.accepted_boundaries=[needs_new_capabilities]"),
         # hints of weight 0 and no label loss: the student keeps its initial weights
-        "untrained": run(tracker, "teacher.width=64", "student.width=64", "distill.method=fitnet", "distill.alpha=1",
-                         "distill.params.weight=0"),
+        "untrained": run(tracker, "teacher.width=64", "student.width=64", "distill.method=fitnet",
+                         "distill.params.weight=0", "distill.params.ce_weight=0"),
     }
 
 

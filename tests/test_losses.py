@@ -204,8 +204,10 @@ def test_pkt_matches_hand_computed_value() -> None:
         return k / k.sum(axis=1, keepdims=True)
 
     p_s, p_t = conditional(_np(s)), conditional(_np(t))
-    expected = np.mean([_kl(p_t[i], p_s[i]) for i in range(4)])
+    expected = np.mean(p_t * np.log(p_t / p_s))  # the authors' (and RepDistiller's) mean over all B^2 pairs
     assert pkt(s, t).item() == pytest.approx(float(expected), rel=1e-4)
+    per_sample = np.mean([_kl(p_t[i], p_s[i]) for i in range(4)])
+    assert pkt(s, t).item() == pytest.approx(float(per_sample) / 4, rel=1e-4)  # so its weight 30000 means theirs
 
 
 def test_attention_pattern_matches_hand_computed_value_with_head_averaging() -> None:

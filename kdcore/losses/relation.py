@@ -79,12 +79,13 @@ def pkt(student_embedding: torch.Tensor, teacher_embedding: torch.Tensor, eps: f
     """Passalis & Tefas 2018, ECCV, "Learning Deep Representations with Probabilistic Knowledge Transfer" (PKT).
 
     With the cosine kernel K_ij = (cos(e_i, e_j) + 1) / 2 and p(j | i) = K_ij / sum_j K_ij on each side,
-    loss = mean over samples i of sum_j p_t(j | i) log((p_t(j | i) + eps) / (p_s(j | i) + eps)).
-    The reference code takes torch.mean over all B^2 pairs instead, i.e. this value divided by B.
+    loss = mean over all B^2 pairs (i, j) of p_t(j | i) log((p_t(j | i) + eps) / (p_s(j | i) + eps)), the
+    normalisation of the authors' code (torch.mean, as RepDistiller and mdistiller keep it), so that their weight
+    (30000) means the same here: it is the mean over samples of KL(p_t(. | i) || p_s(. | i)) divided by B.
     """
     p_s = _conditional_probabilities(student_embedding, eps)  # (B, B)
     p_t = _conditional_probabilities(teacher_embedding.detach(), eps)  # (B, B)
-    return (p_t * torch.log((p_t + eps) / (p_s + eps))).sum(dim=1).mean()
+    return (p_t * torch.log((p_t + eps) / (p_s + eps))).mean()
 
 
 def _log_mean_over_heads(log_p: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,16 @@ A method is a weighted list of :class:`TermSpec` (term name, weight, the feature
 student feature onto the teacher's shape, and says which teacher outputs it needs (so the study can
 cache them). Every method in ``kdcore/methods`` is a thin subclass that only chooses its terms, and
 ``multi`` takes the list from the config: multi-level distillation.
+
+How a step weighs its losses (:meth:`TermMethod.step`), as the reference implementations do (mdistiller's
+distillers, RepDistiller's ``train_student.py``):
+
+* a response term (one that reads logits: kd, dkd_*, dist_*) is ``alpha * weight * term``, and cross-entropy
+  then weighs ``1 - alpha``: alpha is Hinton's balance between the teacher's soft targets and the labels;
+* a feature or relation term is ``weight * term``, alpha not applied, and when the method has no response term
+  cross-entropy keeps weight 1 (the method's ``ce_weight`` where it has one), as mdistiller's ``CE_WEIGHT: 1.0``
+  and RepDistiller's ``-r 1 -a 0 -b <beta>`` for every feature and relation method. Their weights (FitNet 100,
+  AT 1000, SP 3000, PKT 30000, ...) only mean this beside a cross-entropy of weight 1.
 """
 
 from __future__ import annotations
@@ -59,13 +69,21 @@ TERMS: dict[str, Term] = {
 }
 
 
+def ce_weight_field() -> Any:
+    """The ``ce_weight`` parameter of a feature or relation method: cross-entropy's weight, 1 as in the
+    reference code (mdistiller ``<METHOD>.LOSS.CE_WEIGHT``, RepDistiller ``-r``)."""
+    return Field(1.0, ge=0, description="Weight of cross-entropy on the labels (1 as in the reference code; "
+                                        "alpha does not apply to this method).")
+
+
 class TermSpec(BaseModel):
     """One weighted term of a method, with the feature each side reads (for feature and relation terms)."""
 
     model_config = ConfigDict(extra="forbid")
 
     term: str = Field(description="Loss term: " + ", ".join(TERMS))
-    weight: float = Field(1.0, ge=0, description="Multiplies the term (inside alpha).")
+    weight: float = Field(1.0, ge=0, description="Multiplies the term; a response term (on logits) is also "
+                                                 "scaled by alpha, a feature or relation term is not.")
     student_layer: str = Field("penultimate", description="Student feature: penultimate, last or blockN.")
     teacher_layer: str | None = Field(None, description="Teacher feature; empty = the same name as the student's.")
 
@@ -179,6 +197,10 @@ class TermMethod(Method):
 
     many_teachers: ClassVar[bool] = True
 
+    # Multiplies the response terms (not cross-entropy, not feature or relation terms); a method with a warm-up
+    # (dkd) sets it in :meth:`begin_epoch`.
+    response_scale: float = 1.0
+
     def __init__(self, student: nn.Module, teacher: TeacherSource | None, cfg: Any,
                  example: torch.Tensor | None = None, more_teachers: Sequence[TeacherSource] = (),
                  weights: Sequence[float] | None = None) -> None:
@@ -228,26 +250,35 @@ class TermMethod(Method):
             keys.add(t_name if reads == "feature" else reads)
         return keys
 
+    @property
+    def ce_weight(self) -> float:
+        """The weight of cross-entropy on the labels: ``1 - alpha`` beside response terms (alpha's meaning),
+        else the method's ``ce_weight`` (1 by default, the reference code's), alpha not applied."""
+        if any(TERMS[spec.term].reads == LOGITS for spec in self.spec_list):
+            return 1 - self.cfg.alpha
+        return float(getattr(self.params, "ce_weight", 1.0))
+
     def step(self, batch: Batch) -> StepOutput:
         """Label loss plus each term: a response term reads the teachers' mixed softened distributions
-        (:func:`~kdcore.losses.response.mixture_logits`), a feature or relation term is the weighted mean of
-        its value on each teacher, through that teacher's own adapter."""
+        (:func:`~kdcore.losses.response.mixture_logits`) and is scaled by alpha (and ``response_scale``), a
+        feature or relation term is the weighted mean of its value on each teacher, through that teacher's own
+        adapter, scaled by its weight alone; cross-entropy weighs :attr:`ce_weight`."""
         assert self.teacher is not None
         out: ModelOutput = self.student(batch.x)
         alpha = self.cfg.alpha
-        losses = {"ce": (1 - alpha) * targets.cross_entropy(out.logits, batch.y, self.cfg.label_smoothing)}
+        losses = {"ce": self.ce_weight * targets.cross_entropy(out.logits, batch.y, self.cfg.label_smoothing)}
         seen = [source.outputs(batch, self.teacher_keys(k)) for k, source in enumerate(self.sources)]
         s_rows, t_rows, y_rows = targets.scored_pairs(out.logits, self._teacher_logits(seen), batch.y)
         rows = Batch(batch.x, y_rows, batch.index)  # response terms see the scored positions as samples
         for i, spec in enumerate(self.spec_list):
             term = TERMS[spec.term]
             if term.reads == LOGITS:
-                value = term.fn(s_rows, t_rows, rows, self.cfg)
+                value = alpha * self.response_scale * term.fn(s_rows, t_rows, rows, self.cfg)
             else:
                 value = sum(w * term.fn(*self._pair(out, teacher, i, k), batch, self.cfg)
                             for k, (w, teacher) in enumerate(zip(self.teacher_weights, seen, strict=True)))
             name = spec.term if all(x.term != spec.term for x in self.spec_list[:i]) else f"{spec.term}_{i}"
-            losses[name] = alpha * spec.weight * value
+            losses[name] = spec.weight * value
         return StepOutput(out.logits, losses)
 
     def _teacher_logits(self, seen: list[dict[str, Any]]) -> torch.Tensor:
