@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 
 from dashboard.numbers import PLOTLY_COUNT, PLOTLY_PERCENT, PLOTLY_RATIO, percent
 from dashboard.text import chart
+from kdcore.seed_stats import mean_interval
 from kdcore.tracker import role_key
 
 OTHER_COLORS = ["#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D"]  # assistants, peers, free labels
@@ -34,7 +35,9 @@ SEP = " · "  # the dashboard labels runs "<study name> · <role>"
 # The survey's quality gate: the student keeps >= 95% of the teacher's accuracy or beats the baseline by >= 5%.
 GATE_LINES = {0.95: "95% of teacher", 1.05: "105% of baseline"}
 SEED_FREE = {"params.train.seed", "params.tracking.study_name"}  # what may differ between seeds of one config
-SEED_SUFFIX = re.compile(r"[\s,_-]*seed\s*\d+$", re.IGNORECASE)  # "digits ... T4 seed1" -> "digits ... T4"
+SEED_SUFFIX = re.compile(r"[\s,_·-]*seed\s*\d+$", re.IGNORECASE)  # "digits ... T4 seed1" -> "digits ... T4",
+# and a sweep's "distill.temperature=4 · seed 1" -> "distill.temperature=4"
+INTERVAL = "95% interval"  # what error bars over seeds show: the t-interval of the mean (kdcore.seed_stats)
 HYPERPARAMETERS = {"params.distill.temperature": "temperature", "params.distill.alpha": "alpha",
                    "params.teacher.width": "teacher width", "params.student.width": "student width",
                    "params.train.lr": "learning rate"}  # the parallel coordinates' axes, by their readable names
@@ -211,7 +214,10 @@ def curves(history: pd.DataFrame, runs: pd.DataFrame, metric: str, aggregate_see
 
 # --- study-level comparisons --------------------------------------------------------------------------
 def ratio_bars(studies: pd.DataFrame) -> go.Figure:
-    """Student/teacher and student/baseline accuracy per study, against the 95% and 105% gate lines."""
+    """Student/teacher and student/baseline accuracy per study, against the 95% and 105% gate lines.
+
+    A row may stand for a configuration over seeds: its ratios are then means, and optional ``<ratio>_half``
+    columns (half-widths of the 95% interval; NaN for one seed) become error bars."""
     title = "Accuracy ratios"
     present = [c for c in ("ratio_teacher", "ratio_baseline") if studies is not None and c in studies]
     if not present or studies.empty:
@@ -219,21 +225,35 @@ def ratio_bars(studies: pd.DataFrame) -> go.Figure:
     values = studies[present].apply(pd.to_numeric, errors="coerce")
     if values.isna().all().all():
         return empty(title)
+    halves = pd.DataFrame({c: pd.to_numeric(studies[f"{c}_half"], errors="coerce") if f"{c}_half" in studies
+                           else np.nan for c in present}, index=studies.index)
     name_column = next((c for c in ("label", "name", "study_id") if c in studies), None)
     names = studies[name_column] if name_column else pd.Series(studies.index.astype(str), index=studies.index)
     ids = studies["study_id"] if "study_id" in studies else pd.Series(studies.index.astype(str), index=studies.index)
     x = [_wrapped(name) for name in _unique_names(names.fillna(ids).map(chart), ids)]
-    figure = go.Figure([go.Bar(name=RATIO_NAMES[c], x=x, y=values[c].to_numpy(),
-                               marker_color=ROLE_COLORS[c.removeprefix("ratio_")],
-                               hovertemplate=f"%{{x}}<br>%{{y:{PLOTLY_RATIO}}}") for c in present])
+    figure = go.Figure([_ratio_bar(c, x, values[c], halves[c]) for c in present])
     for value, text in GATE_LINES.items():
         figure.add_hline(y=value, line_dash="dash", line_color="#555", annotation_text=text,
                          annotation_position="top left")
-    low = min(0.8, float(np.nanmin(values.to_numpy())) - 0.03)
-    high = max(1.12, float(np.nanmax(values.to_numpy())) + 0.03)
-    figure.update_layout(title=title, barmode="group", xaxis_title="study", yaxis_title="accuracy ratio",
+    low = min(0.8, float(np.nanmin((values - halves.fillna(0)).to_numpy())) - 0.03)
+    high = max(1.12, float(np.nanmax((values + halves.fillna(0)).to_numpy())) + 0.03)
+    axis = f"accuracy ratio (± {INTERVAL} over seeds)" if halves.notna().any().any() else "accuracy ratio"
+    figure.update_layout(title=title, barmode="group", xaxis_title="study", yaxis_title=axis,
                          yaxis_range=[low, high], yaxis_tickformat=PLOTLY_RATIO, legend=LEGEND_ABOVE)
     return figure
+
+
+def _ratio_bar(column: str, x: list[str], values: pd.Series, halves: pd.Series) -> go.Bar:
+    """One ratio's bars; with error bars (the 95% interval) where a bar is a mean over seeds."""
+    hover = f"%{{x}}<br>%{{y:{PLOTLY_RATIO}}}"
+    bar = go.Bar(name=RATIO_NAMES[column], x=x, y=values.to_numpy(),
+                 marker_color=ROLE_COLORS[column.removeprefix("ratio_")], hovertemplate=hover)
+    if halves.notna().any():
+        bar.update(error_y={"type": "data", "array": halves.to_numpy(), "visible": True, "color": "#333"},
+                   customdata=halves.to_numpy(),
+                   hovertemplate=[hover if math.isnan(h) else f"{hover} ± %{{customdata:{PLOTLY_RATIO}}} ({INTERVAL})"
+                                  for h in halves])
+    return bar
 
 
 def compression_frontier(runs: pd.DataFrame, x: str = "metrics.model/params") -> go.Figure:
@@ -633,10 +653,12 @@ def _group_keys(studies: pd.DataFrame, by: str) -> pd.Series:
     return studies[by]
 
 
-def grouped_accuracy(studies: pd.DataFrame, by: str = "method") -> go.Figure:
+def grouped_accuracy(studies: pd.DataFrame, by: str = "method", interval: bool = False) -> go.Figure:
     """Student test accuracy per method and mechanism, or per knowledge type: the mean over the studies in
-    each group, ± their std where the group has two or more studies (one study has no spread), coloured by
-    knowledge type, with the mean baseline as a dotted line."""
+    each group, with an error bar where the group has two or more studies (one study has no spread), coloured
+    by knowledge type, with the mean baseline as a dotted line. The error bar is the std of the group's
+    studies, or with ``interval`` (studies that include seeds of one configuration) the 95% t-interval of
+    the group's mean, which says how far the mean itself may be off."""
     title = f"Student accuracy by {GROUPINGS.get(by, by).replace(SEP, ' and ')}"
     if not _has(studies, by, "knowledge", "student_acc"):
         return empty(title)
@@ -644,8 +666,10 @@ def grouped_accuracy(studies: pd.DataFrame, by: str = "method") -> go.Figure:
                            _group=_group_keys(studies, by)).dropna(subset=["_acc", "_group"])
     if table.empty:
         return empty(title)
-    groups = table.groupby("_group", sort=True).agg(mean=("_acc", "mean"), std=("_acc", "std"), n=("_acc", "size"),
-                                                    colour=("knowledge", "first")).sort_values("mean", ascending=False)
+    spread = _half_width if interval else "std"
+    groups = table.groupby("_group", sort=True).agg(mean=("_acc", "mean"), spread=("_acc", spread),
+                                                    n=("_acc", "size"), colour=("knowledge", "first"))
+    groups = groups.sort_values("mean", ascending=False)
     groups.index = groups.index.map(chart)
     hover = f"%{{x}}: %{{y:{PLOTLY_PERCENT}}} over %{{customdata:{PLOTLY_COUNT}}} studies<extra></extra>"
     figure = go.Figure()
@@ -653,23 +677,31 @@ def grouped_accuracy(studies: pd.DataFrame, by: str = "method") -> go.Figure:
         figure.add_trace(go.Bar(x=rows.index.astype(str), y=rows["mean"], name=chart(knowledge),
                                 marker_color=KNOWLEDGE_COLORS.get(str(knowledge), OTHER_COLORS[0]),
                                 customdata=rows["n"], hovertemplate=hover))
-    spread = groups[groups["n"] > 1]
-    if not spread.empty:  # error bars on their own trace: a bar of one study gets none, not a zero-height one
-        figure.add_trace(go.Scatter(x=spread.index.astype(str), y=spread["mean"], mode="markers", name="± std",
+    name = INTERVAL if interval else "std"
+    bars = groups[groups["n"] > 1]
+    if not bars.empty:  # error bars on their own trace: a bar of one study gets none, not a zero-height one
+        figure.add_trace(go.Scatter(x=bars.index.astype(str), y=bars["mean"], mode="markers", name=f"± {name}",
                                     marker={"size": 0, "color": "#333"}, showlegend=False,
-                                    error_y={"type": "data", "array": spread["std"].to_numpy(), "visible": True,
+                                    error_y={"type": "data", "array": bars["spread"].to_numpy(), "visible": True,
                                              "color": "#333"},
-                                    customdata=spread["std"],
-                                    hovertemplate=f"%{{x}}: std %{{customdata:{PLOTLY_PERCENT}}}<extra></extra>"))
+                                    customdata=bars["spread"],
+                                    hovertemplate=f"%{{x}}: {name} ± %{{customdata:{PLOTLY_PERCENT}}}<extra></extra>"))
     if _has(studies, "baseline_acc"):
         baseline = pd.to_numeric(studies["baseline_acc"], errors="coerce").mean()
         if not math.isnan(baseline):
             figure.add_hline(y=baseline, line_dash="dot", line_color=ROLE_COLORS["baseline"],
                              annotation_text="baseline (mean)", annotation_position="bottom right")
-    figure.update_layout(title=title, xaxis_title=GROUPINGS.get(by, by), yaxis_title="student test accuracy",
+    axis = f"student test accuracy (± {INTERVAL})" if interval else "student test accuracy"
+    figure.update_layout(title=title, xaxis_title=GROUPINGS.get(by, by), yaxis_title=axis,
                          yaxis_tickformat=PLOTLY_PERCENT, legend_title="knowledge", barmode="overlay",
                          xaxis={"categoryorder": "array", "categoryarray": list(groups.index.astype(str))})
     return figure
+
+
+def _half_width(values: pd.Series) -> float:
+    """Half-width of the 95% t-interval of the mean of ``values`` (NaN for one value)."""
+    half = mean_interval(values.to_numpy(dtype=float)).half_width
+    return math.nan if half is None else half
 
 
 # --- what the models see and attend to -----------------------------------------------------------------

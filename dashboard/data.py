@@ -298,3 +298,36 @@ def progress(uri: str, study_id: str) -> pd.DataFrame:
                      "val_acc": val["value"].iloc[-1] if len(val) else math.nan, "eta_s": eta})
     rows.sort(key=lambda row: role_key(row["role"]))
     return pd.DataFrame(rows, columns=columns)
+
+
+SIBLING_COLUMNS = ["of", "study_id", "seed", "config"]
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def seed_siblings(uri: str, study_ids: tuple[str, ...]) -> Loaded:
+    """Each study with its seed siblings, so a page can give numbers over seeds: rows ``of`` (the study asked
+    about), ``study_id`` (the study itself first, then each finished sibling: same experiment, same config but
+    for train.seed, as :func:`kdcore.siblings.seed_sibling_ids` finds them), ``seed`` and ``config`` (a key
+    equal for studies of one configuration). A study whose siblings cannot be read stands alone, and the
+    problem says how many."""
+    from kdcore.siblings import SEED, comparable, seed_sibling_ids
+    from kdcore.tracking import MlflowTracker
+
+    rows: list[tuple[str, str, str | None, str]] = []
+    failed: list[str] = []
+    for study_id in study_ids:
+        try:
+            tracker = MlflowTracker.for_run(study_id, uri)
+            params = tracker.get_run(study_id).params
+            config = f"{tracker.experiment_id}|{sorted(comparable(params, (SEED,)).items())}"
+            found = [(study_id, params.get(SEED))] + [(other, tracker.get_run(other).params.get(SEED))
+                                                     for other in seed_sibling_ids(tracker, study_id)]
+        except Exception as err:  # a damaged run or an unreadable config: the study is its only seed
+            failed.append(one_line(err, 120))
+            found, config = [(study_id, None)], study_id
+        rows += [(study_id, member, seed, config) for member, seed in found]
+    frame = pd.DataFrame(rows, columns=SIBLING_COLUMNS)
+    if not failed:
+        return Loaded(frame)
+    studies = "study" if len(failed) == 1 else "studies"
+    return Loaded(frame, f"the seeds of {len(failed)} {studies} could not be read ({failed[0]}); each is shown alone")

@@ -82,6 +82,25 @@ def test_ratio_bars_show_both_ratios_against_the_gate_lines() -> None:
     assert list(long.data[0].x) == ["fixed<br>capacity_mismatch -<br>one assistant seed0", "&lt;b&gt;", "B"]
 
 
+def test_ratio_bars_over_seeds_draw_the_95_percent_interval_as_error_bars() -> None:
+    configs = pd.DataFrame({"study_id": ["a1", "b2"], "label": ["T2 (3 seeds)", "T8"], "ratio_teacher": [0.95, 0.9],
+                            "ratio_baseline": [1.01, 1.0], "ratio_teacher_half": [0.02, np.nan],
+                            "ratio_baseline_half": [0.01, np.nan]})
+    figure = charts.ratio_bars(configs)
+    teacher = figure.data[0]
+    assert teacher.error_y.array[0] == 0.02 and math.isnan(teacher.error_y.array[1])  # one seed: no error bar
+    assert "95% interval" in teacher.hovertemplate[0] and "±" not in teacher.hovertemplate[1]
+    assert figure.layout.yaxis.title.text == "accuracy ratio (± 95% interval over seeds)"
+    plain = charts.ratio_bars(configs.drop(columns=["ratio_teacher_half", "ratio_baseline_half"]))
+    assert plain.data[0].error_y.array is None and plain.layout.yaxis.title.text == "accuracy ratio"
+
+
+def test_a_sweep_study_name_loses_its_seed_like_a_hand_made_one() -> None:
+    assert charts.SEED_SUFFIX.sub("", "distill.temperature=4, distill.alpha=0.5 · seed 1") == (
+        "distill.temperature=4, distill.alpha=0.5")
+    assert charts.SEED_SUFFIX.sub("", "digits T4 seed12") == "digits T4"
+
+
 def test_entropy_histograms_mark_ln_k_as_the_maximum() -> None:
     uniform, sure = np.full((5, 4), 0.25), np.eye(4)[[0, 1, 2, 3, 0]]
     figure = charts.entropy_histograms({"A · teacher": sure, "A · student": uniform})
@@ -327,6 +346,17 @@ def test_grouped_accuracy_means_each_method_and_colours_by_knowledge() -> None:
     assert sorted(bars_of(by_type)) == ["feature", "relation", "response"]
     assert by_type.layout.title.text == "Student accuracy by knowledge type"
     assert is_blank(charts.grouped_accuracy(studies.iloc[:0], "method"))
+
+
+def test_grouped_accuracy_over_seeds_draws_the_t_interval_of_each_mean_not_the_std() -> None:
+    studies = pd.DataFrame({"method": ["kd", "kd", "kd", "rkd"], "knowledge": ["response"] * 3 + ["relation"],
+                            "student_acc": [0.8, 0.9, 0.85, 0.7]})
+    figure = charts.grouped_accuracy(studies, "method", interval=True)
+    spread = [t for t in figure.data if t.error_y.array is not None]
+    assert [list(t.x) for t in spread] == [["kd"]] and spread[0].name == "± 95% interval"
+    t_975_2 = 4.302652729911275  # t quantile at 0.975 with 2 degrees of freedom
+    assert spread[0].error_y.array[0] == pytest.approx(t_975_2 * np.std([0.8, 0.9, 0.85], ddof=1) / math.sqrt(3))
+    assert figure.layout.yaxis.title.text == "student test accuracy (± 95% interval)"
 
 
 def test_grouped_accuracy_tells_the_mechanisms_of_one_method_apart() -> None:

@@ -3,6 +3,10 @@
 The studies come from the shared selection (:mod:`dashboard.selection`), so a link ``?studies=<id prefixes>``
 opens a comparison. Every role of every study is drawn where it has predictions; under each prediction chart a
 caption names the roles that have none, and why.
+
+A selected study stands for its configuration (its config but for ``train.seed``): where the store holds the
+configuration over several seeds, accuracies and ratios are means with a 95% interval over all of them, selected
+or not, as the model card counts them, and the Difference panel compares two configurations over their seeds.
 """
 
 from __future__ import annotations
@@ -14,13 +18,22 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, nav, notes, numbers, selection
+from dashboard import seed_intervals as seeds
 from dashboard.text import md
+from kdcore.seed_stats import compare
 from kdcore.tracker import role_key
 
 MAX_PREDICTION_SERIES = 24  # colour = role, dash and symbol = study, legend below: still told apart
 WAITING = {"RUNNING": "still training, no predictions yet", "SCHEDULED": "not started yet"}
 STOPPED = {"FAILED": "failed before it was evaluated", "KILLED": "stopped before it was evaluated"}
 REUSED = "reused from another study, no predictions logged here"
+OVER_SEEDS = ("A selected study stands for its configuration: every finished study in this store equal to it but for "
+              "train.seed is one of its seeds, selected or not. Each number is the mean [95% t-interval] over the "
+              "seeds. Student − baseline is paired by seed (the two share each seed's initialisation and batch "
+              "order): a t-interval below 10 seeds, a bootstrap from 10; it helps or hurts when the interval "
+              "leaves out 0.")
+ONE_SEED = ("Each configuration here has one seed, so its numbers are single runs without an interval. For "
+            f"intervals and verdicts, run a configuration over several seeds, e.g. {seeds.SWEEP_HINT}.")
 
 
 class Missing(NamedTuple):
@@ -129,6 +142,67 @@ def hyperparameters(runs: pd.DataFrame, chosen: pd.DataFrame) -> None:
         st.dataframe(diff, width="stretch")
 
 
+def over_seeds(uri: str, ids: list[str], studies: pd.DataFrame) -> pd.DataFrame:
+    """The table of each configuration over its seeds (or a caption that there is one seed each); returns the
+    seeds of every configuration (:func:`seed_intervals.members`), which the charts below draw from."""
+    found = data.seed_siblings(uri, tuple(ids))
+    table = seeds.members(ids, found.value, studies)
+    st.subheader("Over seeds")
+    if found.problem:
+        st.warning(f"Numbers over seeds: {md(found.problem, 300)}.", icon=notes.ICON)
+    if not seeds.several_seeds(table):
+        st.caption(ONE_SEED)
+        return table
+    summary = seeds.summary_table(table)  # st.table reads Markdown: the store's text is escaped
+    st.table(summary.assign(configuration=summary["configuration"].map(md), seeds=summary["seeds"].map(md))
+             .set_index("configuration"))
+    st.caption(OVER_SEEDS)
+    return table
+
+
+def difference(table: pd.DataFrame) -> None:
+    """B − A student test accuracy for two configurations picked among the selected ones, over their seeds."""
+    st.subheader("Difference")
+    names = table.groupby("config", sort=True)["name"].first().to_dict()
+    if len(names) < 2:
+        st.caption("The selected studies are seeds of one configuration: select a study of another one to see a "
+                   "difference.")
+        return
+    a_col, b_col = st.columns(2)
+    a = a_col.selectbox("A", list(names), index=0, format_func=names.get, key="difference_a")
+    b = b_col.selectbox("B", list(names), index=1, format_func=names.get, key="difference_b")
+    if a == b:
+        st.caption("Pick two different configurations.")
+        return
+    a_acc, b_acc = (seeds.accuracies(table[table["config"] == c]) for c in (a, b))
+    if not a_acc or not b_acc:
+        st.caption(f"**{md(names[a if not a_acc else b])}** has no student test accuracy yet.")
+        return
+    if len(a_acc) == 1 and len(b_acc) == 1:
+        st.caption("A difference cannot be judged from one seed each: the spread between seeds is unknown. Run "
+                   f"both configurations over several seeds, e.g. {seeds.SWEEP_HINT}, then compare again.")
+        return
+    found = compare(b_acc, a_acc)  # paired by seed when both have the same seeds, Welch otherwise
+    st.markdown(f"Student test accuracy, **{md(names[b])}** − **{md(names[a])}**: {found.describe()}")
+    st.caption(f"{seeds.how_compared(a_acc, b_acc, found)} Helps: B's student is more accurate than A's; hurts: "
+               "less accurate.")
+
+
+def accuracy_charts(chosen: pd.DataFrame, table: pd.DataFrame) -> None:
+    """Student accuracy by group and the ratios: per selected study, or where a configuration has several
+    seeds, over the seeds with the 95% interval as error bars."""
+    pooled = seeds.several_seeds(table)
+    group_col, _ = st.columns([1, 2])
+    by = group_col.radio("Group students by", list(charts.GROUPINGS), horizontal=True, key="group_by",
+                         format_func=charts.GROUPINGS.get)
+    st.plotly_chart(charts.grouped_accuracy(table if pooled else chosen, by, interval=pooled), key="grouped")
+    if pooled:
+        st.caption(f"Bars: the mean over each group's studies, every seed of a configuration included "
+                   f"({numbers.count(len(table))} studies); error bars: the 95% t-interval of that mean.")
+    # full width: one bar pair per study (per configuration over its seeds), named in full
+    st.plotly_chart(charts.ratio_bars(seeds.by_configuration(table) if pooled else chosen), key="ratios")
+
+
 def render() -> None:
     st.title("Compare")
     uri = data.store_uri()
@@ -158,13 +232,10 @@ def render() -> None:
     history = data.histories(uri, tuple(runs["run_id"]), tuple(data.CURVE_METRICS))
     st.plotly_chart(charts.curves(history, runs, metric, aggregate_seeds=aggregate), key="curves")
 
-    group_col, _ = st.columns([1, 2])
-    by = group_col.radio("Group students by", list(charts.GROUPINGS), horizontal=True, key="group_by",
-                         format_func=charts.GROUPINGS.get)
-    st.plotly_chart(charts.grouped_accuracy(chosen, by), key="grouped")
-
-    st.plotly_chart(charts.ratio_bars(chosen), key="ratios")  # full width: one bar pair per study, named in full
+    table = over_seeds(uri, ids, studies)
+    accuracy_charts(chosen, table)
     st.plotly_chart(charts.compression_frontier(runs), key="frontier")
+    difference(table)
 
     predictions(uri, runs, ids)
     hyperparameters(runs, chosen)
