@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true", help="print the points and the study count; run nothing")
     sweep.add_argument("--workers", type=int, default=1, metavar="N",
                        help="share the studies among N worker processes (jobs of the dashboard's launcher), by seed")
+    sweep.add_argument("--out", type=Path, metavar="FILE",
+                       help="also write the summary as a Markdown table into FILE, between markers of the sweep's "
+                            "name (running it again replaces only that table), e.g. docs/results.md")
     sweep.add_argument("--job", metavar="DIR", help=argparse.SUPPRESS)  # run as a launcher job, state in DIR
     sweep.add_argument("--join", metavar="SWEEP_ID", help=argparse.SUPPRESS)  # a worker: add studies to this sweep
     sweep.add_argument("--share", metavar="K/N", help=argparse.SUPPRESS)  # a worker: its share of the points
@@ -364,6 +367,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 128 + (signal.SIGTERM if isinstance(err.interrupt, Terminated) else signal.SIGINT)
     print(summary_text(result.summary))
     print(f"sweep {result.sweep_id} {result.status}; logged to {tracker.uri}")
+    if args.out:
+        from kdcore.bench import write_section
+        from kdcore.sweep import summary_markdown
+
+        write_section(args.out, f"sweep:{spec.name}", summary_markdown(result.summary, args.sweep_file))
+        print(f"summary written to {args.out}")
     return 0 if result.status == "FINISHED" else 1
 
 

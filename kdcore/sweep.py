@@ -292,5 +292,42 @@ def summary_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def summary_markdown(summary: dict[str, Any], source: str) -> str:
+    """The summary as a Markdown section for a results file: each point's test accuracies over seeds, its paired
+    gain over the baseline with the 95% interval, the verdict before and after Holm's correction, and the point
+    chosen on validation. ``source`` is the sweep file, for the reader who wants to run it again."""
+    from kdcore.seed_stats import mean_interval
+
+    def acc(values: list[float]) -> str:
+        estimate = mean_interval(values)
+        if estimate.half_width is None:
+            return f"{100 * estimate.mean:.1f}"
+        return f"{100 * estimate.mean:.1f} [{100 * (estimate.mean - estimate.half_width):.1f}, " \
+               f"{100 * (estimate.mean + estimate.half_width):.1f}]"
+
+    columns = ["point", "student test acc % [95% CI]", "baseline test acc %", "gain, pts [95% CI]", "verdict",
+               "after Holm", "validation gain, pts"]
+    lines = [f"### Sweep: {summary['name']}", "",
+             f"`kdx sweep {source}`: {summary['finished']} of {summary['studies']} studies finished, seeds "
+             f"{', '.join(str(s) for s in summary['seeds'])}. The gain is the student's test accuracy minus its "
+             f"baseline's, paired by seed; p-values are {summary['correction']}. The best point is chosen on "
+             f"validation ({summary['best_rule']}); its test number is reported once, not searched on.", "",
+             "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    ranked = sorted(summary["points"], key=lambda row: -(row.get("mean") or -1e9))
+    for row in ranked:
+        if not row["student_acc"]:
+            lines.append(f"| {row['label']} | – | – | – | {row['difference']} | – | – |")
+            continue
+        gain = f"{100 * row['mean']:+.1f}" + ("" if row.get("low") is None
+                                              else f" [{100 * row['low']:+.1f}, {100 * row['high']:+.1f}]")
+        best = " **(best on validation)**" if row["point"] == summary.get("best") else ""
+        val = "–" if row.get("val_mean") is None else f"{100 * row['val_mean']:+.1f}"
+        lines.append(f"| {row['label']}{best} | {acc(row['student_acc'])} | {acc(row['baseline_acc'])} | {gain} | "
+                     f"{row['verdict']} | {row.get('holm_verdict') or '–'} | {val} |")
+    for failure in summary["failed"]:
+        lines.append(f"\nFailed: {failure['key']}: {failure['reason']}")
+    return "\n".join(lines) + "\n"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
