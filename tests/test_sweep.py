@@ -264,3 +264,19 @@ def test_every_study_of_a_temperature_sweep_is_diagnosed_last_with_all_its_sibli
     with redirect_stdout(StringIO()):
         assert main(["sweep", str(path), "--tracking-uri", sqlite_uri]) == 0
     assert sorted(seen.values()) == [2, 2, 2]  # each saw the other two temperatures, the first ones again at the end
+
+
+def test_the_summary_as_markdown_ranks_points_by_gain_and_marks_the_validation_choice(
+        finished: tuple[str, Path, str, str]) -> None:
+    from kdcore.sweep import summary_markdown
+
+    uri, _, _, sweep_id = finished
+    summary = json.loads(Path(MlflowClient(uri).download_artifacts(sweep_id, SUMMARY_FILE)).read_text())
+    text = summary_markdown(summary, "sweep.yaml")
+    rows = [line for line in text.splitlines() if line.startswith("| distill.temperature=")]
+    gains = [float(row.split(" | ")[3].split(" ")[0]) for row in rows]
+    assert len(rows) == 2 and gains == sorted(gains, reverse=True)
+    best = next(row for row in summary["points"] if row["point"] == summary["best"])
+    assert sum("(best on validation)" in row for row in rows) == 1
+    assert any(row.startswith(f"| {best['label']} **(best on validation)**") for row in rows)
+    assert "Holm-corrected across 2 points" in text and "`kdx sweep sweep.yaml`" in text
