@@ -227,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--folder", type=Path, default=SAMPLES, help=f"folder of study files (default {SAMPLES})")
     make.add_argument("--manifest", type=Path, default=None,
                       help="YAML list of {config, overrides} (default FOLDER/manifest.yaml)")
+    make.add_argument("--only", metavar="TEXT",
+                      help="re-run only the entries whose study name contains TEXT; the other files stay")
     return parser
 
 
@@ -742,7 +744,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
     if not manifest.is_file():
         raise UsageError(f"--manifest: {manifest} does not exist")
     try:
-        written = make_samples(args.folder, manifest)
+        written = make_samples(args.folder, manifest, args.only)
     except SampleError as err:
         raise UsageError(str(err)) from None
     print(f"wrote {len(written)} study files to {args.folder}")

@@ -319,16 +319,21 @@ def read_manifest(manifest: Path) -> list[ManifestEntry]:
         raise SampleError(f"manifest {manifest}: {type(err).__name__}: {err}".splitlines()[0]) from None
 
 
-def make_samples(folder: Path, manifest: Path) -> list[Path]:
+def make_samples(folder: Path, manifest: Path, only: str | None = None) -> list[Path]:
     """Run every study of the manifest on a fresh temporary store and export it into ``folder``.
 
     Each study gets its own store so none reuses another's teacher: every sample has full curves.
     Files of ``folder`` this run did not produce are removed; ``folder`` is only touched once all succeed.
+    With ``only``, just the entries whose study name contains it run, and every other file stays.
     """
     from kdcore.study import Study  # torch and the models: only when studies are made
 
     folder, root = Path(folder), Path(manifest).resolve().parent.parent
     configs = [load_config(root / entry.config, entry.overrides) for entry in read_manifest(manifest)]
+    if only is not None:
+        configs = [cfg for cfg in configs if only in (cfg.tracking.study_name or "")]
+        if not configs:
+            raise SampleError(f"--only: no entry of {Path(manifest).name} has a study name containing {only!r}")
     with tempfile.TemporaryDirectory() as tmp:
         made: list[Path] = []
         for k, cfg in enumerate(configs):
@@ -342,6 +347,6 @@ def make_samples(folder: Path, manifest: Path) -> list[Path]:
                                  "give it its own tracking.study_name override")
             made.append(path)
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in sorted(set(folder.glob("*.json")) - {folder / p.name for p in made}):
+        for stale in sorted(set(folder.glob("*.json")) - {folder / p.name for p in made} if only is None else ()):
             stale.unlink()
         return [Path(shutil.move(path, folder / path.name)) for path in made]

@@ -215,6 +215,22 @@ def test_make_samples_writes_the_manifest_studies_only(tmp_path: Path, monkeypat
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.yaml", "tiny-one.json"]
 
 
+def test_make_samples_only_reruns_the_named_entries_and_keeps_the_other_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    tiny_config("train.epochs=1").save(tmp_path / "tiny.yaml")
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    (folder / "tiny-one.json").write_text("kept")
+    manifest = folder / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump([{"config": "tiny.yaml", "overrides": [f"tracking.study_name=Tiny {n}"]}
+                                        for n in ("one", "two")]))
+    assert [p.name for p in make_samples(folder, manifest, only="two")] == ["tiny-two.json"]
+    assert (folder / "tiny-one.json").read_text() == "kept"
+    with pytest.raises(ValueError, match=r"^--only: no entry of manifest.yaml has a study name containing 'six'"):
+        make_samples(folder, manifest, only="six")
+
+
 def test_manifest_errors_are_one_line(tmp_path: Path) -> None:
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text("- config: a.yaml\n  overides: [x=1]\n")
