@@ -160,6 +160,14 @@ def test_the_example_sweep_expands_to_24_studies() -> None:
     assert {p.config.train.seed for p in points} == {0, 1, 2}
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("sweep_*.yaml")), ids=lambda p: p.stem)
+def test_every_example_sweep_expands_into_valid_studies_within_its_maximum(path: Path) -> None:
+    spec = load_sweep(path)
+    points = expand(spec)
+    assert count(spec) == len(points) <= spec.max_studies
+    assert len({p.config.tracking.study_name for p in points}) == len(points)  # every study named apart
+
+
 B = "base: {base}\n"
 GRID = B + "grid: {distill.temperature: [2, 4]}\n"
 ALPHA = "grid: {distill.alpha: [0.5]}\n"
