@@ -19,6 +19,7 @@ def pages() -> dict[str, StreamlitPage]:
         "launch": st.Page("views/launch.py", title="Launch", icon=":material/rocket_launch:"),
         "compare": st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
         "study": st.Page("views/study.py", title="Study detail", icon=":material/query_stats:"),
+        "sweep": st.Page("views/sweep.py", title="Sweep", icon=":material/grid_on:"),
         "learn_temperature": st.Page("views/learn_soft_labels.py", title="Temperature", icon=":material/thermostat:",
                                      url_path="learn_temperature", default=learn_first),
         "learn_capacity": st.Page("views/learn_gap.py", title="Capacity gap", icon=":material/straighten:",

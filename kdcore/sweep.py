@@ -106,7 +106,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], tracker: Tracker, text: str,
             outcomes = [skip(point, done[point.key]) if point.key in done else run(point) for point in points]
         refresh_after(tracker, [o.study_id for o in outcomes if o.status == "FINISHED" and not o.skipped
                                 and o.study_id is not None], in_order=execute is None)
-        summary = summarise(tracker, sweep_id, spec, outcomes, best)
+        summary = summarise(sweep_id, spec, outcomes, best)
         tracker.log_bytes(sweep_id, SUMMARY_FILE, json.dumps(summary, indent=1).encode())
         failed = [o for o in outcomes if o.status not in ("FINISHED", PRUNED)]
         status = "FAILED" if failed else "FINISHED"
@@ -222,8 +222,7 @@ def _result_text(outcome: Outcome) -> str:
     return f"student {_pct(outcome.student_acc)}, baseline {_pct(outcome.baseline_acc)}"
 
 
-def summarise(tracker: Tracker, sweep_id: str, spec: SweepSpec, outcomes: list[Outcome],
-              best: str | None = None) -> dict[str, Any]:
+def summarise(sweep_id: str, spec: SweepSpec, outcomes: list[Outcome], best: str | None = None) -> dict[str, Any]:
     """Per point, over its seeds: student and baseline test accuracies and their paired difference, with
     p-values Holm-corrected across the points that have one; the same difference on validation, which picks
     the best point unless a search chose it (``best``: a validation choice either way, so its test number is

@@ -366,6 +366,13 @@ STUDY_COLUMNS = {
 }
 
 
+def runs_frame(uri: str | None, filter_string: str, experiment: str | None = None) -> pd.DataFrame:
+    """Every run of ``experiment`` (None: every active experiment) matching an MLflow filter, one row each:
+    run_id, name, status, experiment_id, start_time, end_time and ``tags.*``, ``params.*``, ``metrics.*``."""
+    client = _client(uri)
+    return _runs_frame(client, _experiment_ids(client, experiment), filter_string)
+
+
 def _experiment_ids(client: MlflowClient, experiment: str | None) -> list[str]:
     if experiment is None:
         return [e.experiment_id for e in client.search_experiments(ViewType.ACTIVE_ONLY)]

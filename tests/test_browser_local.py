@@ -24,7 +24,7 @@ pytestmark = test_browser.pytestmark
 MAIN_PAGES = {"Advisor": "Advisor", "Launch": "Launch a study", "Compare": "Compare", "Study detail": "Study detail",
               "Temperature": "Temperature and soft labels", "Capacity gap": "Capacity gap",
               "Decision tree": "The decision tree, walked through", "Failure modes": "The five failure modes",
-              "Quality gates": "The quality gates", "Studies": "Studies"}  # in the sidebar -> the page's heading
+              "Quality gates": "The quality gates", "Studies": "Studies", "Sweep": "Sweep"}  # sidebar -> heading
 
 
 @pytest.fixture(scope="module")
