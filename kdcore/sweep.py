@@ -304,7 +304,7 @@ def summary_markdown(summary: dict[str, Any], source: str) -> str:
         return f"{100 * estimate.mean:.1f} [{100 * (estimate.mean - estimate.half_width):.1f}, " \
                f"{100 * (estimate.mean + estimate.half_width):.1f}]"
 
-    columns = ["point", "student test acc % [95% CI]", "baseline test acc %", "gain, pts [95% CI]", "verdict",
+    columns = ["point", "student test acc % [95% CI]", "baseline test acc % [95% CI]", "gain, pts [95% CI]", "verdict",
                "after Holm", "validation gain, pts"]
     lines = [f"### Sweep: {summary['name']}", "",
              f"`kdx sweep {source}`: {summary['finished']} of {summary['studies']} studies finished, seeds "
