@@ -230,17 +230,8 @@ class Study:
             "cross_modal": "cross-modal({}->{}{}) ".format(*views(cfg), "" if distill.align else ", unaligned")
             if distill.mechanism == "cross_modal" else "",
         }.get(distill.mechanism, f"{distill.mechanism} ")
-        pair = f"{self._teacher_label()}->{model_spec(cfg.student)}"
+        pair = f"{teacher_label(self.cfg)}->{model_spec(cfg.student)}"
         return f"{data_label(cfg.data)} {pair} {mechanism}{method} seed{cfg.train.seed}"
-
-    def _teacher_label(self) -> str:
-        """Who teaches, for names and the ``kd.teacher`` tag: the teacher(s), the peers, or the student itself."""
-        distill = self.cfg.distill
-        if distill.mechanism == "online":
-            return "+".join(model_spec(peer) for peer in distill.peers)
-        if not MECHANISMS.entry(distill.mechanism).meta.get("teacher", True):
-            return "self"
-        return "+".join(model_spec(teacher) for teacher in (self.cfg.teacher, *distill.teachers))
 
     def _tags(self, role: str, method: str, **extra: str) -> dict[str, str]:
         cfg = self.cfg
@@ -248,7 +239,7 @@ class Study:
             "kd.role": role, "kd.method": cfg.distill.method if role == STUDY_ROLE else method,
             "kd.mechanism": cfg.distill.mechanism,
             "kd.knowledge": METHODS.get(cfg.distill.method if role == STUDY_ROLE else method).knowledge,
-            "kd.dataset": cfg.data.name, "kd.teacher": self._teacher_label(),
+            "kd.dataset": cfg.data.name, "kd.teacher": teacher_label(self.cfg),
             "kd.student": model_spec(cfg.student), "kd.version": __version__, **extra,
         }
         if role == STUDY_ROLE:
@@ -522,6 +513,17 @@ class Study:
         result = RoleResult(role, run_id, model, metrics, probs)
         self.roles[role] = result
         return result
+
+
+def teacher_label(cfg: ExperimentConfig) -> str:
+    """Who teaches in a study of ``cfg``, as its name and its ``kd.teacher`` tag say: the teacher(s), the peers,
+    or ``self``."""
+    distill = cfg.distill
+    if distill.mechanism == "online":
+        return "+".join(model_spec(peer) for peer in distill.peers)
+    if not MECHANISMS.entry(distill.mechanism).meta.get("teacher", True):
+        return "self"
+    return "+".join(model_spec(teacher) for teacher in (cfg.teacher, *distill.teachers))
 
 
 def deployed(model: nn.Module) -> nn.Module:

@@ -395,9 +395,12 @@ def configure(spec: SweepSpec, values: dict[str, Any], seed: int) -> ExperimentC
         raise SweepError(f"{_label(values, seed)}: fails validation: {err}") from None
 
 
-def _build(spec: SweepSpec, values: dict[str, Any], seed: int) -> ExperimentConfig:
+def _build(spec: SweepSpec, values: dict[str, Any], seed: int, base: dict[str, Any] | None = None) -> ExperimentConfig:
+    """A point's config from ``base`` (the base with the overrides, read once by a caller building many; else
+    read here)."""
     name = _clip(f"{spec.name}: {_label(values, seed)}", RUN_NAME_CHARS)
-    return validate(_with(_base(spec), {**values, "train.seed": seed, "tracking.study_name": name}))
+    raw = copy.deepcopy(base) if base is not None else _base(spec)
+    return validate(_with(raw, {**values, "train.seed": seed, "tracking.study_name": name}))
 
 
 def check(spec: SweepSpec) -> None:
@@ -449,11 +452,12 @@ def expand(spec: SweepSpec) -> list[Point]:
                    for _ in range(spec.random.samples)]
     width = max(2, len(str(len(combos) - 1)))
     points = []
+    base = _base(spec)  # read once: every point starts from a copy
     for i, values in enumerate(combos):
         for seed in spec.seeds:
             point_id = f"p{i:0{width}d}"
             try:
-                config = _build(spec, values, seed)
+                config = _build(spec, values, seed, base)
             except ConfigError as err:
                 raise SweepError(f"sweep: point {point_id} ({_label(values, seed)}) fails validation: {err}") from None
             points.append(Point(point_id, dict(values), seed, config))

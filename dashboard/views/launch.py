@@ -1,7 +1,9 @@
-"""Launch: a form generated from the config, a device selector, and the queue of studies, live.
+"""Launch: a form generated from the config, a device selector, a Sweep editor over the form's config, and the
+queue of studies, live.
 
-The study launched last from this page is shown at the top, live while it trains, then with its key
-numbers, findings, gates and a link to Study detail (or its error)."""
+The study (or sweep) launched last from this page is shown at the top, live while it trains, then with its key
+numbers, findings, gates and a link to Study detail (a sweep: its studies finished and a link to Sweep), or its
+error."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from dashboard import data, nav, numbers, sources
+from dashboard import data, nav, numbers, sources, sweep_editor
 from dashboard.form import FieldSpec, config_fields, nest
+from dashboard.sweep_editor import GRID, RANDOM, AxisChoice
 from dashboard.text import md
 from kdcore import launcher
 from kdcore.config import ConfigError, ExperimentConfig, field_errors, load_config, validate
@@ -30,6 +33,8 @@ ADVANCED = {"data.val_fraction", "data.test_fraction", "data.split_seed", "train
             "distill.rationale", "tracking.experiment", "tracking.uri"}
 TERM_COLUMNS = ["term", "weight", "student_layer", "teacher_layer"]
 LAUNCHED = "launched_job"  # the job id of the study launched last from this page
+SWEEP_TOTALS = "launched_sweep_studies"  # job id -> the studies of a sweep launched from this page
+MODES = {GRID: "values (grid)", RANDOM: "range (random)"}
 ANCHOR = "launched-study"  # the heading of its box, which the Launch button's caption links to
 
 
@@ -193,7 +198,11 @@ def queue_list(uri: str) -> bool:
             if job.status == "failed" and job.message:
                 st.error(md(job.message, 2000))
             if job.study_id and job.status in ACTIVE:
-                progress_table(uri, job.study_id)
+                if job.kind == "sweep":
+                    st.caption(sweep_editor.progress_text(sweep_editor.finished_count(uri, job.study_id),
+                                                          st.session_state.get(SWEEP_TOTALS, {}).get(job.job_id)))
+                else:
+                    progress_table(uri, job.study_id)
     return len(finished) < len(jobs)
 
 
@@ -243,11 +252,13 @@ def launched_box(uri: str, job: launcher.Job) -> None:
         head, hide = st.columns([5, 1], vertical_alignment="center")
         head.subheader(f"Launched: {md(job.name or job.job_id)}", anchor=ANCHOR)
         head.markdown(f"`{job.status.upper()}`" + (f" on `{job.slot}`" if job.slot else "")
-                      + f" · `{job.study_id or 'waiting for its study id'}`")
-        if hide.button("Hide", key="launched-hide", help="Hide this box (the study stays in the queue below)"):
+                      + f" · `{job.study_id or f'waiting for its {job.kind} id'}`")
+        if hide.button("Hide", key="launched-hide", help=f"Hide this box (the {job.kind} stays in the queue below)"):
             del st.session_state[LAUNCHED]
             st.rerun()
-        if job.status == "queued":
+        if job.kind == "sweep":
+            sweep_outcome(uri, job)
+        elif job.status == "queued":
             st.caption("Waiting for a free slot.")
         elif job.status == "running" and job.study_id:
             progress_table(uri, job.study_id)
@@ -257,6 +268,27 @@ def launched_box(uri: str, job: launcher.Job) -> None:
             st.warning(md(job.message or "Cancelled.", 2000), icon=":material/cancel:")
         elif job.status == "finished" and job.study_id:
             results(uri, job.study_id)
+
+
+def sweep_outcome(uri: str, job: launcher.Job) -> None:
+    """A launched sweep: how many of its studies have finished, its error, and a link to it on Sweep."""
+    total = st.session_state.get(SWEEP_TOTALS, {}).get(job.job_id)
+    if job.status == "queued":
+        st.caption("Waiting for a free slot.")
+    if job.study_id:
+        finished = sweep_editor.finished_count(uri, job.study_id)
+        text = sweep_editor.progress_text(finished, total)
+        if total:
+            st.progress(min(finished / total, 1.0), text=text)
+        else:
+            st.caption(text)
+    if job.status == "failed":
+        st.error(md(job.message or "It failed without a message; see its log.", 2000), icon=":material/error:")
+    elif job.status == "killed":
+        st.warning(md(job.message or "Cancelled.", 2000), icon=":material/cancel:")
+    if job.study_id:
+        st.page_link(nav.pages()["sweep"], label="Open in Sweep", icon=":material/grid_on:",
+                     query_params={"sweep": job.study_id[:8]})
 
 
 def finished_row(uri: str, study_id: str) -> pd.Series | None:
@@ -286,6 +318,138 @@ def results(uri: str, study_id: str) -> None:
         st.metric("Quality gates passed", "-" if pd.isna(gates) else f"{int(gates)} of 10")
     st.page_link(nav.pages()["study"], label="Open in Study detail", icon=":material/query_stats:",
                  query_params={"id": study_id})
+
+
+def study_config(raw: dict[str, Any], device: str) -> ExperimentConfig:
+    """The study the form holds, on the chosen device: what Launch runs, and the base of a sweep."""
+    return validate({**raw, "train": {**raw.get("train", {}), "device": device}})
+
+
+# --- the Sweep editor ---------------------------------------------------------------------------------------
+def sweep_section(raw: dict[str, Any], errors: dict[str, str], device: str, uri: str) -> None:
+    """Vary fields of the form's study over values or ranges, repeated per seed, and launch it as one sweep."""
+    with st.expander("Sweep editor: vary this study over values and seeds", icon=":material/grid_on:"):
+        st.caption("Vary some fields of the study above, each over a list of values (grid) or a range drawn at "
+                   "random, and repeat every point over seeds: each point's student is compared with the baseline "
+                   "of the same seed.")
+        axes = [axis_input(spec, value) for spec, value in varied(raw)]
+        seeds, samples, most, name = sweep_settings(raw, any(a.mode == RANDOM for a in axes))
+        base = text = ""  # every widget is drawn either way, so that none comes and goes with an error
+        if errors:
+            st.caption("Fix the fields marked in red first: a sweep starts from the study above.")
+        elif not axes:
+            st.caption("Pick the fields to vary.")
+        else:
+            config = study_config(raw, device)
+            base = sweep_editor.base_yaml(config)
+            text = sweep_editor.to_yaml(sweep_editor.sweep_file(axes, seeds, name=name, samples=samples,
+                                                                max_studies=most))
+            text = text if preview(uri, config, base, text, {a.mode for a in axes}) else ""
+        sweep_actions(base, text, name, uri)
+
+
+def preview(uri: str, config: ExperimentConfig, base: str, text: str, modes: set[str]) -> bool:
+    """The sweep's study count and estimate, or the one-line error that stops it; whether it may run."""
+    if modes == {GRID, RANDOM}:
+        st.caption("Grid points and random points run one after the other, not crossed: a random point keeps "
+                   "the grid fields at the study's values, and a grid point the random ones.")
+    found = sweep_editor.validate(base, text)
+    if found.error:
+        st.error(found.error, icon=":material/error:")
+        return False
+    same = sweep_editor.same_config(config)
+    st.markdown(f"**{found.studies} studies.** "
+                + sweep_editor.estimate(sweep_editor.past_wall_times(uri, same), found.studies, same))
+    return True
+
+
+def varied(raw: dict[str, Any]) -> list[tuple[FieldSpec, Any]]:
+    """The fields picked to vary, each with its value in the form."""
+    values = {f"{section}.{key}": value for section, fields in raw.items() if isinstance(fields, dict)
+              for key, value in fields.items()}
+    specs = [spec for spec in sweep_editor.variable(config_fields(), values)
+             if not (nav.workshop() and spec.path in ADVANCED)]
+    chosen = st.multiselect("Fields to vary", [spec.path for spec in specs], key="sweep-fields",
+                            placeholder="Choose the fields a sweep varies, e.g. distill.temperature")
+    by_path = {spec.path: spec for spec in specs}
+    return [(by_path[path], values.get(path)) for path in chosen if path in by_path]
+
+
+def axis_input(spec: FieldSpec, value: Any) -> AxisChoice:
+    """One varied field: values to run each (grid), or a range (a number) or choices (the rest) drawn at random."""
+    key = f"sweep.{spec.path}"
+    with st.container(border=True):
+        left, right = st.columns([2, 3])
+        mode = left.radio(f"**{spec.path}**", list(MODES), format_func=MODES.get, key=f"{key}.mode",
+                          help=f"{spec.description} Allowed: {spec.allowed()}.")
+        if spec.kind in ("choice", "bool"):
+            options = list(spec.options) if spec.kind == "choice" else [True, False]
+            picked = right.multiselect("Values" if mode == GRID else "Drawn from", options, key=f"{key}.values",
+                                       default=[value] if value in options else None)
+            return AxisChoice(spec.path, mode, picked)
+        if mode == GRID:
+            text = right.text_input("Values, comma-separated", value=_shown(value), key=f"{key}.grid",
+                                    placeholder="e.g. 1, 2, 4, 8")
+            return AxisChoice(spec.path, GRID, sweep_editor.parse_values(text))
+        low, high, log = right.columns(3, vertical_alignment="bottom")
+        number = {"step": 1, "format": "%d"} if spec.kind == "int" else {"step": None, "format": "%g"}
+        value = float(value) if spec.kind == "float" and value is not None else value
+        return AxisChoice(spec.path, RANDOM, ranged=True, integer=spec.kind == "int",
+                          low=low.number_input("Low", value=value, key=f"{key}.low", **number),
+                          high=high.number_input("High", value=value, key=f"{key}.high", **number),
+                          log=log.checkbox("Log scale", key=f"{key}.log"))
+
+
+def _shown(value: Any) -> str:
+    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def sweep_settings(raw: dict[str, Any], drawn: bool) -> tuple[list[Any], int, int, str]:
+    """Seeds, random points, the most studies allowed and the sweep's name (each study's name starts with it)."""
+    seeds, samples, most = st.columns(3)
+    picked = seeds.text_input("Seeds", ", ".join(map(str, sweep_editor.SEEDS)), key="sweep-seeds",
+                              help="Every point runs once per seed; its student is compared with the baseline "
+                                   "of the same seed.")
+    count = samples.number_input("Random points", min_value=1, value=sweep_editor.SAMPLES, step=1,
+                                 key="sweep-samples", disabled=not drawn,
+                                 help="How many points are drawn from the random ranges.")
+    limit = most.number_input("At most (studies)", min_value=1, value=sweep_editor.MAX_STUDIES, step=1,
+                              key="sweep-max", help="A sweep of more studies than this is refused.")
+    default = raw.get("tracking", {}).get("study_name") or \
+        f"{raw.get('data', {}).get('name')} {raw.get('distill', {}).get('method')} sweep"
+    name = st.text_input("Sweep name", default, key="sweep-name", help="Each study's name starts with it.")
+    return sweep_editor.parse_values(picked), int(count), int(limit), name
+
+
+def sweep_actions(base: str, text: str, name: str, uri: str) -> None:
+    """Launch the sweep, or download its two files to run with kdx sweep; without a valid sweep (``text`` empty)
+    the buttons are there, disabled."""
+    launch, sweep_file, base_file = st.columns([1, 1, 1])
+    clicked = launch.button("Launch sweep", type="primary", disabled=not text, key="sweep-launch")
+    sweep_file.download_button("Download sweep file", text, file_name=sweep_editor.SWEEP_FILE, mime="text/yaml",
+                               key="sweep-download", disabled=not text, icon=":material/download:")
+    base_file.download_button("Download its base config", base, file_name=sweep_editor.BASE_FILE, mime="text/yaml",
+                              key="sweep-download-base", disabled=not base, icon=":material/download:")
+    st.caption(f"Runs `kdx sweep` in its own process and logs to `{uri}`; or save both files in one folder and run "
+               f"`kdx sweep {sweep_editor.SWEEP_FILE}`.")
+    if clicked:
+        launch_sweep(base, text, name, uri)
+
+
+def launch_sweep(base: str, text: str, name: str, uri: str) -> None:
+    """Check every study's config (a combination of values may fail where each value alone passed), then write
+    the sweep's two files into a folder of its own and queue it."""
+    with st.spinner("Checking every study's config"):
+        checked = sweep_editor.validate(base, text, every_point=True)
+    if checked.error:
+        st.error(checked.error, icon=":material/error:")
+        return
+    path = sweep_editor.write(launcher.sweep_folder(), base, text)
+    job = launcher.launch_sweep(path, [], name=name, tracking_uri=uri)
+    st.session_state[LAUNCHED] = job.job_id
+    st.session_state.setdefault(SWEEP_TOTALS, {})[job.job_id] = checked.studies
+    st.toast(f"Queued sweep {job.job_id}: its progress is at the top of the page")
+    st.markdown(f"Queued {checked.studies} studies. [Follow them at the top of the page](#{ANCHOR}).")
 
 
 def example_summary(path: Path) -> str:
@@ -334,14 +498,14 @@ def render() -> None:
     device = device_choice()
     left, right = st.columns([1, 4])
     if left.button("Launch", type="primary", disabled=bool(errors)):
-        raw.setdefault("train", {})["device"] = device
-        job = launcher.launch(validate(raw), tracking_uri=uri)
+        job = launcher.launch(study_config(raw, device), tracking_uri=uri)
         st.session_state[LAUNCHED] = job.job_id
         st.toast(f"Queued {job.job_id}: its progress is at the top of the page")
         right.markdown(f"Queued. [Follow it at the top of the page](#{ANCHOR}), live.")
     else:
         right.caption("Fix the fields marked in red to launch." if errors else
                       f"Runs `kdx run` in its own process and logs to `{uri}`.")
+    sweep_section(raw, errors, device, uri)
     st.subheader("Queue")
     queue(uri)
     with top:

@@ -1,15 +1,28 @@
-"""Learn: temperature and soft labels, on a real teacher's test predictions."""
+"""Learn: temperature and soft labels, on a real teacher's test predictions; then whether temperature matters,
+answered by a real sweep over temperatures and seeds (``examples/sweep_lesson_temperature.yaml``)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, lesson_charts, lessons, numbers
+from dashboard import data, lesson_charts, lessons, nav, numbers, sweep_editor
 from dashboard.lessons import CURVE_TEMPERATURES, entropy, soften
+from dashboard.text import md
+from kdcore.seed_stats import compare
+from kdcore.sweep_spec import count, load_sweep
+
+if TYPE_CHECKING:
+    from kdcore.launcher import Job
 
 DEFAULT = "digits cnn2d->mlp kd T4 seed0"
+LESSON_SWEEP = lessons.EXAMPLES / "sweep_lesson_temperature.yaml"
+AXIS = "distill.temperature"
+SWEEP_JOB = "learn-t-sweep-job"  # the job id of the sweep launched from this page
+ACTIVE = ("queued", "running")
 
 
 def render() -> None:
@@ -18,6 +31,12 @@ def render() -> None:
                "before the softmax spreads probability onto the wrong classes; how it spreads (which "
                "wrong classes look alike to the teacher) is the dark knowledge a student can learn from.")
     uri = data.store_uri()
+    teacher_lesson(uri)
+    does_it_matter(uri)
+
+
+def teacher_lesson(uri: str) -> None:
+    """Soft labels at a temperature, on the teacher of a study the reader picks."""
     frame = lessons.finished_studies(uri)
     with_teacher = frame[frame["teacher_acc"].notna()] if "teacher_acc" in frame else frame.iloc[:0]
     if with_teacher.empty:
@@ -85,6 +104,130 @@ def example_picture(uri: str, study_id: str, labels: np.ndarray, example: int, q
                     key="learn-t-input")
     st.caption(f"Apart from class {labels[example]}, the teacher finds it closest to class {runner_up} "
                f"({numbers.percent(q[runner_up])} at this T).")
+
+
+# --- does temperature matter here? a sweep answers -------------------------------------------------------------
+def does_it_matter(uri: str) -> None:
+    """The Sweep it button, the sweep's progress, and its answer: each temperature against the baseline, and the
+    best temperature against the worst, over the same seeds."""
+    spec = load_sweep(LESSON_SWEEP)
+    temperatures = ", ".join(f"{t:g}" for t in spec.grid[AXIS])
+    st.subheader("Does temperature matter here?")
+    st.caption(f"One study per temperature cannot say: the seed moves accuracy too. Sweep it: digits at T = "
+               f"{temperatures}, each over seeds {', '.join(map(str, spec.seeds))}, {count(spec)} real studies (the "
+               "teacher and the baseline of a seed are trained once and shared), a minute or two on a laptop CPU. "
+               "Each temperature's student is compared with the baseline of the same seed.")
+    if st.button("Sweep it", key="learn-t-sweep", type="primary", icon=":material/grid_on:"):
+        from kdcore import launcher  # torch and the models: only when a sweep is launched
+
+        job = launcher.launch_sweep(LESSON_SWEEP, [], name=spec.name, tracking_uri=uri)
+        st.session_state[SWEEP_JOB] = job.job_id
+    job = launched_sweep()
+    if job is not None and job.status in ACTIVE:
+        live_sweep(uri, job.job_id, count(spec))
+        return
+    if job is not None and job.status != "finished":
+        st.error(md(job.message or f"The sweep {job.status}; see its log.", 2000), icon=":material/error:")
+    sweep_id = job.study_id if job is not None and job.status == "finished" else newest_sweep(uri, spec.name)
+    if sweep_id:
+        answer(uri, sweep_id)
+    elif job is None:
+        st.caption("No temperature sweep in this store yet.")
+
+
+def launched_sweep() -> Job | None:
+    """The sweep launched from this page in this session, as the launcher sees it now; None when there is none."""
+    job_id = st.session_state.get(SWEEP_JOB)
+    if not job_id:
+        return None
+    from kdcore import launcher
+
+    try:
+        return launcher.get_job(job_id)
+    except ValueError:  # its folder was removed
+        del st.session_state[SWEEP_JOB]
+        return None
+
+
+def sweep_progress(uri: str, job_id: str, total: int) -> None:
+    """The running sweep's studies finished; once it has ended, the page reruns once to answer."""
+    from kdcore import launcher
+
+    job = launcher.get_job(job_id)
+    if job.status == "queued":
+        st.caption("Waiting for a free slot: the sweep starts when the studies ahead of it are done.")
+    elif not job.study_id:
+        st.caption("Starting.")
+    else:
+        finished = sweep_editor.finished_count(uri, job.study_id)
+        st.progress(min(finished / total, 1.0), text=sweep_editor.progress_text(finished, total))
+    if job.status not in ACTIVE:
+        data.clear()  # its studies are new in the store
+        st.rerun()
+
+
+live_sweep = st.fragment(sweep_progress, run_every=2)  # refreshed every 2 s, alone
+
+
+def newest_sweep(uri: str, name: str) -> str | None:
+    """The newest finished sweep of this lesson in the store (by its name), so the answer outlives the session."""
+    from dashboard import sweeps  # torch: only on the way to an answer
+
+    listing = sweeps.listing(uri)
+    found = listing[(listing["name"] == name) & (listing["status"] == "FINISHED")]
+    return None if found.empty else str(found.iloc[0]["sweep_id"])
+
+
+def answer(uri: str, sweep_id: str) -> None:
+    """The sweep's answer from its summary: a row per temperature, then the best against the worst."""
+    from dashboard import sweeps  # torch: only on the way to an answer
+
+    summary = sweeps.stored_summary(uri, sweep_id).value
+    if summary is None:
+        st.warning("The sweep's summary is not in the store yet.", icon=":material/hourglass_empty:")
+        return
+    rows = sorted((r for r in summary["points"] if r.get("mean") is not None), key=lambda r: r["values"][AXIS])
+    st.caption(f"From the sweep {md(summary['name'])} ({sweep_id[:8]}): {summary['finished']} of "
+               f"{summary['studies']} studies finished.")
+    if not rows:
+        st.warning("None of its studies finished, so it cannot answer.", icon=":material/error:")
+        return
+    st.dataframe(pd.DataFrame([gain_row(r) for r in rows]), hide_index=True, column_config={
+        "student − baseline": st.column_config.NumberColumn(format="%+.1f pts", help="Mean over seeds")})
+    st.caption(f"Each verdict is for one temperature alone; Sweep also corrects them for testing {len(rows)} "
+               "temperatures at once (Holm).")
+    if len(rows) > 1:
+        between(rows)
+    st.page_link(nav.pages()["sweep"], label="Open in Sweep", icon=":material/grid_on:",
+                 query_params={"sweep": sweep_id[:8]})
+
+
+def gain_row(row: dict) -> dict:
+    """One temperature: its student − baseline gain in points, the 95% interval, the seeds and the verdict."""
+    low, high = row.get("low"), row.get("high")
+    interval = "-" if low is None or high is None else f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+    return {"T": f"{row['values'][AXIS]:g}", "student − baseline": 100 * row["mean"], "95% interval": interval,
+            "seeds": len(row["seeds"]), "verdict": row["verdict"]}
+
+
+def between(rows: list[dict]) -> None:
+    """The best temperature against the worst: the students' test accuracies, paired by seed."""
+    best, worst = max(rows, key=lambda r: r["mean"]), min(rows, key=lambda r: r["mean"])
+    seeds = set(best["seeds"]) & set(worst["seeds"])
+    if not seeds:
+        return
+    accuracy = [{s: a for s, a in zip(r["seeds"], r["student_acc"], strict=True) if s in seeds} for r in (best, worst)]
+    diff = compare(*accuracy)
+    pair = f"T = {best['values'][AXIS]:g} against T = {worst['values'][AXIS]:g}"
+    if diff.verdict == "helps":
+        st.success(f"**Yes, here:** {pair}, the best and the worst temperature: {diff.describe()}.",
+                   icon=":material/check_circle:")
+    else:
+        st.info(f"**{diff.verdict.capitalize()} whether temperature matters here:** {pair}, the best and the worst "
+                f"temperature: {diff.describe()}.", icon=":material/help:")
+    st.caption(f"Student test accuracy, paired by seed (same initialisation and batches). The pair is picked as "
+               f"the best and the worst of {len(rows)} temperatures on these same numbers, which favours finding a "
+               "difference: a clear verdict here is weaker evidence than it reads, a cannot tell stands.")
 
 
 render()
