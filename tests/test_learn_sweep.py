@@ -117,3 +117,32 @@ def open_at(uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, job_id: s
     at = open_page("learn_soft_labels", uri, monkeypatch, tmp_path)
     at.session_state["learn-t-sweep-job"] = job_id
     return at.run()
+
+
+@pytest.fixture(scope="module")
+def teacher_seeds(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The digits KD samples at T 4 over seeds 0, 1, 2, and T 8 at seed 0 alone."""
+    import shutil
+
+    from kdcore.samples import load_samples
+
+    folder = tmp_path_factory.mktemp("teachers")
+    for name in ("t4-seed0", "t4-seed1", "t4-seed2", "t8-seed0"):
+        shutil.copy(ROOT / "sample_runs" / f"digits-cnn2d-mlp-kd-{name}.json", folder)
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    assert load_samples(folder, uri) == 4
+    return uri
+
+
+def test_the_teachers_numbers_come_over_its_seeds_or_say_they_are_one_teachers(
+        teacher_seeds: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from kdcore.tracking import list_studies
+
+    at = open_page("learn_soft_labels", teacher_seeds, monkeypatch, tmp_path)
+    over = next(c.value for c in at.caption if c.value.startswith(("Over the teachers", "These are one")))
+    assert over.startswith("Over the teachers of this study's 3 seeds, at T = 4: dark knowledge ")
+    assert " ± " in over and "pts" in over
+    studies = list_studies(teacher_seeds)
+    alone = studies.loc[studies["name"].str.contains("T8"), "study_id"].iloc[0]
+    at.selectbox(key="learn-t-study").set_value(alone).run()
+    assert any(c.value.startswith("These are one teacher's numbers (one seed, so no interval)") for c in at.caption)

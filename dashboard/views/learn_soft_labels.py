@@ -12,7 +12,7 @@ import streamlit as st
 from dashboard import data, lesson_charts, lessons, nav, numbers, sweep_editor
 from dashboard.lessons import CURVE_TEMPERATURES, entropy, soften
 from dashboard.text import md
-from kdcore.seed_stats import compare
+from kdcore.seed_stats import compare, mean_interval
 from kdcore.sweep_spec import count, load_sweep
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ def temperature_lesson(uri: str, study_id: str, run_id: str, probs: np.ndarray, 
     split = lessons.teacher_temperatures(uri, run_id)
     mean = lessons.at_temperature(split, temperature)
     numbers_at(q, target, mean, len(labels))
+    st.caption(over_teacher_seeds(uri, study_id, temperature))
     picture, bars, curve = st.columns([2, 3, 3])
     bars.plotly_chart(lesson_charts.soft_labels(q, target, temperature), key="learn-t-bars")
     example_curve = entropy(soften(np.repeat(probs[example][None], len(CURVE_TEMPERATURES), 0),
@@ -91,6 +92,23 @@ def numbers_at(q: np.ndarray, target: int, mean: pd.Series, size: int) -> None:
     c.metric(f"Dark knowledge: test-split mean ({numbers.count(size)})", numbers.percent(mean["dark"]))
     d.metric("Entropy: this example", f"{entropy(q):.2f} nats", help=ceiling)
     e.metric("Entropy: test-split mean", f"{mean['entropy']:.2f} nats", help=ceiling)
+
+
+def over_teacher_seeds(uri: str, study_id: str, temperature: float) -> str:
+    """The test-split means at ``temperature`` over the teachers of the study's seeds (the study and its finished
+    seed siblings), each with its 95% t-interval: how much of the lesson is this one teacher's."""
+    frame = data.seed_siblings(uri, (study_id,)).value
+    runs = [lessons.role_runs(uri, member).get("teacher", "") for member in frame["study_id"]] if len(frame) else []
+    tables = [lessons.teacher_temperatures(uri, run_id) for run_id in runs if run_id]
+    rows = [lessons.at_temperature(table, temperature) for table in tables if not table.empty]
+    if len(rows) < 2:
+        return ("These are one teacher's numbers (one seed, so no interval): run this study over more seeds, "
+                "e.g. with a sweep, to see how much they move.")
+    dark = mean_interval([row["dark"] for row in rows])
+    spread = mean_interval([row["entropy"] for row in rows])
+    return (f"Over the teachers of this study's {len(rows)} seeds, at T = {temperature:g}: dark knowledge "
+            f"{dark.text(percent=True)}, entropy {spread.mean:.2f} ± {spread.half_width:.2f} nats "
+            "(mean ± half the 95% t-interval).")
 
 
 def example_picture(uri: str, study_id: str, labels: np.ndarray, example: int, q: np.ndarray) -> None:
