@@ -70,10 +70,24 @@ def entropy_against_temperature(temperatures: np.ndarray, example: np.ndarray, m
     return figure
 
 
-def size_against_accuracy(points: pd.DataFrame) -> go.Figure:
-    """Students' parameters against test accuracy, alone (baseline) and distilled, per dataset.
+def error_bars(points: pd.DataFrame, half: str | None = None, low: str | None = None,
+               high: str | None = None, mean: str | None = None) -> dict | None:
+    """Plotly error bars from a half-width column, or from the bounds ``low``/``high`` around ``mean``; None
+    where ``points`` lacks them. A NaN (one seed: no interval) draws no bar."""
+    if half is not None and half in points:
+        return {"type": "data", "array": points[half].tolist(), "visible": True, "thickness": 1.5}
+    if low is not None and high is not None and {low, high, mean} <= set(points.columns):
+        return {"type": "data", "symmetric": False, "visible": True, "thickness": 1.5,
+                "array": (points[high] - points[mean]).tolist(), "arrayminus": (points[mean] - points[low]).tolist()}
+    return None
 
-    ``points`` has columns dataset, params, baseline, student, label."""
+
+def size_against_accuracy(points: pd.DataFrame) -> go.Figure:
+    """Students' parameters against test accuracy, alone (baseline) and distilled, per dataset, with the 95%
+    interval over seeds as error bars where ``points`` has one.
+
+    ``points`` has columns dataset, params, baseline, student, label and, optionally, the half-widths
+    baseline_half and student_half (NaN: one seed, no bar)."""
     if points.empty:
         return empty("Student size against accuracy")
     figure = go.Figure()
@@ -83,9 +97,9 @@ def size_against_accuracy(points: pd.DataFrame) -> go.Figure:
             figure.add_trace(go.Scatter(
                 x=group["params"], y=group[role], mode="markers", name=f"{chart(dataset)} · {role}",
                 marker={"symbol": symbol, "size": 9, "color": OTHER_COLORS[i % len(OTHER_COLORS)]},
-                text=group["label"].map(chart),
+                error_y=error_bars(group, half=f"{role}_half"), text=group["label"].map(chart),
                 hovertemplate="%{text}<br>%{x:,} parameters: %{y:.1%}<extra></extra>"))
-    figure.update_layout(title="Student size against accuracy: alone (open) and distilled (filled)",
+    figure.update_layout(title="Student size against accuracy: alone (open) and distilled (filled), mean over seeds",
                          xaxis_title="student parameters", xaxis_type="log", yaxis_title="test accuracy",
                          yaxis_tickformat=".0%")
     return figure
@@ -132,6 +146,8 @@ def _study_markers(figure: go.Figure, points: pd.DataFrame, name: str, symbol: s
     figure.add_trace(go.Scatter(
         x=points["ratio"], y=points["gain"], mode="markers", name=name, text=points["label"].map(chart),
         marker={"size": 11, "symbol": symbol, "color": color, "line": {"width": 1, "color": "white"}},
+        error_y=error_bars(points, low="gain_low", high="gain_high", mean="gain"),
+        error_x=error_bars(points, half="ratio_half"),
         hovertemplate=f"%{{text}}<br>gap %{{x:{PLOTLY_RATIO}}}x, gain %{{y:{PLOTLY_POINTS}}} points<extra></extra>"))
 
 
@@ -156,8 +172,9 @@ def gap_zones(points: pd.DataFrame, zones: list[tuple[float, float, str]]) -> go
     labelled with what it recommends there. Studies provoked to fail are marked apart (their loss is the failure
     they show, not the gap), and studies far outside the others' spread sit at the edge with their value.
 
-    ``points`` has columns ratio, gain (points), label and, optionally, provoked; ``zones`` are (low, high, text)
-    bands of the ratio, the text's lines split at newlines."""
+    ``points`` has columns ratio, gain (points), label and, optionally, provoked and the 95% interval over seeds:
+    gain_low and gain_high (points) and ratio_half, drawn as error bars (NaN: one seed, no bar); ``zones`` are
+    (low, high, text) bands of the ratio, the text's lines split at newlines."""
     title = "Capacity gap against what distillation gained"
     if points.empty:
         return empty(title)

@@ -1,7 +1,10 @@
-"""Shared pieces of the Learn pages: the sample studies they teach with, and the button that runs one.
+"""Shared pieces of the Learn pages: the sample studies they teach with, the button that runs one, and how a
+number they teach is given over its study's seeds.
 
 Every Learn page reads real studies from the store (a fresh install loads ``sample_runs/``) and finds
-them by name; where one is missing it says how to get it instead of drawing nothing.
+them by name; where one is missing it says how to get it instead of drawing nothing. A number measured on a
+study comes with its 95% interval over the study's seeds (the finished studies equal to it but for
+``train.seed``), worded as Compare words it (:mod:`dashboard.seed_intervals`); a study with one seed says so.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from dashboard import data, nav
+from dashboard import data, nav, numbers, seed_intervals
 from dashboard.text import md
+from kdcore.seed_stats import Difference
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -53,6 +57,73 @@ def run_it(uri: str, example: str, overrides: list[str], label: str, key: str) -
         st.success(f"Queued {md(job.name)}: it trains in its own process and appears in Studies when done.",
                    icon=":material/schedule:")
         nav.link("launch", "Watch it on Launch")
+
+
+# --- numbers over seeds ------------------------------------------------------------------------------------
+ONE_SEED = "one seed: no interval"
+
+
+def over_seeds(values: pd.Series | list[float], percent: bool) -> str:
+    """A number over a configuration's seeds: ``93.1% [92.2, 94.0] · 3 seeds`` (mean and 95% t-interval, as
+    :func:`seed_intervals.interval_text` gives it); with one seed its value and that it has no interval; "-"
+    with none."""
+    x = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 1:
+        return f"{numbers.percent(x[0]) if percent else numbers.ratio(x[0])} · {ONE_SEED}"
+    return seed_intervals.interval_text(x.tolist(), percent)
+
+
+def difference_text(difference: Difference | None) -> str:
+    """A difference of accuracies over seeds in points with its interval, the test, the seeds and the verdict
+    (:meth:`Difference.describe`); from one seed only, its value and that it has no interval; "-" without one."""
+    if difference is None:
+        return numbers.MISSING
+    if difference.n == 1 and difference.groups is None:
+        return f"{numbers.points(difference.mean)} · {ONE_SEED}"
+    return difference.describe()
+
+
+class _Numbers(dict):
+    """Texts by name for ``str.format_map``: a number the store does not have reads "-"."""
+
+    def __missing__(self, key: str) -> str:
+        return numbers.MISSING
+
+
+def role_numbers(roles: pd.DataFrame) -> dict[str, str]:
+    """A study's accuracies over its seeds as text (one row per seed, one column per role), by name for the
+    measured numbers of a failure mode's ``why``: each role's (``{baseline}``, ``{assistant_1}``, ...) and each
+    other role's share of the teacher's, seed by seed (``{assistant_1_of_teacher}``)."""
+    found = _Numbers({role: over_seeds(roles[role], percent=True) for role in roles.columns})
+    if "teacher" in roles:
+        teacher = pd.to_numeric(roles["teacher"], errors="coerce")
+        found |= {f"{role}_of_teacher": over_seeds(pd.to_numeric(roles[role], errors="coerce") / teacher, percent=True)
+                  for role in roles.columns if role != "teacher"}
+    return found
+
+
+@st.cache_data(ttl=data.CACHE_SECONDS, show_spinner=False)
+def seed_configurations(uri: str, study_ids: tuple[str, ...]) -> pd.DataFrame:
+    """Which of the given studies are seeds of one configuration, as :func:`data.seed_siblings` gives it (rows
+    ``of``, ``study_id``, ``seed``, ``config``), each study standing for itself: studies of one experiment whose
+    configs are equal but for ``train.seed`` (:func:`kdcore.siblings.comparable`, what
+    :func:`kdcore.siblings.seed_sibling_ids` calls seed siblings) share ``config``. Read from the studies' role
+    runs, which carry the study's config, in one pass: asking the store for each study's siblings in turn
+    takes a second or more per study."""
+    from kdcore.siblings import SEED, comparable  # validates configs: imports the model registry
+
+    runs = data.runs(uri, study_ids)
+    if runs.empty:
+        return pd.DataFrame(columns=data.SIBLING_COLUMNS)
+    rows = []
+    for _, run in runs.drop_duplicates("tags.kd.study_id").iterrows():
+        params = {key.removeprefix("params."): value for key, value in run.items()
+                  if key.startswith("params.") and isinstance(value, str)}
+        config = f"{run.get('experiment_id')}|{sorted(comparable(params, (SEED,)).items())}"
+        study_id = run["tags.kd.study_id"]
+        rows.append((study_id, study_id, params.get(SEED), config))
+    return pd.DataFrame(rows, columns=data.SIBLING_COLUMNS)
 
 
 # --- temperature: what the Temperature page computes once per teacher, so that a slider change only looks up ---
@@ -154,7 +225,8 @@ class Mode:
     what: str  # the failure, in a sentence
     provoked: str  # the provoked studies' name without " seed<k>"
     fixes: tuple[Fix, ...]  # the finding's own fix first
-    why: str  # what the seeds show about the fixes, and why
+    why: str  # what the seeds show about the fixes, and why; a measured number is a {field} of role_numbers,
+    # filled in over the provoked study's seeds
 
 
 FAILURE_MODES = {  # code -> the samples that provoke it and fix it (Learn -> Failure modes)
@@ -207,8 +279,9 @@ FAILURE_MODES = {  # code -> the samples that provoke it and fix it (Learn -> Fa
          Fix("Skip connections to the teacher", "fixed progressive_degradation - skip to teacher"),
          Fix("No chain: distil directly", "fixed progressive_degradation - direct")),
         "None of the survey's fixes clears it on this pair. The first assistant already falls below 90% of the "
-        "teacher, and skip connections only reach stage 2 on. A shorter chain, even with three assistants at its "
-        "stage, still ends in a student that reaches about 25% alone, far below 90% of any assistant able to "
-        "teach. Without a chain nothing degrades, but the student falls more than 2 points below its baseline on "
-        "two seeds of three (capacity mismatch): the student is too small for this task, whatever the chain."),
+        "teacher on every seed (it keeps {assistant_1_of_teacher} of the teacher's validation accuracy), and skip "
+        "connections only reach stage 2 on. A shorter chain, even with three assistants at its stage, still ends "
+        "in a student that reaches {baseline} alone, far below 90% of any assistant able to teach. Without a "
+        "chain nothing degrades, but the student falls more than 2 points below its baseline on two seeds of "
+        "three (capacity mismatch): the student is too small for this task, whatever the chain."),
 }

@@ -266,7 +266,7 @@ def test_every_page_over_the_samples_is_readable_at_1280_px(tmp_path: Path) -> N
     from kdcore.launcher import list_jobs
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    server, url = start_dashboard(tmp_path, uri, "--workshop", timeout=900)  # it loads the 73 samples first
+    server, url = start_dashboard(tmp_path, uri, "--workshop", timeout=900)  # it loads the 90 samples first
     shots = screenshots(tmp_path)
     problems: dict[str, list[str]] = {}
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 import shutil
 from pathlib import Path
 
@@ -15,8 +17,10 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import lesson_charts, lessons
 from dashboard.lessons import FAILURE_MODES
+from dashboard.text import WORD_JOINER
 from kdcore import launcher, tracking
 from kdcore.samples import load_samples
+from kdcore.seed_stats import paired_difference
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_runs"
@@ -111,7 +115,8 @@ def test_temperature_draws_the_example_beside_its_soft_labels(samples_store, mon
 def test_a_temperature_change_reruns_only_the_lesson_and_computes_the_split_once(samples_store, monkeypatch,
                                                                                  tmp_path: Path) -> None:
     """The sliders live in a fragment (a change reruns only it, not the store reads above it), and the split's
-    numbers at every temperature are computed once per teacher, not once per change."""
+    numbers at every temperature are computed once per teacher (the study's and those of its two other seeds,
+    which the page gives the numbers over), not once per change."""
     fragments: list[str] = []
     real_fragment = st.fragment
 
@@ -137,7 +142,7 @@ def test_a_temperature_change_reruns_only_the_lesson_and_computes_the_split_once
     at = open_page("learn_soft_labels", samples_store, monkeypatch, tmp_path)
     for temperature in (1.0, 2.5, 8.0, 20.0):
         at.slider(key="learn-t-temperature").set_value(temperature).run()
-    assert calls == {"split": 1, "predictions": 1}
+    assert calls == {"split": 3, "predictions": 3}
     assert "temperature_lesson" in fragments
 
 
@@ -146,14 +151,20 @@ def gap_chart(at: AppTest) -> dict:
     return next(f for f in figures if f["layout"]["title"]["text"].startswith("Capacity gap"))
 
 
-def test_capacity_gap_places_every_three_role_study_in_the_zones(samples_store, monkeypatch, tmp_path) -> None:
+def gap_count(at: AppTest) -> int:
+    return int(next(c.value for c in at.caption if c.value.split()[0].isdigit()).split()[0])
+
+
+def test_capacity_gap_places_every_three_role_configuration_in_the_zones(samples_store, monkeypatch,
+                                                                         tmp_path) -> None:
     at = open_page("learn_gap", samples_store, monkeypatch, tmp_path)
     zones = gap_chart(at)
     texts = {a.get("text", "").replace("<br>", " ") for a in zones["layout"].get("annotations", [])}
     assert {"below 1.1x learn together (online)", "1.1–1.5x distil directly", "1.5–3x add one teacher assistant",
             "3x and more two or more assistants (progressive)"} <= texts  # what the survey recommends in each
     counted = next(c.value for c in at.caption if c.value.split()[0].isdigit())
-    assert int(counted.split()[0]) >= 15  # the samples with a teacher, a baseline and a student
+    assert gap_count(at) >= 15 and " configurations from " in counted  # one point per configuration
+    assert int(counted.split(" configurations from ")[1].split()[0]) > gap_count(at)  # ...over more studies
     assert "largest loss" not in counted
 
 
@@ -166,23 +177,47 @@ def test_capacity_gap_marks_provoked_studies_and_keeps_them_from_stretching_the_
     assert provoked["text"] and all(name.startswith("provoked ") for name in provoked["text"])
     assert not any(name.startswith("provoked ") for name in traces["study"]["text"])
     low, high = zones["layout"]["yaxis"]["range"]
-    assert -20 < low < -3.5 and high < 20  # the cross-modal collapses (-55 points) sit at the edge...
+    assert -20 < low < -3.5 and high < 20  # the cross-modal collapse (-55 points) sits at the edge...
     edge = [a["text"] for a in zones["layout"]["annotations"] if a.get("showarrow")]
-    assert sorted(edge) == ["-55.0 pts", "-55.1 pts", "-56.3 pts"]  # ...each labelled with its value
+    assert "-55.5 pts" in edge  # ...labelled with its mean over the three unaligned seeds
     caption = " ".join(c.value for c in at.caption)
-    assert "18 were provoked to fail on purpose" in caption and "3 lie far outside" in caption
+    assert "8 were provoked to fail on purpose" in caption  # 5 modes over 3 seeds, and 3 temperatures at seed 0
+    assert f"{len(edge)} {'lies' if len(edge) == 1 else 'lie'} far outside" in caption
 
 
-def test_capacity_gap_lists_every_point_as_text(samples_store, monkeypatch, tmp_path) -> None:
+W8 = "mnist1d cnn1d->mlp w8 kd"
+INTERVAL = r"\d+\.\d+%? \[\d+\.\d+, \d+\.\d+\] · 3 seeds"  # mean [95% interval] · n seeds
+
+
+def test_capacity_gap_gives_each_width_over_its_seeds(samples_store, monkeypatch, tmp_path) -> None:
+    """Every width of the sweep has seeds 0, 1 and 2: its accuracies and gap are a mean with its interval, its gain
+    the paired difference with its verdict, as docs/workshop.md quotes them; a configuration of one seed says so."""
     at = open_page("learn_gap", samples_store, monkeypatch, tmp_path)
-    table = at.dataframe[0].value.set_index("study")
-    assert list(table.columns) == ["teacher / baseline", "baseline", "distilled", "gain", "zone",
+    table = at.dataframe[0].value.set_index("configuration")
+    assert list(table.columns) == ["seeds", "teacher / baseline", "teacher", "baseline", "distilled", "gain", "zone",
                                    "the survey recommends", "provoked failure"]
-    assert len(table) == int(next(c.value for c in at.caption if c.value.split()[0].isdigit()).split()[0])
-    w8 = table.loc["mnist1d cnn1d->mlp w8 kd seed0"]
-    assert (round(w8["teacher / baseline"], 2), w8["gain"], w8["zone"], w8["the survey recommends"]) == (
-        3.61, "-3.5 pts", "3x and more", "two or more assistants (progressive)")
-    assert table.loc["provoked cross_modal_failure - rgb->depth unaligned seed0", "provoked failure"] == "yes"
+    assert len(table) == gap_count(at)
+    for width in (8, 16, 64, 128):
+        row = table.loc[f"mnist1d cnn1d->mlp w{width} kd"]
+        assert row["seeds"] == "0, 1, 2", width
+        for column in ("teacher / baseline", "teacher", "baseline", "distilled"):
+            assert re.fullmatch(INTERVAL, row[column]), (width, column, row[column])
+        assert re.fullmatch(r"[+-]\d+\.\d pts \[[+-]\d+\.\d, [+-]\d+\.\d\] \(paired t-interval, n = 3\): "
+                            r"(helps|hurts|cannot tell with 3 seeds.*)", row["gain"]), row["gain"]
+    w8 = table.loc[W8]
+    assert (w8["teacher / baseline"], w8["baseline"], w8["distilled"], w8["zone"], w8["the survey recommends"]) == (
+        "3.55 [3.31, 3.79] · 3 seeds", "27.2% [25.3, 29.0] · 3 seeds", "25.1% [19.2, 30.9] · 3 seeds",
+        "3x and more", "two or more assistants (progressive)")  # docs/workshop.md, exercise 2
+    assert w8["gain"].startswith("-2.1 pts [-8.9, +4.7] (paired t-interval, n = 3): cannot tell with 3 seeds")
+    single = table.loc["worked example 2 - rgb->depth aligned"]
+    assert single["seeds"] == "0" and single["distilled"] == "85.3% · one seed: no interval"
+    assert single["gain"] == "-3.3 pts · one seed: no interval"
+    assert table.loc["provoked cross_modal_failure - rgb->depth unaligned", "provoked failure"] == "yes"
+    bars = {t["name"]: t for t in gap_chart(at)["data"] if t.get("name")}["study"]  # the gain's interval, drawn
+    spans = {name.replace("&gt;", ">"): span for name, span in zip(bars["text"], bars["error_y"]["array"],
+                                                                     strict=True)}
+    assert spans[f"{W8} (3 seeds)"] == pytest.approx(6.8, abs=0.05)
+    assert spans["worked example 2 - rgb->depth aligned"] is None
 
 
 def test_a_tree_preset_lands_on_the_advisor_with_its_situation(samples_store, monkeypatch, tmp_path,
@@ -231,16 +266,32 @@ def test_failure_modes_show_each_mode_over_three_seeds_with_the_fixes_that_clear
     assert now == {"*fixed progressive_degradation - direct seed0*"} and now != shown
 
 
-def test_failure_modes_give_each_study_s_key_accuracies_as_text(samples_store, monkeypatch, tmp_path) -> None:
+def test_failure_modes_give_each_study_s_key_accuracies_over_its_seeds(samples_store, monkeypatch,
+                                                                      tmp_path) -> None:
+    """Each study of a mode is given over its three seeds: accuracies as a mean with its interval, the student against
+    its baseline and each fix against the provoked study paired by seed, with the test and the verdict."""
     at = open_page("learn_failure_modes", samples_store, monkeypatch, tmp_path)
     tables = [frame.value for frame in at.dataframe][1::2]
     assert len(tables) == len(FAILURE_MODES)
+    paired = r"[+-]\d+\.\d pts \[[+-]\d+\.\d, [+-]\d+\.\d\] \(paired t-interval, n = 3\): (helps|hurts|cannot tell)"
     for table, mode in zip(tables, FAILURE_MODES.values(), strict=True):
-        assert list(table.columns) == ["study", "seed", "teacher", "baseline", "student", "student − baseline"]
-        assert len(table) == 3 * (1 + len(mode.fixes)) and table[["teacher", "baseline", "student"]].notna().all().all()
-    mismatch = tables[0].set_index(["study", "seed"]).loc[("Provoked", 0)]
-    assert (round(mismatch["student"], 1), round(mismatch["baseline"], 1), mismatch["student − baseline"]) == (
-        42.0, 50.1, "-8.1 pts")  # the guide's "6-10 points below its baseline"
+        assert list(table.columns) == ["study", "seeds", "teacher", "baseline", "student", "student − baseline",
+                                       "student − provoked"]
+        assert len(table) == 1 + len(mode.fixes) and (table["seeds"] == "0, 1, 2").all()
+        for column in ("teacher", "baseline", "student"):
+            assert table[column].str.fullmatch(INTERVAL).all(), (mode.title, table[column].tolist())
+        assert table["student − baseline"].str.match(paired).all(), table["student − baseline"].tolist()
+        assert table["student − provoked"].iloc[0] == "-" and table["student − provoked"].iloc[1:].str.match(
+            paired).all(), table["student − provoked"].tolist()
+    mismatch = tables[0].set_index("study")
+    assert (mismatch.loc["Provoked", "student"], mismatch.loc["Provoked", "student − baseline"]) == (
+        "42.2% [41.5, 43.0] · 3 seeds", "-8.1 pts [-13.3, -2.9] (paired t-interval, n = 3): hurts")  # the guide's
+    assert mismatch.loc["Labels first: alpha 0.1", "student − provoked"] == (
+        "+6.2 pts [+4.8, +7.7] (paired t-interval, n = 3): helps")
+    per_seed = " ".join(str(v) for frame in at.dataframe[::2] for v in frame.value.to_numpy().ravel())
+    assert "%" not in per_seed  # the findings per seed carry no single-seed accuracy
+    captions = " ".join(c.value for c in at.caption)
+    assert "reaches 25.2% [22.4, 28.1] · 3 seeds alone" in captions  # the degradation's "why", measured
 
 
 def button_widths(node, share: float = 1.0) -> dict[str, list[float]]:
@@ -264,13 +315,39 @@ def test_failure_mode_fix_buttons_have_room_for_their_labels(samples_store, monk
     assert min(share for shares in widths.values() for share in shares) >= 1 / 3, widths
 
 
+def plain(markdown: str) -> str:
+    """Text the page escaped for Markdown, as the reader sees it."""
+    return markdown.replace(WORD_JOINER, "").replace("\\", "")
+
+
+def gate_lines(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if m.value.startswith((":material/check_circle:", ":material/cancel:",
+                                                                ":material/help:"))]
+
+
 def test_quality_gates_walk_all_ten_on_a_real_study(samples_store, monkeypatch, tmp_path) -> None:
     at = open_page("learn_quality_gates", samples_store, monkeypatch, tmp_path)
-    gates = [m.value for m in at.markdown if m.value.startswith((":material/check_circle:", ":material/cancel:",
-                                                                ":material/help:"))]
+    gates = gate_lines(at)
     assert len(gates) == 10 and "Gate 1:" in gates[0]
     assert at.selectbox(key="learn-gates-study").format_func(at.selectbox(key="learn-gates-study").value) \
         .startswith("worked example 2")
+    shown = [m.value for m in at.markdown if m.value.startswith("Numbers:")]  # worked example 2 has one seed
+    assert shown and all(plain(line).endswith("(one seed: no interval)") for line in shown), shown
+    assert any(c.value.startswith("This configuration has one seed in this store") for c in at.caption)
+
+
+def test_quality_gates_give_a_study_s_numbers_over_its_seeds(samples_store, monkeypatch, tmp_path) -> None:
+    studies = tracking.list_studies(samples_store)
+    aligned = studies.loc[studies["name"] == "fixed cross_modal_failure - aligned seed1", "study_id"].iloc[0]
+    at = open_page("learn_quality_gates", samples_store, monkeypatch, tmp_path)
+    at.selectbox(key="learn-gates-study").set_value(aligned).run()
+    assert not at.exception
+    gates = gate_lines(at)
+    assert len(gates) == 10 and "here; over the seeds, passed on seeds 0, 1, 2" in gates[0]
+    assert any(plain(gate).count(" on seed") > 1 for gate in gates)  # a gate that differs between seeds (the guide)
+    first = next(m.value for m in at.markdown if m.value.startswith("Numbers:"))
+    assert re.search(r"student_over_teacher 0\.\d+ \[.+\] · 3 seeds", plain(first)), first
+    assert any("over the configuration's 3 seeds in this store (0, 1, 2)" in c.value for c in at.caption)
 
 
 def test_workshop_mode_opens_on_learn(samples_store, monkeypatch, tmp_path: Path) -> None:
@@ -278,6 +355,21 @@ def test_workshop_mode_opens_on_learn(samples_store, monkeypatch, tmp_path: Path
     monkeypatch.setenv("MLFLOW_TRACKING_URI", samples_store)
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception and at.title[0].value == "Temperature and soft labels"
+
+
+def test_numbers_over_seeds_say_their_interval_or_that_there_is_one_seed() -> None:
+    assert lessons.over_seeds([0.5, 0.52, 0.54], percent=True) == "52.0% [47.0, 57.0] · 3 seeds"
+    assert lessons.over_seeds([0.5, float("nan")], percent=True) == "50.0% · one seed: no interval"
+    assert lessons.over_seeds([1.84], percent=False) == "1.84 · one seed: no interval"
+    assert lessons.over_seeds([], percent=True) == "-"
+    assert lessons.difference_text(paired_difference([0.6, 0.62, 0.61], [0.5, 0.5, 0.52])) == (
+        "+10.3 pts [+6.5, +14.1] (paired t-interval, n = 3): helps")
+    assert lessons.difference_text(paired_difference([0.6], [0.5])) == "+10.0 pts · one seed: no interval"
+    assert lessons.difference_text(None) == "-"
+    roles = pd.DataFrame({"teacher": [0.9, 0.8, 1.0], "assistant_1": [0.45, 0.4, 0.5]}, index=["0", "1", "2"])
+    found = lessons.role_numbers(roles)
+    assert found["assistant_1_of_teacher"] == "50.0% [50.0, 50.0] · 3 seeds" and found["student"] == "-"
+    assert "{assistant_1_of_teacher}" in FAILURE_MODES["progressive_degradation"].why
 
 
 def test_learn_charts_are_pure() -> None:
@@ -302,5 +394,11 @@ def test_the_gap_chart_draws_provoked_studies_apart_and_far_outliers_at_the_edge
     assert sorted(a.text for a in figure.layout.annotations if a.showarrow) == ["-56.0 pts", "-61.0 pts"]
     inside = lesson_charts.gap_zones(points.assign(gain=[1.5, -1.0, -2.0, -3.5, -4.0, 0.5]), [(0, 10, "all")])
     assert {t.name for t in inside.data} == {"study", "provoked failure (made to fail on purpose)"}
+    assert inside.data[0].error_y.array is None  # no interval given: no error bars
+    over = points.assign(gain_low=[0.5, -2.0, -3.0, -4.5, -57.0, -61.0], gain_high=[2.5, 0.0, -1.0, -2.5, -55.0, -61.0],
+                         ratio_half=[0.01, 0.02, float("nan"), 0.1, 0.0, 0.0])
+    drawn = lesson_charts.gap_zones(over, [(0, 10, "all")]).data[0]
+    assert list(drawn.error_y.array) == [1.0, 1.0, 1.0, 1.0] and list(drawn.error_y.arrayminus) == [1.0] * 4
+    assert drawn.error_x.array[1] == 0.02 and math.isnan(drawn.error_x.array[2])
 
     assert lesson_charts.size_against_accuracy(pd.DataFrame()).layout.title.text == "Student size against accuracy"
