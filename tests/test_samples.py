@@ -77,9 +77,9 @@ def test_load_replays_the_study_as_it_was(exported, sqlite_uri: str) -> None:
             {key: [row[:2] for row in rows] for key, rows in old.history.items() if key in DIAGNOSIS_METRICS}
         assert new.tags["kd.study_id"] == new_id
         assert new.tags[SAMPLE_TAG] == "true" and new.tags[SOURCE_TAG] == path.name and HASH_TAG in new.tags
-        assert "kd.teacher_fingerprint" not in new.tags  # ... a replayed one has no weights to reuse
-        kept = {k: v for k, v in old.tags.items() if k.startswith("kd.") and k not in {
-            "kd.study_id", "kd.teacher_fingerprint"}}
+        assert not {"kd.teacher_fingerprint", "kd.baseline_fingerprint"} & new.tags.keys()  # ... a replayed one
+        kept = {k: v for k, v in old.tags.items() if k.startswith("kd.") and k not in {  # has no weights to reuse
+            "kd.study_id", "kd.teacher_fingerprint", "kd.baseline_fingerprint"}}
         assert kept.items() <= new.tags.items()
     for new in after[1:]:
         assert new.tags["mlflow.parentRunId"] == new_id
