@@ -6,7 +6,7 @@ Prints (targets in brackets):
     and the whole page rendered warm                                      [<= 1 s]
 The store is built once (about a minute); times are medians of alternating repeats.
 
-    python benchmarks/bench_dashboard.py [--studies 250] [--repeats 5]
+    python benchmarks/bench_dashboard.py [--studies 250] [--repeats 5] [--smoke]
 """
 
 from __future__ import annotations
@@ -69,11 +69,14 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--studies", type=int, default=250, help="studies in the store (4 runs each)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="20 studies, one repeat: that it runs")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.studies, args.repeats = 20, 1
 
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"

@@ -7,7 +7,7 @@ study does for deterministic data) and once with the teacher run every step. Rat
 the feature method is slower. Variants run in alternating turns and the medians are quoted,
 because the machine is shared and noisy.
 
-    python benchmarks/bench_feature_methods.py [--threads 1] [--rounds 5] [--epochs 2]
+    python benchmarks/bench_feature_methods.py [--threads 1] [--rounds 5] [--epochs 2] [--smoke]
 """
 
 from __future__ import annotations
@@ -42,13 +42,17 @@ def throughput(method: str, splits, teacher, cfg, epochs: int, cached: bool) -> 
     return epochs * len(splits.train.y) / (time.perf_counter() - started)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=2)
-    args = parser.parse_args()
-    cfg = load_config(PAIR, [f"train.threads={args.threads}", "train.device=cpu"])
+    parser.add_argument("--smoke", action="store_true", help="600 samples, one round of one epoch: that it runs")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.epochs = 1, 1
+    small = ["data.n_samples=600"] if args.smoke else []
+    cfg = load_config(PAIR, [f"train.threads={args.threads}", "train.device=cpu", *small])
     splits = load_dataset(cfg.data)
     set_determinism(0, args.threads)
     teacher = build_model(cfg.teacher, splits.input_shape, splits.num_classes).eval()  # speed needs no training
@@ -58,13 +62,16 @@ def main() -> None:
             samples[key].append(throughput(key[0], splits, teacher, cfg, args.epochs, key[1]))
     print(f"pair: {PAIR.name}, {len(splits.train.y)} training samples, {args.threads} thread(s), "
           f"{args.rounds} rounds of {args.epochs} epochs, medians")
+    ratios = {}
     for cached in (True, False):
         base = statistics.median(samples[("kd", cached)])
         label = "cached teacher outputs" if cached else "teacher run every step"
         print(f"  {label}: kd {base:,.0f} samples/s")
         for method in METHODS[1:]:
             value = statistics.median(samples[(method, cached)])
+            ratios[f"{method}/kd{' cached' if cached else ''}"] = value / base
             print(f"    {method:<7} {value:,.0f} samples/s  ratio to kd {value / base:.2f}")
+    return ratios
 
 
 if __name__ == "__main__":

@@ -87,12 +87,3 @@ def test_a_sweep_job_from_the_launcher_can_be_cancelled_and_resumed(tmp_path: Pa
             if s.info.status == "FINISHED"}
     assert len(keys) == 6
 
-
-def test_the_sweep_benchmark_smoke_runs_and_prints_its_ratios(capsys: pytest.CaptureFixture) -> None:
-    import runpy
-
-    module = runpy.run_path(str(Path(__file__).resolve().parent.parent / "benchmarks" / "bench_sweep.py"))
-    ratios = module["main"](["--smoke"])
-    assert set(ratios) == {"sweep wall / its studies' time", "per-study wall / sweep wall"}
-    assert all(value > 0 for value in ratios.values())
-    assert "its studies' own time" in capsys.readouterr().out
