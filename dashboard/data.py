@@ -25,6 +25,7 @@ import yaml
 from dashboard.text import one_line
 from kdcore import tracking
 from kdcore.config import is_teacher
+from kdcore.study_list import STUDY_COLUMNS
 from kdcore.tracker import role_key
 from kdcore.tracking import resolve_uri
 
@@ -34,7 +35,7 @@ CACHE_SECONDS = 30
 CURVE_METRICS = ["train/loss", "val/acc", "val/loss", "train/acc", "train/loss_ce", "train/loss_kd"]
 HUGE = 1e308  # MLflow's SQL store keeps +-inf as +-1.797e308: both are infinite here
 UNKNOWN_ROLE = "unknown"  # a run without kd.role is shown as "unknown-<its id>"
-STUDY_METRICS = {name: key.removeprefix("metrics.") for key, name in tracking.STUDY_COLUMNS.items()
+STUDY_METRICS = {name: key.removeprefix("metrics.") for key, name in STUDY_COLUMNS.items()
                  if key.startswith("metrics.")}  # list_studies column -> metric key
 
 

@@ -73,7 +73,8 @@ from urllib.parse import quote, unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kdcore.config import BOUNDARY_NAMES, DataConfig, ModelConfig, first_error
+from kdcore.boundaries import BOUNDARY_FLAGS, BOUNDARY_NAMES, BOUNDARY_SWITCHES
+from kdcore.config import DataConfig, ModelConfig, first_error
 from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS, UnknownNameError, data_meta, model_fits
 
 # --- thresholds (the survey's numbers, named) -------------------------------------------------------
@@ -201,12 +202,11 @@ class Situation(BaseModel):
     proven_teacher: bool = Field(True, description="A trained, trusted teacher exists.")
     stable_domain: bool = Field(True, description="The data does not drift while the student learns.")
     several_learners: bool = Field(False, description="Several learners train together (a cohort, not one student).")
-    rule_based: bool = Field(False, description="The teacher is a simple rule-based system.")
-    real_time: bool = Field(False, description="The student must run faster than the teacher could ever be made to "
-                                               "run: a speed problem, not a knowledge one.")
-    needs_new_capabilities: bool = Field(False, description="The student must do what the teacher cannot.")
-    safety_critical: bool = Field(False, description="Safety-critical use without a validation framework.")
-    interpretability_first: bool = Field(False, description="Interpretability matters more than accuracy.")
+    rule_based: bool = Field(False, description=BOUNDARY_SWITCHES["rule_based"])
+    real_time: bool = Field(False, description=BOUNDARY_SWITCHES["real_time"])
+    needs_new_capabilities: bool = Field(False, description=BOUNDARY_SWITCHES["needs_new_capabilities"])
+    safety_critical: bool = Field(False, description=BOUNDARY_SWITCHES["safety_critical"])
+    interpretability_first: bool = Field(False, description=BOUNDARY_SWITCHES["interpretability_first"])
 
     @field_validator("dataset")
     @classmethod
@@ -873,7 +873,6 @@ NOT_FOR: tuple[NotFor, ...] = (
            "Use explainable-AI methods; distillation often makes a model harder to interpret.",
            lambda f: f.s.interpretability_first),
 )
-BOUNDARY_FLAGS = ("rule_based", "real_time", "needs_new_capabilities", "safety_critical", "interpretability_first")
 
 
 # --- why: policies and the numbers of each step -------------------------------------------------------

@@ -15,8 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kdcore.advisor import AdviceError
-from kdcore.config import ConfigError, load_config
+from kdcore.boundaries import BOUNDARY_FLAGS, BOUNDARY_NAMES, BOUNDARY_SWITCHES
 from kdcore.registry import DATASETS, MECHANISMS, METHODS, MODELS, UnknownNameError
 from kdcore.tracker import TrackingUnavailable
 
@@ -266,6 +265,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         if not args.config:
             raise UsageError("run: give a CONFIG file (e.g. examples/digits_kd.yaml) or --resume STUDY_ID")
+        from kdcore.config import load_config
+
         cfg = load_config(args.config, args.overrides)
         try:
             resolve_device(cfg.train.device)
@@ -416,7 +417,8 @@ def _terminate_once(signum: int, frame: object) -> None:
 def cmd_studies(args: argparse.Namespace) -> int:
     import json
 
-    from kdcore.tracking import list_studies, resolve_uri
+    from kdcore.local_store import resolve_uri
+    from kdcore.study_list import list_studies
 
     if args.limit < 1:
         raise UsageError(f"--limit: give a number of studies of at least 1 (got {args.limit})")
@@ -568,12 +570,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _add_boundary_switches(advise: argparse.ArgumentParser) -> None:
     """One switch per NOT-FOR boundary (different tasks come from --teacher-task / --student-task), and
     --accept-boundary to distill despite one."""
-    from kdcore.advisor import BOUNDARY_FLAGS, Situation
-    from kdcore.config import BOUNDARY_NAMES
-
-    for flag in BOUNDARY_FLAGS:
+    for flag, meaning in BOUNDARY_SWITCHES.items():
         advise.add_argument(f"--{flag.replace('_', '-')}", action="store_true",
-                            help=f"NOT-FOR boundary {flag}: {Situation.model_fields[flag].description}")
+                            help=f"NOT-FOR boundary {flag}: {meaning}")
     advise.add_argument("--accept-boundary", action="append", default=[], choices=BOUNDARY_NAMES, metavar="NAME",
                         help="distill despite this NOT-FOR boundary (repeatable; recorded in the config): "
                              f"{', '.join(BOUNDARY_NAMES)}")
@@ -581,7 +580,6 @@ def _add_boundary_switches(advise: argparse.ArgumentParser) -> None:
 
 def situation_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The raw situation: the YAML file (or a study's measurements), then the flags on top."""
-    from kdcore.advisor import BOUNDARY_FLAGS
     from kdcore.config import load_raw
 
     raw: dict[str, Any] = {}
@@ -756,7 +754,11 @@ def _open_named_store(args: argparse.Namespace) -> None:
     torch loads (a store named only in a config is checked when the config has been read)."""
     import os
 
+    from kdcore.local_store import existing_sqlite
+
     uri = getattr(args, "tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI")
+    if args.command == "studies" and existing_sqlite(uri):  # read with SQLite itself; a bad file falls back to MLflow
+        return
     if (uri and hasattr(args, "tracking_uri") and (args.command != "advise" or args.from_study)
             and not getattr(args, "dry_run", False)):
         from kdcore.tracking import open_store
@@ -774,9 +776,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _open_named_store(args)
         return COMMANDS[args.command](args)
-    except (ConfigError, AdviceError, UnknownNameError, UsageError, TrackingUnavailable) as err:
+    except (UnknownNameError, UsageError, TrackingUnavailable, *_loaded_errors()) as err:
         print(f"kdx: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+USER_ERRORS = (("kdcore.config", "ConfigError"), ("kdcore.advisor", "AdviceError"))  # modules a command may import
+
+
+def _loaded_errors() -> tuple[type[Exception], ...]:
+    """The user-input errors of the modules this command imported: one it never imported cannot have raised its
+    error, and importing it only to name the class would cost every command its start-up time."""
+    return tuple(getattr(sys.modules[module], name) for module, name in USER_ERRORS if module in sys.modules)
 
 
 if __name__ == "__main__":

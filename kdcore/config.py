@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from kdcore.boundaries import BOUNDARY_NAMES
 from kdcore.digest import content_digest
 from kdcore.registry import (
     DATASETS,
@@ -314,9 +315,6 @@ class ModelConfig(Section):
         return self
 
 
-# The survey's NOT-FOR boundaries, by the name kdx advise --accept-boundary and the config use.
-BOUNDARY_NAMES = ("rule_based", "different_tasks", "real_time", "needs_new_capabilities", "safety_critical",
-                  "interpretability_first")
 BoundaryName = Literal["rule_based", "different_tasks", "real_time", "needs_new_capabilities", "safety_critical",
                        "interpretability_first"]
 

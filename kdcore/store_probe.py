@@ -5,11 +5,10 @@ MLflow and the models; any other store is asked through MLflow."""
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
+from kdcore.local_store import SQLITE, read_only, sqlite_path
 from kdcore.tracker import STUDY_ROLE
 
-SQLITE = "sqlite:///"
 ANY_STUDY = ("SELECT 1 FROM tags JOIN runs ON runs.run_uuid = tags.run_uuid "
              "WHERE tags.key = 'kd.role' AND tags.value = ? AND runs.lifecycle_stage = 'active' LIMIT 1")
 
@@ -17,14 +16,14 @@ ANY_STUDY = ("SELECT 1 FROM tags JOIN runs ON runs.run_uuid = tags.run_uuid "
 def is_empty_store(uri: str | None = None) -> bool:
     """True when the store holds no study (the moment to offer loading the samples)."""
     if uri and uri.startswith(SQLITE) and "?" not in uri:
-        path = Path(uri.removeprefix(SQLITE))
-        if not path.exists():
-            return True
+        path = sqlite_path(uri)
+        if path is None or not path.exists():
+            return path is not None
         try:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            with read_only(path) as db:
                 return db.execute(ANY_STUDY, (STUDY_ROLE,)).fetchone() is None
         except sqlite3.Error:  # not MLflow's schema (yet): MLflow creates or reads it below
             pass
-    from kdcore.tracking import list_studies
+    from kdcore.study_list import list_studies
 
     return list_studies(uri).empty

@@ -27,7 +27,9 @@ from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from requests.exceptions import ConnectTimeout
 
-from kdcore.ownership import GONE_REASON, orphaned
+from kdcore.local_store import DEFAULT_ARTIFACTS, DEFAULT_DB, resolve_uri, role_run_ids, sqlite_path
+from kdcore.local_store import metric_history as sqlite_history
+from kdcore.study_list import list_studies
 from kdcore.tracker import STUDY_ROLE, RunRecord, Tracker, TrackingUnavailable
 
 try:
@@ -35,22 +37,10 @@ try:
 except ImportError:  # Windows has no flock: a new store is created unguarded there, as MLflow itself does
     fcntl = None  # type: ignore[assignment]
 
-DEFAULT_DB = "mlflow.db"
-DEFAULT_ARTIFACTS = "mlartifacts"
-
 # MLflow announces every run it creates and draws a bar per artifact download; the CLI prints
 # its own summary instead.
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
-def default_tracking_uri() -> str:
-    """$MLFLOW_TRACKING_URI, else ./mlflow.db (SQLite) in the working directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
-
-
-def resolve_uri(uri: str | None) -> str:
-    return uri or default_tracking_uri()
 
 
 def _artifact_root(uri: str) -> str | None:
@@ -79,13 +69,13 @@ def open_store(uri: str | None = None) -> str:
     its tables are created under a lock.
     """
     uri = resolve_uri(uri)
-    sqlite_path = _sqlite_path(uri)
-    if uri in _ready and (sqlite_path is None or sqlite_path.exists()):
+    db_path = sqlite_path(uri)
+    if uri in _ready and (db_path is None or db_path.exists()):
         return uri
     scheme = urlsplit(uri).scheme
     with _quiet(_QUIET_LOGGERS):
         if scheme == "sqlite":
-            _open_sqlite(uri, sqlite_path)
+            _open_sqlite(uri, db_path)
         elif scheme in ("http", "https"):
             _probe_server(uri)
         elif scheme in ("", "file") or len(scheme) == 1:  # a path (a one-letter scheme is a Windows drive)
@@ -98,14 +88,6 @@ def open_store(uri: str | None = None) -> str:
 def _client(uri: str | None) -> MlflowClient:
     """A client on the store at ``uri``, opened (checked, created) first."""
     return MlflowClient(tracking_uri=open_store(uri))
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    """The file of a ``sqlite:///`` URI, or None when the URI names no file (another scheme, in memory)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri.removeprefix("sqlite:///").partition("?")[0]
-    return Path(path) if path and path != ":memory:" else None
 
 
 def _suggested_db(path: str) -> Path:
@@ -354,18 +336,6 @@ def _search_all(client: MlflowClient, experiment_ids: list[str], filter_string: 
 
 
 # --- readers for the CLI and the dashboard ------------------------------------------------------
-STUDY_COLUMNS = {
-    "tags.kd.dataset": "dataset", "tags.kd.teacher": "teacher", "tags.kd.student": "student",
-    "tags.kd.method": "method", "tags.kd.mechanism": "mechanism", "tags.kd.knowledge": "knowledge",
-    "metrics.study/teacher_acc": "teacher_acc", "metrics.study/baseline_acc": "baseline_acc",
-    "metrics.study/student_acc": "student_acc", "metrics.study/acc_ratio_teacher": "ratio_teacher",
-    "metrics.study/acc_ratio_baseline": "ratio_baseline", "metrics.study/param_ratio": "param_ratio",
-    "metrics.study/speedup": "speedup", "tags.kd.findings": "findings",
-    "metrics.study/gates_passed": "gates_passed", "metrics.study/gates_failed": "gates_failed",
-    "tags.kd.failure_reason": "failure_reason", "tags.kd.shift": "shift",
-}
-
-
 def runs_frame(uri: str | None, filter_string: str, experiment: str | None = None) -> pd.DataFrame:
     """Every run of ``experiment`` (None: every active experiment) matching an MLflow filter, one row each:
     run_id, name, status, experiment_id, start_time, end_time and ``tags.*``, ``params.*``, ``metrics.*``."""
@@ -414,31 +384,6 @@ def resolve_study_id(ref: str, uri: str | None = None) -> str:
                         f"{', ...' if len(found) > 3 else ''}); give more of the id")
 
 
-def list_studies(uri: str | None = None, experiment: str | None = None) -> pd.DataFrame:
-    """One row per study, newest first: what, how, the three accuracies, the ratios and the status."""
-    client = _client(uri)
-    frame = _runs_frame(client, _experiment_ids(client, experiment), f"tags.`kd.role` = '{STUDY_ROLE}'")
-    columns = ["study_id", "name", "status", "start_time", "end_time", *STUDY_COLUMNS.values()]
-    if frame.empty:
-        return pd.DataFrame(columns=columns)
-    frame = frame.rename(columns={"run_id": "study_id", **STUDY_COLUMNS})
-    for column in columns:
-        if column not in frame:
-            frame[column] = np.nan
-    _mark_orphans(frame)
-    return frame[columns].reset_index(drop=True)
-
-
-def _mark_orphans(frame: pd.DataFrame) -> None:
-    """Studies that say RUNNING (or SCHEDULED) while the process that owned them is gone are FAILED."""
-    owner_columns = [c for c in frame.columns if c.startswith("tags.kd.")]
-    frame["failure_reason"] = frame["failure_reason"].astype(object)
-    for index, row in frame.iterrows():
-        tags = {c.removeprefix("tags."): str(row[c]) for c in owner_columns if isinstance(row[c], str)}
-        if orphaned(str(row["status"]), tags):
-            frame.loc[index, ["status", "failure_reason"]] = ["FAILED", GONE_REASON]
-
-
 def list_runs(study_ids: list[str], uri: str | None = None) -> pd.DataFrame:
     """Every role run of the given studies, with ``tags.*``, ``params.*`` and ``metrics.*`` columns."""
     if not study_ids:
@@ -448,7 +393,7 @@ def list_runs(study_ids: list[str], uri: str | None = None) -> pd.DataFrame:
     experiments = _experiment_ids(client, None)
     if uri.startswith("sqlite:///"):
         try:  # MLflow's search has no IN for tags, but has one for run ids: find those in one query
-            run_ids = _sqlite_role_runs(uri.removeprefix("sqlite:///"), list(study_ids))
+            run_ids = role_run_ids(uri.removeprefix("sqlite:///"), list(study_ids))
             frames = [_runs_frame(client, experiments, "attributes.run_id IN ({})".format(
                 ", ".join(f"'{_quote(r)}'" for r in run_ids[start:start + 100])))
                 for start in range(0, len(run_ids), 100)]
@@ -461,21 +406,13 @@ def list_runs(study_ids: list[str], uri: str | None = None) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _sqlite_role_runs(path: str, study_ids: list[str]) -> list[str]:
-    """Ids of the role runs (not the parents) of the given studies, from MLflow's ``tags`` table."""
-    query = (f"SELECT t.run_uuid FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
-             f"WHERE t.key = 'kd.study_id' AND t.value IN ({', '.join('?' * len(study_ids))}) "
-             f"AND t.run_uuid NOT IN ({', '.join('?' * len(study_ids))}) AND r.lifecycle_stage = 'active'")
-    with closing(sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)) as connection:
-        return [row[0] for row in connection.execute(query, [*study_ids, *study_ids])]
-
 
 def metric_history(run_ids: list[str], keys: list[str], uri: str | None = None) -> pd.DataFrame:
     """Long table (run_id, key, step, value, timestamp) of the given metrics, for curves."""
     uri = open_store(uri)
     if uri.startswith("sqlite:///") and run_ids and keys:
         try:
-            return _sqlite_history(uri.removeprefix("sqlite:///"), list(run_ids), list(keys))
+            return sqlite_history(uri.removeprefix("sqlite:///"), list(run_ids), list(keys))
         except sqlite3.Error:  # an MLflow schema this reader does not know: use the API below
             pass
     client = MlflowClient(tracking_uri=uri)
@@ -489,16 +426,6 @@ def metric_history(run_ids: list[str], keys: list[str], uri: str | None = None) 
                 for run_id in run_ids for key in keys for m in client.get_metric_history(run_id, key)]
     frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
     return frame.sort_values(["run_id", "key", "step"]).reset_index(drop=True)
-
-
-def _sqlite_history(path: str, run_ids: list[str], keys: list[str]) -> pd.DataFrame:
-    """One read-only SQL query over MLflow's ``metrics`` table: curves of many runs in milliseconds,
-    where building MLflow's entity objects row by row takes seconds for 50,000 points."""
-    query = (f"SELECT run_uuid AS run_id, key, step, CASE WHEN is_nan THEN NULL ELSE value END AS value, timestamp "
-             f"FROM metrics WHERE run_uuid IN ({', '.join('?' * len(run_ids))}) "
-             f"AND key IN ({', '.join('?' * len(keys))}) ORDER BY run_uuid, key, step, timestamp")
-    with closing(sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)) as connection:
-        return pd.read_sql_query(query, connection, params=[*run_ids, *keys])
 
 
 def load_predictions(run_id: str, uri: str | None = None) -> dict[str, np.ndarray]:

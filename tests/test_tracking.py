@@ -100,3 +100,40 @@ def test_bulk_history_matches_mlflows_own_reader(logged_study, sqlite_uri: str) 
     expected = sorted((run_id, m.key, m.step, m.value, m.timestamp) for run_id in runs["run_id"] for key in keys
                       for m in tracker.client.get_metric_history(run_id, key))
     assert sorted(fast.itertuples(index=False, name=None)) == expected
+
+
+@pytest.mark.parametrize("experiment", [None, "roundtrip", "nothing-here"])
+def test_sqlite_study_listing_matches_mlflows_search(logged_study, sqlite_uri: str, experiment: str | None) -> None:
+    """kdx studies reads a local store with SQLite itself: the same rows, columns and values MLflow's search gives,
+    without deleted runs, other experiments' studies or role runs."""
+    import math
+
+    from kdcore import local_store, tracking
+
+    _cfg, tracker, summary = logged_study
+    tracker.client.set_tag(summary.study_id, "kd.shift", "noise")
+    nan_run = tracker.start_run("nan", {"kd.role": "study", "kd.study_id": "x"}, {"a": "1"})
+    tracker.log_metrics(nan_run, {"study/speedup": float("nan"), "study/param_ratio": 2.0}, step=0)
+    tracker.end_run(nan_run)
+    gone = tracker.start_run("deleted", {"kd.role": "study"}, {})
+    tracker.end_run(gone)
+    tracker.client.delete_run(gone)
+    other = MlflowTracker(sqlite_uri, "elsewhere")
+    other.end_run(other.start_run("other", {"kd.role": "study"}, {}))
+
+    path = local_store.existing_sqlite(sqlite_uri)
+    fast = local_store.runs_frame(path, {"kd.role": "study"}, experiment)
+    slow = tracking.runs_frame(sqlite_uri, "tags.`kd.role` = 'study'", experiment)
+    if experiment == "nothing-here":
+        assert fast.empty and slow.empty
+        return
+    assert list(fast["run_id"]) == list(slow["run_id"]) and gone not in set(fast["run_id"])
+    assert len(fast) == (3 if experiment is None else 2)
+    assert sorted(fast.columns) == sorted(slow.columns)
+    for fast_row, slow_row in zip(fast.to_dict("records"), slow.to_dict("records"), strict=True):
+        for key, value in slow_row.items():
+            same = (isinstance(value, float) and math.isnan(value) and math.isnan(fast_row[key])) or \
+                fast_row[key] == value or (value is None and fast_row[key] is None)
+            assert same, (key, fast_row[key], value)
+    row = fast.set_index("run_id").loc[nan_run]
+    assert math.isnan(row["metrics.study/speedup"]) and row["metrics.study/param_ratio"] == 2.0
