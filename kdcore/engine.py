@@ -74,13 +74,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def set_determinism(seed: int, threads: int) -> None:
-    """Same seed and thread count -> bit-identical results on the same machine and device."""
+def set_determinism(seed: int, threads: int, device: torch.device | None = None) -> None:
+    """Same seed and thread count -> bit-identical results on the same machine and device.
+
+    CPU kernels are deterministic at a fixed thread count already. Only an accelerator switches torch to its
+    deterministic kernels, a switch that also imports torch's compiler stack (seconds of start-up a CPU run
+    would pay for nothing).
+    """
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
+    if device is not None and device.type != "cpu" and not torch.are_deterministic_algorithms_enabled():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
 
 
 def autocast_for(device: torch.device, amp: bool) -> tuple[Callable[[], Any], torch.amp.GradScaler | None]:

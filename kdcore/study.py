@@ -186,7 +186,7 @@ class Study:
     def _run(self) -> StudySummary:
         cfg = self.cfg
         started = time.perf_counter()
-        set_determinism(cfg.train.seed, cfg.train.threads)
+        set_determinism(cfg.train.seed, cfg.train.threads, self.device)
         self._reopen(str(self.study_id))
         self.tracker.set_tags(str(self.study_id), owner_tags())
         self._open.append(str(self.study_id))
@@ -435,7 +435,7 @@ class Study:
         if seed_offset:
             train = train.model_copy(update={"seed": train.seed + seed_offset * SEED_STRIDE})
             params["train.seed_offset"] = str(seed_offset)
-        set_determinism(train.seed, train.threads)  # same init for baseline and student
+        set_determinism(train.seed, train.threads, self.device)  # same init for baseline and student
         built = {role: build() for role, build in models.items()}
         distiller = make(built)
         run_ids: dict[str, str] = {}

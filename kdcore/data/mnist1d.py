@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-from mnist1d.data import get_dataset_args, make_dataset
 
 from kdcore.data.splits import DatasetSplits, cache_dir, stratified_splits, to_split
 from kdcore.registry import register_dataset
@@ -25,6 +24,8 @@ SHIFT = "new samples with stronger correlated noise (0.4), iid noise (0.05), she
 
 def generate(num_samples: int, seed: int, **changes: float) -> tuple[np.ndarray, np.ndarray]:
     """Generate (x, y) with mnist1d's ``make_dataset``, read from / written to the disk cache."""
+    from mnist1d.data import get_dataset_args, make_dataset  # seconds to import: only a study of MNIST-1D pays
+
     args = get_dataset_args(as_dict=True)
     args.pop("url")
     args.update(num_samples=num_samples, seed=seed, train_split=1.0, **changes)
