@@ -714,6 +714,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             print(f"kdx: loaded {load_samples(SAMPLES, uri)} example studies into {uri}")
         except SampleError as err:
             raise UsageError(str(err)) from None
+    from kdcore import warm_start
+
+    warm_start.ensure()  # launched studies fork from it: their imports are paid now, once
     command, env = dashboard_command(DASHBOARD_APP, args.host, args.port, args.allowed_host, args.workshop,
                                      args.max_concurrent, uri, data_root=args.data_root or Path.cwd())
     print(f"kdx: dashboard on http://{args.host}:{args.port} over {uri}", flush=True)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from kdcore import warm_start
 from kdcore.data.splits import cache_dir
 from kdcore.engine import resolve_device
 from kdcore.study import FAILURE_TAG, StudyFailed
@@ -152,15 +153,20 @@ def _spawn(job_dir: Path, command: list[str], uri: str, name: str, kind: str, sl
         env["KDX_MAX_CONCURRENT"] = str(max(slots, len(_slot_names(torch.device("cpu")))))
     try:
         with open(job.log, "wb") as log:
-            # Own session: cancel signals its process group alone. The child inherits the lock on
-            # alive.lock through pass_fds and holds it until it exits.
-            proc = subprocess.Popen([sys.executable, "-m", "kdcore.cli", *command], stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                    pass_fds=(alive,))
+            # Forked by the warm starter when one runs (start-up paid once), else a new process. Either way it
+            # has its own session, so cancel signals its process group alone, and it holds the lock on
+            # alive.lock (passed to it) until it exits.
+            pid = warm_start.start(job_dir.parent, command, env, log.fileno(), alive)
+            if pid is None:
+                proc = subprocess.Popen([sys.executable, "-m", "kdcore.cli", *command], stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                        pass_fds=(alive,))
+                _children[proc.pid] = proc
+                pid = proc.pid
+                warm_start.ensure(job_dir.parent)  # warm for the next job
     finally:
         os.close(alive)
-    _children[proc.pid] = proc
-    return _update(job_dir, pid=proc.pid)
+    return _update(job_dir, pid=pid)
 
 
 def get_job(job_id: str, root: Path | None = None) -> Job:

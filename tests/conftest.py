@@ -11,6 +11,9 @@ import pytest
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["KDX_CACHE_DIR"] = str(tmp_path_factory.mktemp("kdx-cache"))
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    # Launched jobs start as new processes: a warm starter per test's jobs folder would keep importing in the
+    # background. tests/test_warm_start.py turns it on where it is what is tested.
+    os.environ["KDX_WARM_START"] = "0"
 
 
 @pytest.fixture(autouse=True)
