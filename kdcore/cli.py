@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="config whose other choices (training budget, tracking) --write keeps")
 
     bench = commands.add_parser(
-        "bench", help="run the method zoo or a mechanism suite and write its results table",
+        "bench", help="run the method zoo or a mechanism suite (results tables), or the speed benchmarks",
         description="Run every method on a dataset's benchmark pair (benchmarks/pairs/DATASET.yaml), or a "
                     "suite of mechanism variants (benchmarks/mechanisms/SUITE.yaml), for several seeds; log "
                     "the studies and write the table into a Markdown file.",
@@ -177,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     methods.add_argument("--tracking-uri", metavar="URI",
                          help="MLflow store or server; default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
     methods.add_argument("--progress", action="store_true", help="show the per-epoch progress bars")
+    speed = bench_commands.add_parser(
+        "speed", help="every speed target: training loop, tracking share, start-up, each beside its target",
+        description="Time kdcore's loop against a hand-written one, MLflow's share of a study and the start-up of "
+                    "kdx commands and launched studies; print every ratio beside its target (benchmarks/).")
+    speed.add_argument("--rounds", type=int, default=3, metavar="N", help="alternating timed turns (default 3)")
+    speed.add_argument("--epochs", type=int, default=2, metavar="N", help="epochs per training turn (default 2)")
+    speed.add_argument("--threads", type=int, default=1, metavar="N", help="torch CPU threads (default 1)")
+    speed.add_argument("--smoke", action="store_true", help="tiny sizes and one round: that it runs, in a minute")
     suite = bench_commands.add_parser("mechanisms", help="a suite of mechanism variants on one pair")
     suite.add_argument("--suite", required=True, help="suite in benchmarks/mechanisms/, e.g. mnist1d_hard")
     suite.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds per variant (default 3)")
@@ -516,6 +524,8 @@ def format_summary(s: StudySummary, uri: str) -> str:
                  + (", ".join(f"{f.title} ({f.severity})" for f in s.findings) or "none"))
     if s.teacher_reused_from:
         lines.append(f"  teacher reused from run {s.teacher_reused_from} (identical config)")
+    if s.teacher_cache:
+        lines.append(f"  teacher outputs for the student: {s.teacher_cache}")
     for role, model in (("teacher", s.cfg.teacher), ("student", s.cfg.student)):
         if model.checkpoint or (model.path and not model.train):
             origin = model.checkpoint or model.path
@@ -676,6 +686,8 @@ def cmd_advise(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.bench_command == "speed":
+        return _bench_speed(args)
     from kdcore import bench
 
     if args.seeds < 1:
@@ -694,6 +706,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     bench.write_section(args.out, section, text)
     print(text + f"\nwritten to {args.out}")
+    return 0
+
+
+def _bench_speed(args: argparse.Namespace) -> int:
+    """Run benchmarks/bench_speed.py, which prints every speed ratio beside its target."""
+    import importlib.util
+
+    script = ROOT / "benchmarks" / "bench_speed.py"
+    if not script.is_file():
+        raise UsageError(f"bench speed: no {script}; it runs from a source checkout of KD Explorer")
+    for name, value in (("--rounds", args.rounds), ("--epochs", args.epochs), ("--threads", args.threads)):
+        if value < 1:
+            raise UsageError(f"{name}: must be at least 1 (got {value})")
+    spec = importlib.util.spec_from_file_location("bench_speed", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main([f"--rounds={args.rounds}", f"--epochs={args.epochs}", f"--threads={args.threads}",
+                 *(["--smoke"] if args.smoke else [])])
     return 0
 
 

@@ -14,7 +14,7 @@ import reprlib
 import types
 import unicodedata
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -521,6 +521,37 @@ class TrainConfig(Section):
         1, ge=1, le=256,
         description="torch CPU threads; results differ between thread counts, so it is part of the run.",
     )
+    compile: bool = Field(
+        False,
+        description="torch.compile the trained models' forward (and a teacher that runs live); pays on CUDA for "
+                    "long runs, after seconds to minutes of compiling; the CPU needs a C++ compiler.",
+    )
+    channels_last: bool | None = Field(
+        None,
+        description="Image inputs (4-d) and convolution weights in channels_last memory format; empty = on CUDA "
+                    "for image inputs, off elsewhere.",
+    )
+    checkpoint_every_s: float = Field(
+        60.0, ge=0, le=86_400,
+        description="Seconds between a role's checkpoints (always written after its last epoch); a resume "
+                    "repeats at most this much training; 0 = after every epoch.",
+    )
+    checkpoint_every_epochs: int | None = Field(
+        None, ge=1, le=10_000,
+        description="Write a role's checkpoint every this many epochs instead of by time; empty = by time.",
+    )
+    cache_gib: float = Field(
+        1.0, ge=0, le=1024,
+        description="Cap on a teacher's cached outputs (on the whole training split), in GiB: kept on the training "
+                    "device when they fit there, else in CPU memory; beyond it the teacher runs on every batch; "
+                    "0 = never cache.",
+    )
+
+    # How a run is carried out, never what it trains: no fingerprint holds them, and siblings may differ in them.
+    RUNTIME: ClassVar[tuple[str, ...]] = ("checkpoint_every_s", "checkpoint_every_epochs", "cache_gib")
+    # Other kernels, so maybe other numbers; newer than the fingerprints, which hold them only when set away from
+    # their defaults, so that every fingerprint made before them stays as it was.
+    NUMERIC_IF_SET: ClassVar[tuple[str, ...]] = ("compile", "channels_last")
 
     @field_validator("device")
     @classmethod
@@ -695,12 +726,20 @@ class ExperimentConfig(Section):
 
         Thread count, device and AMP are in too: each changes the weights, and a study reusing a model must get
         the weights it would have trained. The device counts as written (``auto`` and ``cpu`` never share), and
-        AMP counts unless the device is ``cpu`` or ``mps``, where the engine ignores it.
+        AMP counts unless the device is ``cpu`` or ``mps``, where the engine ignores it. Checkpoint cadence and
+        the cache cap (``TrainConfig.RUNTIME``) are out; ``compile`` and ``channels_last`` are in only when set
+        away from their defaults (``TrainConfig.NUMERIC_IF_SET``), and ``channels_last: false`` on ``cpu`` or
+        ``mps`` is what empty means there.
         """
-        train = self.train.model_dump(mode="json", exclude={"teacher_epochs"})
+        train = self.train.model_dump(mode="json", exclude={"teacher_epochs", *TrainConfig.RUNTIME})
         train["epochs"] = self.train.epochs_for(role)
         if train["device"] in {"cpu", "mps"}:  # mixed precision runs on CUDA only
             train["amp"] = False
+            if train["channels_last"] is False:  # what empty means there
+                train["channels_last"] = None
+        for key in TrainConfig.NUMERIC_IF_SET:
+            if train[key] == TrainConfig.model_fields[key].default:
+                del train[key]
         payload: dict[str, Any] = {"version": version, "data": self.data.model_dump(mode="json"),
                                    role: model.model_dump(mode="json"), "train": train}
         if DATASETS.entry(self.data.name).meta.get("source"):  # the user's files, by content

@@ -299,6 +299,7 @@ def run_job(job_dir: Path, study: Study) -> StudySummary:
         if study.study_id is not None:
             study.tracker.set_tags(study.study_id, {FAILURE_TAG: QUEUED_REASON})
             study.tracker.end_run(study.study_id, "KILLED")
+            study.tracker.flush(study.study_id)  # in the store before job.json says killed
         _update(job_dir, status="killed", slot=None, message=QUEUED_REASON)
         raise StudyFailed(study.study_id or "(not created)", QUEUED_REASON) from err
     except StudyFailed as err:

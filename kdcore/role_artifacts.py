@@ -65,6 +65,11 @@ def read_predictions(tracker: Tracker, run_id: str) -> dict[str, np.ndarray] | N
         data = tracker.read_bytes(run_id, PREDICTIONS)
     except FileNotFoundError:
         return None
+    return parse_predictions(data, run_id)
+
+
+def parse_predictions(data: bytes, run_id: str) -> dict[str, np.ndarray] | None:
+    """The arrays of a ``predictions.npz``; None (logged as a warning) when they are damaged."""
     try:
         with np.load(io.BytesIO(data)) as arrays:
             predictions = {key: arrays[key] for key in arrays.files}

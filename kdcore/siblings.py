@@ -2,9 +2,10 @@
 
 "Temperature scaling doesn't improve results" can only be seen across studies. Two finished studies
 are temperature siblings when their configs are equal except for what a temperature sweep varies
-(``distill.temperature``, ``distill.stage_temperatures``) and the keys that only name or file a study
-(the ``tracking`` section). Configs are compared as this version writes them, so a study recorded
-before a field existed matches one that has the field at its default.
+(``distill.temperature``, ``distill.stage_temperatures``), the keys that only name or file a study
+(the ``tracking`` section) and those that only say how it ran (checkpoint cadence, the teacher cache's cap).
+Configs are compared as this version writes them, so a study recorded before a field existed matches one that
+has the field at its default.
 :func:`kdcore.diagnostics.knowledge_confusion` reads the siblings' validation accuracy.
 """
 
@@ -12,21 +13,22 @@ from __future__ import annotations
 
 import functools
 
-from kdcore.config import validate
+from kdcore.config import TrainConfig, validate
 from kdcore.diagnostics import StudyResults, study_config
 from kdcore.tracker import STUDY_ROLE, Tracker
 
 SWEPT = ("distill.temperature", "distill.stage_temperatures")  # what a temperature sweep changes
 SEED = "train.seed"
 NAMING = ("tracking.",)  # study name, experiment and store: where a study is filed, not what it trains
+RUNTIME = tuple(f"train.{key}" for key in TrainConfig.RUNTIME)  # how a study ran, not what it trains
 IDENTITY = ("data.name", "teacher.name", "student.name", "distill.method", "distill.mechanism", "train.seed")  # cheap
 # to compare first: logged by every version, and different for most studies of a store
 
 
 def comparable(params: dict[str, str], varied: tuple[str, ...] = SWEPT) -> dict[str, str]:
     """A study's config, flattened as this version writes it, without the ``varied`` keys (by default the
-    temperatures) and the naming keys: equal for siblings. A config this version cannot read is compared as
-    logged."""
+    temperatures), the naming keys and the runtime keys: equal for siblings. A config this version cannot read is
+    compared as logged."""
     return dict(_comparable(tuple(sorted(params.items())), varied))
 
 
@@ -35,7 +37,7 @@ def _comparable(params: tuple[tuple[str, str], ...], varied: tuple[str, ...]) ->
     raw = study_config(StudyResults({}, dict(params)))
     flat = validate(raw).flat() if raw is not None else dict(params)
     return tuple((key, value) for key, value in sorted(flat.items())
-                 if key not in varied and not key.startswith(NAMING))
+                 if key not in varied and key not in RUNTIME and not key.startswith(NAMING))
 
 
 def sibling_ids(tracker: Tracker, study_id: str, varied: tuple[str, ...]) -> list[str]:

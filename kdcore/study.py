@@ -22,7 +22,17 @@ from kdcore import __version__
 from kdcore.config import ExperimentConfig, ModelConfig, config_from_yaml, is_teacher
 from kdcore.data.splits import DatasetSplits, cache_dir, load_dataset
 from kdcore.diagnostics import Finding, Gate
-from kdcore.engine import EpochReport, fit, predict_outputs, resolve_device, set_determinism
+from kdcore.engine import (
+    GIB,
+    CheckpointPolicy,
+    EpochReport,
+    cache_home,
+    fit,
+    predict_outputs,
+    resolve_device,
+    set_determinism,
+    size_text,
+)
 from kdcore.mechanisms.cross_modal import views
 from kdcore.methods.base import Method, TeacherSource, build_method
 from kdcore.models.base import build_model
@@ -32,14 +42,13 @@ from kdcore.preflight import check_models
 from kdcore.registry import MECHANISMS, METHODS, data_meta
 from kdcore.role_artifacts import ATTENTION_EXAMPLES, ATTENTIONS, WEIGHTS, attentions_npz, predictions_npz, weights_run
 from kdcore.role_evaluation import cost_metrics, member_metrics, predictions, split_metrics
-from kdcore.study_results import diagnose, refresh_siblings, study_metrics
+from kdcore.study_results import diagnose, refresh_siblings, remember_predictions, study_metrics
 from kdcore.teaching import SEED_STRIDE, ensemble_builder, teacher_role_name, teacher_sources
 from kdcore.tracker import STUDY_ROLE, RunRecord, Tracker
 
 FAILURE_TAG = "kd.failure_reason"
 EXAMPLE = 8  # training inputs a method sees at construction, to size its adapters to the features
-CACHE_BYTES = 1 << 30  # teacher outputs cached per study only up to 1 GiB; beyond, the teacher runs each step
-CHECKPOINT_SECONDS = 1.0  # a role's checkpoint is rewritten at most this often (and after its last epoch)
+CACHE_TAG = "kd.teacher_cache"  # on a role's run: where its teachers' outputs came from (device, cpu, live) and why
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +91,7 @@ class StudySummary:
     findings: list[Finding] = field(default_factory=list)
     gates: list[Gate] = field(default_factory=list)
     shift: str = ""  # what the shifted test split is
+    teacher_cache: str = ""  # where the student's teacher outputs came from, as its kd.teacher_cache tag says
 
 
 def model_spec(cfg: ModelConfig) -> str:
@@ -180,8 +190,11 @@ class Study:
             status = "KILLED" if isinstance(err.__cause__, KeyboardInterrupt | Stopped) else "FAILED"
             raise
         finally:
-            lock.release()
-            self._clean_checkpoints(status)
+            try:
+                self.tracker.flush(str(self.study_id))  # every queued write is in the store before the lock goes
+            finally:
+                lock.release()
+                self._clean_checkpoints(status)
 
     def _run(self) -> StudySummary:
         cfg = self.cfg
@@ -210,9 +223,11 @@ class Study:
                 self._end(run_id, status)
             raise StudyFailed(self.study_id, reason) from err
         name = self.tracker.get_run(self.study_id).name
+        student = self.roles.get("student")
         return StudySummary(self.study_id, name, cfg, {r: v.metrics for r, v in self.roles.items()}, metrics,
                             self.teacher_reused_from, self.findings, self.gates,
-                            self.splits.shift if self.splits is not None else "")
+                            self.splits.shift if self.splits is not None else "",
+                            self.tracker.get_run(student.run_id).tags.get(CACHE_TAG, "") if student else "")
 
     def _default_name(self) -> str:
         cfg, distill = self.cfg, self.cfg.distill
@@ -249,8 +264,8 @@ class Study:
         return tags
 
     def _reopen(self, run_id: str) -> None:
-        if self.tracker.get_run(run_id).status != "RUNNING":
-            self.tracker.set_status(run_id, "RUNNING")
+        """Mark a run RUNNING again, without the reason it stopped (both queued writes: nothing is read back)."""
+        self.tracker.set_status(run_id, "RUNNING")
         self.tracker.delete_tag(run_id, FAILURE_TAG)
 
     def _end(self, run_id: str, status: str) -> None:
@@ -463,24 +478,35 @@ class Study:
 
         primary = next(iter(models))
         checkpoint = self.checkpoint_path(primary)
+        placement = distiller.teacher_placement("" if splits.deterministic else "live: training batches are augmented")
+        if placement:
+            self.tracker.set_tags(run_ids[primary], {CACHE_TAG: placement})
         fit(distiller, splits, train, role=primary, epochs=train.epochs_for(primary), device=self.device,
             callbacks=[log], checkpoint=checkpoint, checkpoint_owner=f"{self.config_hash()}:{primary}",
-            checkpoint_seconds=CHECKPOINT_SECONDS, before_checkpoint=flush, progress=self.progress)
+            checkpoint_policy=CheckpointPolicy.of(train), before_checkpoint=flush, progress=self.progress)
         results = {role: self._finish_role(role, run_ids[role], model, teacher) for role, model in built.items()}
         checkpoint.unlink(missing_ok=True)
         return results
 
     def teacher_cache(self, source: TeacherSource, keys: set[str]) -> dict[str, torch.Tensor] | None:
-        """The teacher's outputs on the whole training split, when they fit in CACHE_BYTES (else run it live)."""
+        """The teacher's outputs on the whole training split, when they fit in ``train.cache_gib``: on the training
+        device when they fit there too, else in CPU memory (see :func:`~kdcore.engine.cache_home`); None when the
+        teacher must run live. ``source.placement`` records which, and why."""
         assert self.splits is not None
-        x = self.splits.train.x
+        x, cap = self.splits.train.x, self.cfg.train.cache_gib
         if "attentions" in keys:
+            source.placement = "live: attention maps are not cached"
+            return None
+        if cap == 0:
+            source.placement = "live: train.cache_gib is 0"
             return None
         shapes = {k: v.shape[1:] for k, v in predict_outputs(source.model, x[:2], self.device, False, keys).items()}
         size = len(x) * sum(torch.Size(s).numel() for s in shapes.values()) * 4
-        if size > CACHE_BYTES:
+        if size > cap * GIB:
+            source.placement = f"live: outputs {size_text(size)} exceed train.cache_gib {cap}"
             return None
-        return predict_outputs(source.model, x, self.device, self.cfg.train.amp, keys)
+        home, source.placement = cache_home(self.device, size)
+        return predict_outputs(source.model, x, self.device, self.cfg.train.amp, keys, to=home)
 
     def _load_weights(self, build: Callable[[], nn.Module], run_id: str) -> nn.Module:
         model = build()
@@ -501,7 +527,9 @@ class Study:
             metrics |= member_metrics(model, splits, self.device, amp)
         metrics |= cost_metrics(deployed(model), splits.test.x[:1].to(self.device))
         self.tracker.log_metrics(run_id, metrics, step=self.cfg.train.epochs_for(role))
-        self.tracker.log_bytes(run_id, "predictions.npz", predictions_npz(probs, splits))
+        table = predictions_npz(probs, splits)
+        self.tracker.log_bytes(run_id, "predictions.npz", table)
+        remember_predictions(self.tracker, run_id, table)  # the diagnosis reads it from memory, not the store
         maps = attentions_npz(model, splits.test.x[:ATTENTION_EXAMPLES].to(self.device))
         if maps is not None:
             self.tracker.log_bytes(run_id, ATTENTIONS, maps)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from kdcore.diagnostics import Finding, Gate, StudyResults, detect, evaluate_gates
-from kdcore.role_artifacts import read_predictions
+from kdcore.role_artifacts import parse_predictions, read_predictions
 from kdcore.siblings import temperature_sibling_ids, temperature_siblings
 from kdcore.tracker import DIAGNOSIS_METRICS, STUDY_ROLE, Tracker
 
@@ -48,11 +48,21 @@ def _finished_predictions(tracker: Tracker, run_id: str) -> dict[str, np.ndarray
     """A FINISHED role run's predictions, read once per process: they never change after the run ends."""
     key = (tracker.uri, run_id)
     if key not in _PREDICTIONS:
-        _PREDICTIONS[key] = read_predictions(tracker, run_id)
-        while len(_PREDICTIONS) > PREDICTIONS_KEPT:
-            _PREDICTIONS.popitem(last=False)
+        _keep(key, read_predictions(tracker, run_id))
     _PREDICTIONS.move_to_end(key)
     return _PREDICTIONS[key]
+
+
+def remember_predictions(tracker: Tracker, run_id: str, data: bytes) -> None:
+    """The ``predictions.npz`` a role run has just logged, kept for the diagnosis that follows in this process,
+    which then reads nothing back from the store."""
+    _keep((tracker.uri, run_id), parse_predictions(data, run_id))
+
+
+def _keep(key: tuple[str, str], predictions: dict[str, np.ndarray] | None) -> None:
+    _PREDICTIONS[key] = predictions
+    while len(_PREDICTIONS) > PREDICTIONS_KEPT:
+        _PREDICTIONS.popitem(last=False)
 
 
 def diagnose(tracker: Tracker, study_id: str) -> tuple[list[Finding], list[Gate]]:

@@ -114,16 +114,17 @@ def run_sweep(spec: SweepSpec, points: list[Point], tracker: Tracker, text: str,
             tracker.set_tags(sweep_id, {FAILURE_TAG: f"{len(failed)} of {len(points)} studies failed: "
                                                       + ", ".join(o.point.key for o in failed)})
         tracker.end_run(sweep_id, status)
+        tracker.flush(sweep_id)  # in the store before the caller reads it, from here or anywhere
         return SweepResult(sweep_id, status, summary, outcomes)
     except BaseException as err:
         # Ctrl-C arrives as itself between studies, or as the StudyFailed of the study it stopped
         interrupt = err if isinstance(err, KeyboardInterrupt) else err.__cause__
         reason = f"{type(err).__name__}: {err or 'cancelled'}"[:4000]
         tracker.set_tags(sweep_id, {FAILURE_TAG: reason})
+        tracker.end_run(sweep_id, "KILLED" if isinstance(interrupt, KeyboardInterrupt) else "FAILED")
+        tracker.flush(sweep_id)
         if isinstance(interrupt, KeyboardInterrupt):
-            tracker.end_run(sweep_id, "KILLED")
             raise SweepInterrupted(sweep_id, interrupt) from err
-        tracker.end_run(sweep_id, "FAILED")
         raise
 
 

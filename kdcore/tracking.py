@@ -8,13 +8,16 @@ working directory, with artifacts in ``mlartifacts/`` beside it: the same places
 
 from __future__ import annotations
 
+import atexit
 import io
 import logging
 import os
+import queue
 import sqlite3
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,12 +198,56 @@ def _reason(err: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+class _Writer:
+    """Applies a tracker's writes in order on one background thread, so training never waits for a commit.
+
+    A read first waits for every queued write (a tracker reads what it wrote). A write that fails is raised
+    by the next call of the thread that uses the tracker; at exit, whatever is queued is written first.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # held while the client is used: by the writer, or by a read
+        self._queue: queue.Queue[tuple[Callable[..., object], tuple[object, ...]]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, fn: Callable[..., object], *args: object) -> None:
+        self.raise_error()
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="kdx-tracking-writer", daemon=True)
+            self._thread.start()
+            atexit.register(self.drain)
+        self._queue.put((fn, args))
+
+    def drain(self) -> None:
+        """Block until every queued write is in the store; raise the first that failed."""
+        self._queue.join()
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _run(self) -> None:
+        while True:
+            fn, args = self._queue.get()
+            try:
+                with self.lock:
+                    fn(*args)
+            except BaseException as err:  # kept for the tracker's user; later writes still go in
+                self._error = self._error or err
+            finally:
+                self._queue.task_done()
+
+
 class MlflowTracker(Tracker):
     """A tracker writing to one MLflow experiment.
 
-    Metrics are buffered per run and written in one ``log_batch`` call at most every
-    ``flush_seconds`` (and when the run ends): a live view lags by about a second, while a study
-    whose epochs take milliseconds does not spend its time in SQLite commits.
+    Writes (metrics, tags, params, artifacts, statuses) are queued and applied in order by a background
+    thread; reads wait for them first, and :meth:`flush` waits for all of them (before a checkpoint, and
+    before a study lets go of its lock). Metrics are also buffered per run and sent in one ``log_batch``
+    at most every ``flush_seconds`` (and when the run ends): a live view lags by about a second.
     """
 
     def __init__(self, uri: str | None = None, experiment: str = "kd-explorer", flush_seconds: float = 1.0) -> None:
@@ -210,6 +257,14 @@ class MlflowTracker(Tracker):
         self.flush_seconds = flush_seconds
         self._buffer: dict[str, list[Metric]] = {}
         self._flushed_at: dict[str, float] = {}
+        self._writer = _Writer()
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Every queued write applied, then the client to ourselves for a read."""
+        self._writer.drain()
+        with self._writer.lock:
+            yield
 
     def _experiment(self, name: str) -> str:
         """The id of experiment ``name``: created when missing, brought back when in the trash."""
@@ -230,11 +285,11 @@ class MlflowTracker(Tracker):
         tags = dict(tags)
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-        run_id = run.info.run_id
+        with self._reading():
+            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
         items = [Param(k, v) for k, v in params.items()]
         for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(run_id, params=items[start:start + 100], synchronous=True)
+            self._writer.submit(self._log_batch, run_id, {"params": items[start:start + 100]})
         return run_id
 
     @classmethod
@@ -245,7 +300,7 @@ class MlflowTracker(Tracker):
         return cls(uri, experiment.name)
 
     def set_status(self, run_id: str, status: str) -> None:
-        self.client.update_run(run_id, status=status)
+        self._writer.submit(self.client.update_run, run_id, status)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
@@ -254,22 +309,33 @@ class MlflowTracker(Tracker):
             self._flush(run_id)
 
     def flush(self, run_id: str) -> None:
+        """Send the run's buffered metrics and wait until every queued write is in the store."""
         self._flush(run_id)
+        self._writer.drain()
 
     def _flush(self, run_id: str) -> None:
         items = self._buffer.pop(run_id, [])
         for start in range(0, len(items), 1000):  # MLflow takes at most 1000 metrics per batch
-            self.client.log_batch(run_id, metrics=items[start:start + 1000], synchronous=True)
+            self._writer.submit(self._log_batch, run_id, {"metrics": items[start:start + 1000]})
         self._flushed_at[run_id] = time.monotonic()
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+        self._writer.submit(self._log_batch, run_id, {"tags": [RunTag(k, str(v)) for k, v in tags.items()]})
+
+    def _log_batch(self, run_id: str, items: dict[str, list]) -> None:
+        self.client.log_batch(run_id, **items, synchronous=True)
 
     def delete_tag(self, run_id: str, key: str) -> None:
+        self._writer.submit(self._delete_tag, run_id, key)
+
+    def _delete_tag(self, run_id: str, key: str) -> None:
         if key in self.client.get_run(run_id).data.tags:
             self.client.delete_tag(run_id, key)
 
     def log_bytes(self, run_id: str, path: str, data: bytes) -> None:
+        self._writer.submit(self._log_bytes, run_id, path, data)
+
+    def _log_bytes(self, run_id: str, path: str, data: bytes) -> None:
         folder, _, name = path.rpartition("/")
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / name
@@ -277,11 +343,13 @@ class MlflowTracker(Tracker):
             self.client.log_artifact(run_id, str(local), folder or None)
 
     def read_bytes(self, run_id: str, path: str) -> bytes:
-        return _read_bytes(self.client, run_id, path)
+        with self._reading():
+            return _read_bytes(self.client, run_id, path)
 
     def register_folder(self, run_id: str, folder: Path, path: str, name: str, description: str) -> tuple[str, str]:
         """Log ``folder`` on the run under ``path`` and register it as a new version of the Model Registry's
         ``name`` (created when new), described by ``description``: (the version, its source URI)."""
+        self._writer.drain()
         self.client.log_artifacts(run_id, str(folder), path)
         source = f"{self.client.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}"
         if not self.client.search_registered_models(filter_string=f"name = '{name}'"):
@@ -291,22 +359,25 @@ class MlflowTracker(Tracker):
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self._flush(run_id)
-        self.client.set_terminated(run_id, status=status)
+        self._writer.submit(self.client.set_terminated, run_id, status)
 
     def get_run(self, run_id: str) -> RunRecord:
         self._flush(run_id)
-        return _record(self.client.get_run(run_id))
+        with self._reading():
+            return _record(self.client.get_run(run_id))
 
     def find_runs(self, tags: dict[str, str], status: str | None = None) -> list[RunRecord]:
         clauses = [f"tags.`{k}` = '{_quote(v)}'" for k, v in tags.items()]
         if status:
             clauses.append(f"attributes.status = '{status}'")
-        runs = _search_all(self.client, [self.experiment_id], " AND ".join(clauses))
+        with self._reading():
+            runs = _search_all(self.client, [self.experiment_id], " AND ".join(clauses))
         return [_record(run) for run in runs]
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         self._flush(run_id)
-        return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
+        with self._reading():
+            return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
 
 
 def _read_bytes(client: MlflowClient, run_id: str, path: str) -> bytes:
@@ -476,11 +547,12 @@ def read_artifact(run_id: str, path: str, uri: str | None = None) -> bytes:
 def start_run_at(tracker: MlflowTracker, name: str, tags: dict[str, str], params: dict[str, str],
                  start_time: int) -> str:
     """Like :meth:`MlflowTracker.start_run`, but started at ``start_time`` (ms): to replay a stored run."""
-    run_id = tracker.client.create_run(tracker.experiment_id, start_time=start_time, tags=tags,
-                                       run_name=name).info.run_id
-    items = [Param(k, v) for k, v in params.items()]
-    for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-        tracker.client.log_batch(run_id, params=items[start:start + 100], synchronous=True)
+    with tracker._reading():  # the client to ourselves, after the tracker's queued writes
+        run_id = tracker.client.create_run(tracker.experiment_id, start_time=start_time, tags=tags,
+                                           run_name=name).info.run_id
+        items = [Param(k, v) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            tracker.client.log_batch(run_id, params=items[start:start + 100], synchronous=True)
     return run_id
 
 
@@ -490,15 +562,17 @@ def log_metric_history(tracker: MlflowTracker, run_id: str,
     items = [Metric(key, float(value), int(timestamp), int(step))
              for key, rows in history.items() for step, value, timestamp in rows]
     for start in range(0, len(items), 1000):  # MLflow takes at most 1000 metrics per batch
-        tracker.client.log_batch(run_id, metrics=items[start:start + 1000], synchronous=True)
+        tracker._writer.submit(tracker._log_batch, run_id, {"metrics": items[start:start + 1000]})
 
 
 def end_run_at(tracker: MlflowTracker, run_id: str, status: str, end_time: int | None) -> None:
     """Close a run with ``status`` at ``end_time`` (ms; None = now)."""
-    tracker.client.set_terminated(run_id, status=status, end_time=end_time)
+    with tracker._reading():
+        tracker.client.set_terminated(run_id, status=status, end_time=end_time)
 
 
 def delete_runs(tracker: MlflowTracker, run_ids: list[str]) -> None:
     """Move runs to the store's trash (searches no longer see them), e.g. after a failed replay."""
-    for run_id in run_ids:
-        tracker.client.delete_run(run_id)
+    with tracker._reading():
+        for run_id in run_ids:
+            tracker.client.delete_run(run_id)

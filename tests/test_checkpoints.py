@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,134 @@ def test_a_file_that_is_no_state_dict_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"teacher.checkpoint: w.pt holds no state dict"):
         Study(tiny_config(*TEACHER, f"teacher.checkpoint={path}"), MlflowTracker(f"sqlite:///{tmp_path}/m.db",
                                                                                  "x"), progress=False).run()
+
+
+# --- how often a role's training checkpoint is written ---------------------------------------------------------
+def record_saves(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """(file name, epochs done) of every training checkpoint written from now on."""
+    from kdcore import engine
+
+    saves: list[tuple[str, int]] = []
+    real = engine._save_atomic
+
+    def save(path: Path, state: dict) -> None:
+        saves.append((path.name, state["epoch"]))
+        real(path, state)
+
+    monkeypatch.setattr(engine, "_save_atomic", save)
+    return saves
+
+
+def test_the_checkpoint_policy_is_by_epochs_when_set_else_by_time_and_always_after_the_last_epoch() -> None:
+    from kdcore.engine import CheckpointPolicy
+
+    by_time, every_epoch, by_epochs = CheckpointPolicy(60), CheckpointPolicy(0), CheckpointPolicy(60, 2)
+    assert [by_time.due(done, 5, 59.9) for done in range(1, 6)] == [False] * 4 + [True]
+    assert by_time.due(1, 5, 60.0) and all(every_epoch.due(done, 5, 0.0) for done in range(1, 6))
+    assert [by_epochs.due(done, 5, 3600.0) for done in range(1, 6)] == [False, True, False, True, True]
+    assert CheckpointPolicy.of(tiny_config().train) == CheckpointPolicy(60.0, None)
+    assert CheckpointPolicy.of(tiny_config("train.checkpoint_every_epochs=3").train).every_epochs == 3
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ([], [3, 5]),  # 60 s: due after the third epoch (75 s), then the last
+    (["train.checkpoint_every_s=0"], [1, 2, 3, 4, 5]),
+    (["train.checkpoint_every_s=1000"], [5]),
+    (["train.checkpoint_every_epochs=2"], [2, 4, 5]),  # by epochs, whatever the clock says
+])
+def test_fit_writes_its_checkpoint_as_the_config_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      overrides: list[str], expected: list[int]) -> None:
+    """Each epoch takes 25 s of a fake clock; the checkpoint follows train.checkpoint_every_s / _epochs."""
+    from kdcore import engine
+    from kdcore.engine import CheckpointPolicy, fit
+    from kdcore.methods.base import build_method
+
+    cfg = tiny_config("train.epochs=5", *overrides)
+    clock = {"now": 0.0}
+    monkeypatch.setattr(engine.time, "monotonic", lambda: clock["now"])
+    saves = record_saves(monkeypatch)
+    splits = load_dataset(cfg.data)
+    method = build_method("none", digits_model(width=8), None, cfg.distill.for_plain_labels())
+    fit(method, splits, cfg.train, role="baseline", epochs=5, device=torch.device("cpu"),
+        callbacks=[lambda report: clock.update(now=clock["now"] + 25)], checkpoint=tmp_path / "baseline.pt",
+        checkpoint_policy=CheckpointPolicy.of(cfg.train), progress=False)
+    assert [epoch for _, epoch in saves] == expected
+
+
+def test_a_study_checkpoints_every_n_epochs_and_a_resume_continues_from_there(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With train.checkpoint_every_epochs=2 every role saves after epochs 2, 4 and its last. A crash in the
+    student's fourth epoch resumes from epoch 2: epoch 3 is trained again but not logged again, and the study
+    ends as the uninterrupted one, bit for bit."""
+    from kdcore.methods.kd import KD
+    from kdcore.study import StudyFailed
+
+    cfg = tiny_config("train.epochs=5", "train.checkpoint_every_epochs=2")
+    saves = record_saves(monkeypatch)
+    reference = Study(cfg, MemoryTracker(), progress=False)
+    reference.run()
+    assert saves == [(f"{role}.pt", epoch) for role in ("teacher", "baseline", "student") for epoch in (2, 4, 5)]
+
+    saves.clear()
+    real, calls = KD.step, {"n": 0}
+    steps_per_epoch = -(-len(reference.splits.train.y) // cfg.train.batch_size)
+
+    def crash(self: KD, batch: object) -> object:
+        calls["n"] += 1
+        if calls["n"] > 3 * steps_per_epoch + 2:
+            raise RuntimeError("simulated power cut")
+        return real(self, batch)
+
+    monkeypatch.setattr(KD, "step", crash)
+    tracker = MemoryTracker()
+    with pytest.raises(StudyFailed) as info:
+        Study(cfg, tracker, progress=False).run()
+    assert [s for s in saves if s[0] == "student.pt"] == [("student.pt", 2)]
+    monkeypatch.setattr(KD, "step", real)
+    saves.clear()
+    resumed = Study.resume(info.value.study_id, tracker, progress=False)
+    resumed.run()
+    assert saves == [("student.pt", 4), ("student.pt", 5)]
+    student = tracker.find_runs({"kd.study_id": info.value.study_id, "kd.role": "student"})[0]
+    for key in ("val/acc", "train/loss", "train/loss_kd"):
+        assert [step for step, _ in tracker.metric_history(student.run_id, key)] == [0, 1, 2, 3, 4], key
+    ours, theirs = resumed.roles["student"].model.state_dict(), reference.roles["student"].model.state_dict()
+    assert all(torch.equal(ours[key], theirs[key]) for key in theirs)
+    assert resumed.roles["student"].metrics["test/acc"] == reference.roles["student"].metrics["test/acc"]
+
+
+class Stop(Exception):
+    """Stands in for a crash between two epochs."""
+
+
+def test_a_resumed_fit_continues_the_random_draws_of_augmentation(tmp_path: Path) -> None:
+    """The checkpoint holds torch's random state: a fit stopped after its second epoch and resumed ends with the
+    weights of the uninterrupted fit although every batch was augmented with fresh noise."""
+    from kdcore.data.splits import DatasetSplits
+    from kdcore.engine import EpochReport, fit
+    from kdcore.methods.base import build_method
+
+    cfg = tiny_config("train.epochs=4")
+    plain = load_dataset(cfg.data)
+    splits = DatasetSplits(plain.name, plain.train, plain.val, plain.test, plain.test_shifted, plain.num_classes,
+                           plain.input_shape, plain.shift, augment=lambda x: x + 0.5 * torch.randn_like(x))
+
+    def train(checkpoint: Path | None, stop_after: int | None = None) -> torch.nn.Module:
+        torch.manual_seed(0)
+        model = digits_model(width=8)
+        method = build_method("none", model, None, cfg.distill.for_plain_labels())
+
+        def stop(report: EpochReport) -> None:
+            if report.epoch == stop_after:
+                raise Stop
+
+        with contextlib.suppress(Stop):
+            fit(method, splits, cfg.train, role="baseline", epochs=4, device=torch.device("cpu"), callbacks=[stop],
+                checkpoint=checkpoint, progress=False)
+        return model
+
+    reference = train(None).state_dict()
+    train(tmp_path / "baseline.pt", stop_after=2)  # stopped after its third epoch, saved after its second
+    torch.manual_seed(123)  # whatever the state when it resumes
+    resumed = train(tmp_path / "baseline.pt").state_dict()
+    assert all(torch.equal(resumed[key], reference[key]) for key in reference)

@@ -136,6 +136,48 @@ def test_alignment_phase_then_distillation_phase_on_paired_samples() -> None:
     assert torch.equal(method.partners, torch.arange(16))  # paired: each sample with its own teacher outputs
 
 
+class Untouchable:
+    """Training inputs that must not be read (a cached teacher needs only the partners' positions)."""
+
+    def __getitem__(self, index: object) -> torch.Tensor:
+        raise AssertionError("the partners' inputs were gathered for a cached teacher")
+
+
+@pytest.mark.parametrize("align", [True, False])
+def test_partners_inputs_are_gathered_only_for_a_live_teacher_and_never_copied_to_the_device(align: bool) -> None:
+    """The method holds no device copy of the training set (the engine has one): its inputs stay where the dataset
+    keeps them, and are read only when the teacher runs live; cached and live outputs of the partners agree."""
+    cfg = tiny_config(*MULTI, f"distill.align={align}")
+    torch.manual_seed(0)
+    x, y = torch.rand(16, 4, 32, 32), torch.randint(0, 3, (16,))
+    student = build_model(cfg.student, (4, 32, 32), 3, ("depth", (3, 4)))
+    teacher = build_model(cfg.teacher, (4, 32, 32), 3, ("rgb", (0, 3)))
+    specs = [TermSpec(term="hint"), TermSpec(term="kd")]
+    live = CrossModalDistillation(student, TeacherSource(teacher), cfg.distill, specs, x[:4], x)
+    assert "train_x" not in dict(live.named_buffers())
+    moved = CrossModalDistillation(build_model(cfg.student, (4, 32, 32), 3, ("depth", (3, 4))),
+                                   TeacherSource(teacher), cfg.distill, specs, x[:4], x).to(torch.device("meta"))
+    assert moved.train_x is x and moved.partners.is_meta  # the positions move with the method, the inputs stay
+    index = torch.tensor([3, 0, 7, 5])
+    batch = Batch(x[index], y[index], index, index.clone())
+    keys = live.teacher_keys()
+    partner = live.partner_batch(batch, keys)
+    assert torch.equal(partner.x, x[live.partners[index]]) and torch.equal(partner.host_index, live.partners[index])
+
+    source = TeacherSource(teacher, cache={key: value for key, value in TeacherSource(teacher).outputs(
+        Batch(x, y, torch.arange(16)), keys).items()})
+    cached = CrossModalDistillation(student, source, cfg.distill, specs, x[:4], x)
+    cached.load_state_dict(live.state_dict())  # the same alignment networks
+    cached.train_x = Untouchable()
+    cached.begin_epoch(1)
+    live.begin_epoch(1)
+    with torch.no_grad():
+        from_cache, from_live = cached.step(batch).losses, live.step(batch).losses
+    assert from_cache.keys() == from_live.keys()
+    for name in from_live:
+        torch.testing.assert_close(from_cache[name], from_live[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
 @pytest.mark.parametrize("method", [["distill.method=kd"], [
     "distill.method=multi", "distill.params={terms: [{term: kd}, {term: hint}, {term: rkd_distance}]}"]])
 def test_without_alignment_a_label_free_student_fails_and_the_detector_fires(tracker: MemoryTracker,

@@ -118,7 +118,7 @@ def test_sigterm_ends_the_study_killed_with_exit_143(tmp_path: Path) -> None:
 
 def test_kill_9_is_listed_failed_and_resume_leaves_no_gap_or_duplicate(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = write_config(tmp_path, [*SLOW, "train.epochs=120"])
+    config = write_config(tmp_path, [*SLOW, "train.epochs=120", "train.checkpoint_every_s=1"])
     proc = kdx("run", str(config), "--tracking-uri", uri, "--no-progress", cwd=tmp_path)
     try:
         study_id = wait_for(lambda: the_study(uri), what="the study to start")
@@ -203,7 +203,6 @@ def test_epoch_metrics_reach_the_store_before_the_checkpoint(tmp_path: Path, mon
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = MlflowTracker(uri, flush_seconds=3600)  # nothing is flushed unless the study asks for it
-    monkeypatch.setattr("kdcore.study.CHECKPOINT_SECONDS", 0.0)
     save, saves = engine._save_atomic, {"n": 0}
 
     def save_then_die(path, state):
@@ -215,7 +214,7 @@ def test_epoch_metrics_reach_the_store_before_the_checkpoint(tmp_path: Path, mon
 
     monkeypatch.setattr(engine, "_save_atomic", save_then_die)
     with pytest.raises(StudyFailed) as info:
-        Study(tiny_config("train.epochs=4"), tracker, progress=False).run()
+        Study(tiny_config("train.epochs=4", "train.checkpoint_every_s=0"), tracker, progress=False).run()
     monkeypatch.undo()
     study_id = info.value.study_id
     student = runs_by_role(tracker, study_id)["student"]

@@ -104,6 +104,35 @@ def test_every_exit_is_a_model_of_its_own_that_matches_the_multi_exit_pass() -> 
     assert multi.exit_net(3) is multi.base and sizes[0] < sizes[1]  # a shallower exit ships fewer blocks
 
 
+def test_a_multi_exit_network_builds_its_exits_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exits are built with the network, never per forward pass, and stay outside its module tree: the
+    state_dict and the parameters are those of the base network and the heads, each once."""
+    from kdcore.mechanisms import self_distill
+
+    built: list[int] = []
+    real = self_distill.ExitNet
+
+    def counted(*args: object) -> torch.nn.Module:
+        built.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(self_distill, "ExitNet", counted)
+    cfg = tiny_config(*SPATIAL)
+    splits = load_dataset(cfg.data)
+    multi = MultiExit(build_model(cfg.student, splits.input_shape, splits.num_classes), splits.input_shape,
+                      splits.num_classes, 1)
+    assert len(built) == 2  # exits 1 and 2; exit 3 is the base network
+    modules, params = [id(m) for m in multi.modules()], count_parameters(multi)
+    keys = list(multi.state_dict())
+    x = splits.test.x[:8]
+    first, second = multi(x).logits, multi(x).logits
+    assert torch.equal(first, second) and multi.deployed() is multi.deployed() is multi.exit_net(1)
+    assert len(built) == 2, "a forward pass built new modules"
+    assert [id(m) for m in multi.modules()] == modules and count_parameters(multi) == params
+    assert list(multi.state_dict()) == keys and not any(key.startswith("exits") for key in keys)
+    assert count_parameters(multi) == count_parameters(multi.base) + count_parameters(multi.heads)
+
+
 @pytest.mark.parametrize("exit_", [1, 2, None])
 def test_spatial_self_distillation_deploys_the_chosen_exit(exit_: int | None) -> None:
     cfg = tiny_config(*SPATIAL, f"distill.exit={'null' if exit_ is None else exit_}", "train.epochs=2")

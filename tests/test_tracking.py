@@ -120,6 +120,8 @@ def test_sqlite_study_listing_matches_mlflows_search(logged_study, sqlite_uri: s
     tracker.client.delete_run(gone)
     other = MlflowTracker(sqlite_uri, "elsewhere")
     other.end_run(other.start_run("other", {"kd.role": "study"}, {}))
+    tracker.flush(nan_run)
+    other.flush(nan_run)
 
     path = local_store.existing_sqlite(sqlite_uri)
     fast = local_store.runs_frame(path, {"kd.role": "study"}, experiment)

@@ -52,6 +52,10 @@ def widget(spec: FieldSpec, value: Any, key: str) -> Any:
         options = list(spec.options)
         index = options.index(value) if value in options else 0
         return st.selectbox(label, options, index=index, key=key, help=help_text)
+    if spec.kind == "bool" and spec.optional:  # empty is a third answer ("decide for me"), not false
+        options = [None, True, False]
+        return st.selectbox(label, options, index=options.index(value) if value in options else 0, key=key,
+                            help=help_text, format_func=lambda v: "empty (the default rule)" if v is None else str(v))
     if spec.kind == "bool":
         return st.checkbox(label, value=bool(value), key=key, help=help_text)
     if spec.kind in {"int", "float"}:

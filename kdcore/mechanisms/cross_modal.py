@@ -56,6 +56,8 @@ class CrossModalDistillation(Method):
     ``partners`` maps each training index to the index whose teacher outputs it learns from: itself when
     paired, a fixed permutation when not. ``maps`` holds one alignment network per feature pair, keyed
     ``student>teacher``; ``links`` says which pair each term reads (None for response terms).
+    ``train_x`` stays where the dataset keeps it (the CPU): the partners' inputs are gathered from it only when
+    the teacher runs live, so the device holds the training set once, the engine's copy.
     """
 
     knowledge = "feature"
@@ -84,7 +86,8 @@ class CrossModalDistillation(Method):
         n = len(train_x)
         order = torch.arange(n) if cfg.align else _derangement(n, UNPAIRED_SEED)
         self.register_buffer("partners", order, persistent=False)
-        self.register_buffer("train_x", train_x, persistent=False)  # the partners' inputs, for a live teacher
+        self.host_partners = order  # the same on the CPU, for a cache kept in CPU memory
+        self.train_x = train_x  # the partners' inputs, for a live teacher; not a buffer: never moved to the device
 
     def begin_epoch(self, epoch: int) -> None:
         self.aligning = epoch < self.align_epochs
@@ -95,9 +98,8 @@ class CrossModalDistillation(Method):
     def step(self, batch: Batch) -> StepOutput:
         assert self.teacher is not None
         out = self.student(batch.x)
-        index = self.partners[batch.index]
-        partner = Batch(self.train_x[index], batch.y, index)
-        teacher = self.teacher.outputs(partner, self.teacher_keys())
+        keys = self.teacher_keys()
+        teacher = self.teacher.outputs(self.partner_batch(batch, keys), keys)
         mapped = {pair: self.maps[_key(pair)](out.features[pair[0]]) for pair in self.pairs}  # teacher's shapes
         losses: dict[str, torch.Tensor] = {}
         if self.cfg.align:
@@ -109,6 +111,16 @@ class CrossModalDistillation(Method):
             losses |= response_losses(self.response, out.logits, [teacher[LOGITS]], batch, self.cfg)
             losses |= self.feature_losses(mapped, teacher, batch)
         return StepOutput(out.logits, losses)
+
+    def partner_batch(self, batch: Batch, keys: set[str]) -> Batch:
+        """The partners of ``batch``'s samples: their positions, and their inputs only when the teacher runs live
+        (a cache reads positions alone; an empty batch of inputs stands in)."""
+        index = self.partners[batch.index]
+        host = None if batch.host_index is None else self.host_partners[batch.host_index]
+        if self.teacher is not None and self.teacher.serves(keys):
+            return Batch(batch.x[:0], batch.y, index, host)
+        rows = host if host is not None else index.cpu()
+        return Batch(self.train_x[rows].to(batch.x.device), batch.y, index, host)
 
     def feature_losses(self, mapped: dict[Pair, torch.Tensor], teacher: dict[str, Any],
                        batch: Batch) -> dict[str, torch.Tensor]:

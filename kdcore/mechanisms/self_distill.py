@@ -46,7 +46,9 @@ def exit_classifier(shape: tuple[int, ...], num_classes: int) -> nn.Module:
 class MultiExit(nn.Module):
     """A :class:`BlockNet` with a classifier after every block but the last (whose classifier is its own head).
 
-    ``forward`` runs only up to the chosen exit, so evaluating it measures the deployed model.
+    ``forward`` runs only up to the chosen exit, so evaluating it measures the deployed model. The exits are
+    built once, sharing the base network's modules; they are kept in a tuple, outside the module tree, so the
+    state_dict holds each weight once, under the base network's and the heads' names.
     """
 
     def __init__(self, base: BlockNet, input_shape: tuple[int, ...], num_classes: int, exit: int | None) -> None:
@@ -59,12 +61,12 @@ class MultiExit(nn.Module):
         self.heads = nn.ModuleList(exit_classifier(tuple(features[f"block{k}"].shape[1:]), num_classes)
                                    for k in range(1, self.depth))
         self.exit = exit or self.depth
+        self.exits: tuple[nn.Module, ...] = (
+            *(ExitNet(base.stem, list(base.blocks[:k]), self.heads[k - 1]) for k in range(1, self.depth)), base)
 
     def exit_net(self, k: int) -> nn.Module:
         """Exit ``k`` (1 = after the first block) as a model of its own; the deepest is the base network."""
-        if k == self.depth:
-            return self.base
-        return ExitNet(self.base.stem, list(self.base.blocks[:k]), self.heads[k - 1])
+        return self.exits[k - 1]
 
     def deployed(self) -> nn.Module:
         return self.exit_net(self.exit)

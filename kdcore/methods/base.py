@@ -23,6 +23,7 @@ class Batch:
     x: torch.Tensor  # (B, *input_shape)
     y: torch.Tensor  # (B,)
     index: torch.Tensor  # (B,) positions in the training split, for cached teacher outputs
+    host_index: torch.Tensor | None = None  # the same positions on the CPU, for a cache kept in CPU memory
 
 
 @dataclass
@@ -38,20 +39,27 @@ class TeacherSource:
 
     The cache holds the teacher's outputs on the whole training split (``logits`` and any named
     features a method reads), computed once when the data pipeline is deterministic; otherwise the
-    teacher runs under inference mode each step.
+    teacher runs under inference mode each step. The cache lives on the training device, or in CPU memory,
+    from where each batch's rows are copied to the device. ``placement`` says which and why, as a short note
+    (the role's ``kd.teacher_cache`` tag); whoever builds the cache sets it.
     """
 
     def __init__(self, model: nn.Module, cache: dict[str, torch.Tensor] | None = None) -> None:
         self.model = model.eval().requires_grad_(False)
         self.cache = cache  # key -> (N_train, ...) or None
+        self.placement = ""  # e.g. "device (cuda, 0.12 GiB)", "live: train.cache_gib is 0"
 
     def logits(self, batch: Batch) -> torch.Tensor:
         return self.outputs(batch, {"logits"})["logits"]
 
+    def serves(self, keys: set[str]) -> bool:
+        """Whether the cache answers ``keys`` (else the teacher runs on the batch's inputs)."""
+        return self.cache is not None and keys <= self.cache.keys()
+
     def outputs(self, batch: Batch, keys: set[str]) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         """``logits``, named features and/or ``attentions`` of the teacher on this batch."""
         if self.cache is not None and keys <= self.cache.keys():
-            return {key: self.cache[key][batch.index] for key in keys}
+            return {key: cached_rows(self.cache[key], batch) for key in keys}
         with torch.inference_mode():
             out = self.model(batch.x)
         found: dict[str, torch.Tensor | list[torch.Tensor]] = {}
@@ -63,6 +71,18 @@ class TeacherSource:
             else:
                 found[key] = out.features[key].clone()
         return found
+
+
+def cached_rows(table: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """``batch``'s rows of a cached table, on the batch's device: gathered there when the table lives there, else
+    gathered in CPU memory and copied over (through pinned memory, without waiting, on CUDA)."""
+    device = batch.index.device
+    if table.device == device:
+        return table[batch.index]
+    rows = table[batch.host_index if batch.host_index is not None else batch.index.cpu()]
+    if device.type == "cuda":
+        rows = rows.pin_memory()
+    return rows.to(device, non_blocking=True)
 
 
 class Method(nn.Module, ABC):
@@ -114,6 +134,22 @@ class Method(nn.Module, ABC):
         """The outputs :meth:`step` reads from teacher ``source`` (0 = ``teacher``, then ``more_teachers``):
         ``logits`` and feature names, what a study may cache."""
         return {"logits"} if self.needs_teacher else set()
+
+    def teacher_sources(self) -> list[TeacherSource]:
+        """Every teacher this method and the methods inside it (an ensemble's members') learn from, once each."""
+        found: dict[int, TeacherSource] = {}
+        for module in self.modules():
+            if isinstance(module, Method):
+                for source in ([module.teacher] if module.teacher is not None else []) + module.more_teachers:
+                    found.setdefault(id(source), source)
+        return list(found.values())
+
+    def teacher_placement(self, default: str = "") -> str:
+        """Where the teachers' outputs come from while this method trains: each source's ``placement`` (else
+        ``default``, else ``cached`` or ``live``), the distinct ones joined by "; "; empty without a teacher."""
+        notes = [source.placement or default or ("cached" if source.cache is not None else "live")
+                 for source in self.teacher_sources()]
+        return "; ".join(dict.fromkeys(notes))
 
 
 def teacher_weights(count: int, weights: Sequence[float] | None) -> list[float]:
