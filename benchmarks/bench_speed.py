@@ -13,7 +13,7 @@ Training and tracking come from ``bench_offline_kd.py``. Start-up times whole pr
 them, in alternating turns, and quotes medians; the launched example goes through the launcher and its warm
 starter, as the dashboard's Run button does. The torch thread count is fixed (``--threads``).
 
-    python benchmarks/bench_speed.py [--threads 1] [--rounds 3] [--epochs 2] [--smoke]
+    python benchmarks/bench_speed.py [--threads 1] [--rounds 5] [--epochs 5] [--smoke]
 """
 
 from __future__ import annotations
@@ -114,8 +114,9 @@ def launched_example(rounds: int, folder: Path, uri: str, overrides: list[str], 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (fixed for every variant)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating timed turns per variant")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per timed training turn")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timed turns per variant")
+    parser.add_argument("--epochs", type=int, default=5,
+                        help="epochs per timed training turn (the cached teacher is built once per turn)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round: that it runs")
     args = parser.parse_args(argv)
     if args.smoke:

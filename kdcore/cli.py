@@ -181,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
         "speed", help="every speed target: training loop, tracking share, start-up, each beside its target",
         description="Time kdcore's loop against a hand-written one, MLflow's share of a study and the start-up of "
                     "kdx commands and launched studies; print every ratio beside its target (benchmarks/).")
-    speed.add_argument("--rounds", type=int, default=3, metavar="N", help="alternating timed turns (default 3)")
-    speed.add_argument("--epochs", type=int, default=2, metavar="N", help="epochs per training turn (default 2)")
+    speed.add_argument("--rounds", type=int, default=5, metavar="N", help="alternating timed turns (default 5)")
+    speed.add_argument("--epochs", type=int, default=5, metavar="N", help="epochs per training turn (default 5)")
     speed.add_argument("--threads", type=int, default=1, metavar="N", help="torch CPU threads (default 1)")
     speed.add_argument("--smoke", action="store_true", help="tiny sizes and one round: that it runs, in a minute")
     suite = bench_commands.add_parser("mechanisms", help="a suite of mechanism variants on one pair")

@@ -39,7 +39,7 @@ class TeacherSource:
 
     The cache holds the teacher's outputs on the whole training split (``logits`` and any named
     features a method reads), computed once when the data pipeline is deterministic; otherwise the
-    teacher runs under inference mode each step. The cache lives on the training device, or in CPU memory,
+    teacher runs without grad each step. The cache lives on the training device, or in CPU memory,
     from where each batch's rows are copied to the device. ``placement`` says which and why, as a short note
     (the role's ``kd.teacher_cache`` tag); whoever builds the cache sets it.
     """
@@ -60,16 +60,16 @@ class TeacherSource:
         """``logits``, named features and/or ``attentions`` of the teacher on this batch."""
         if self.cache is not None and keys <= self.cache.keys():
             return {key: cached_rows(self.cache[key], batch) for key in keys}
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference mode: its tensors could not be saved for backward without a copy
             out = self.model(batch.x)
         found: dict[str, torch.Tensor | list[torch.Tensor]] = {}
-        for key in keys:  # inference tensors cannot be saved for backward; clones can
+        for key in keys:
             if key == "logits":
-                found[key] = out.logits.clone()
+                found[key] = out.logits
             elif key == "attentions":
-                found[key] = [a.clone() for a in out.attentions or []]
+                found[key] = list(out.attentions or [])
             else:
-                found[key] = out.features[key].clone()
+                found[key] = out.features[key]
         return found
 
 
