@@ -31,6 +31,8 @@ import time
 import traceback
 from pathlib import Path
 
+from kdcore.ownership import is_locked
+
 SOCKET = "warm.sock"
 LOCK = "warm.lock"  # held by the live starter: at most one per jobs folder
 LOG = "warm.log"
@@ -72,7 +74,7 @@ def start(root: Path, argv: list[str], env: dict[str, str], log_fd: int, alive_f
 def ensure(root: Path | None = None) -> None:
     """Start the warm starter of ``root`` (None: the default jobs folder) in the background, unless one runs (or
     is starting) already."""
-    if not enabled() or (root is not None and _held(root / LOCK)):
+    if not enabled() or (root is not None and is_locked(root / LOCK)):
         return
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = open(root / LOG, "ab") if root is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
@@ -93,7 +95,7 @@ def stop(root: Path, timeout: float = 10.0) -> None:
         client.sendall(b'{"stop": true}\n')
         _read_line(client)
     deadline = time.monotonic() + timeout
-    while _held(root / LOCK) and time.monotonic() < deadline:
+    while is_locked(root / LOCK) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -111,17 +113,6 @@ def socket_path(root: Path) -> Path:
     if len(str(path).encode()) < 100:
         return path
     return Path(tempfile.gettempdir()) / f"kdx-warm-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}.sock"
-
-
-def _held(path: Path) -> bool:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 def _read_line(conn: socket.socket) -> bytes:
